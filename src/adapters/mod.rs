@@ -1,0 +1,416 @@
+//! Adapters: how this node reaches the backend systems behind its services.
+//!
+//! Each backend system is one data file in the top-level `adapters/` folder
+//! (kind, address, credentials reference, timeouts, retries, health check,
+//! operations with their field mapping). The adapter *kinds* are code here:
+//! [`rest`] (REST/JSON) and [`soap`] (SOAP/XML, mapped by [`soap_mapping`]).
+//! Both share [`transport`]: a pooled reqwest client, per-try deadlines inside
+//! the exchange's deadline, retries of idempotent calls, a bulkhead and capped
+//! body reads.
+//!
+//! Adapters know nothing of consumers or contracts: they turn an operation and
+//! its parameters into a JSON record, and the gateway decides what leaves.
+
+pub mod rest;
+pub mod soap;
+pub mod soap_mapping;
+pub mod transport;
+
+use crate::config::ConfigError;
+use crate::error::{ErrorCode, GatewayError};
+use crate::pattern::OperationPattern;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Adapter kinds implemented in code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterKind {
+    /// REST/JSON over HTTP.
+    Rest,
+    /// SOAP 1.1 over HTTP.
+    Soap,
+}
+
+/// An adapter file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdapter {
+    /// Unique name; services refer to it.
+    pub name: String,
+    /// Adapter kind.
+    pub kind: AdapterKind,
+    /// Free text for operators.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Base URL of the backend (`http://` or `https://`).
+    pub address: String,
+    /// Credentials reference: `env:VARIABLE` holding a bearer token. Never the secret itself.
+    #[serde(default)]
+    pub credentials: Option<String>,
+    /// Deadline of one try in milliseconds. Default 5 000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// TCP connect deadline in milliseconds. Default 1 000.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Extra tries of idempotent calls after a timeout, connection failure or 5xx. Default 0.
+    #[serde(default)]
+    pub retries: u32,
+    /// Largest accepted response body in bytes. Default 1 MiB.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+    /// Calls in flight to this backend before new ones fail fast (bulkhead). Default 256.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Active health check.
+    #[serde(default)]
+    pub health: Option<RawHealth>,
+    /// Operations offered by the service this adapter backs.
+    pub operations: Vec<RawAdapterOperation>,
+}
+
+fn default_timeout_ms() -> u64 {
+    5_000
+}
+fn default_connect_timeout_ms() -> u64 {
+    1_000
+}
+fn default_max_response_bytes() -> usize {
+    1 << 20
+}
+fn default_max_in_flight() -> usize {
+    256
+}
+
+/// `[health]` of an adapter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    /// URL answered with 2xx while the backend is healthy.
+    pub url: String,
+    /// Interval between checks in milliseconds. Default 5 000.
+    #[serde(default = "default_timeout_ms")]
+    pub interval_ms: u64,
+}
+
+/// One operation as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdapterOperation {
+    /// Name for operators and metrics, e.g. `get-citizen`.
+    pub name: String,
+    /// Method consumers call.
+    pub method: String,
+    /// Path pattern after the service code, e.g. `/{citizen_id}`.
+    pub path: String,
+    /// REST mapping (kind = "rest").
+    #[serde(default)]
+    pub rest: Option<rest::RestMapping>,
+    /// SOAP mapping (kind = "soap").
+    #[serde(default)]
+    pub soap: Option<soap_mapping::SoapOperation>,
+}
+
+/// How an operation reaches the backend.
+#[derive(Debug, Clone)]
+pub enum OperationMapping {
+    /// REST/JSON.
+    Rest(rest::RestMapping),
+    /// SOAP/XML.
+    Soap(Box<soap_mapping::SoapOperation>),
+}
+
+/// A validated operation.
+#[derive(Debug, Clone)]
+pub struct AdapterOperation {
+    /// Operation name.
+    pub name: String,
+    /// Consumer-facing pattern.
+    pub pattern: OperationPattern,
+    /// Backend mapping.
+    pub mapping: OperationMapping,
+}
+
+/// A validated adapter file.
+#[derive(Debug, Clone)]
+pub struct AdapterSpec {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: AdapterKind,
+    /// Base URL.
+    pub address: url::Url,
+    /// Environment variable holding the bearer token, if any.
+    pub credentials_env: Option<String>,
+    /// Per-try deadline.
+    pub timeout: Duration,
+    /// Connect deadline.
+    pub connect_timeout: Duration,
+    /// Extra tries for idempotent calls.
+    pub retries: u32,
+    /// Response body cap.
+    pub max_response_bytes: usize,
+    /// Bulkhead size.
+    pub max_in_flight: usize,
+    /// Health check URL and interval.
+    pub health: Option<(url::Url, Duration)>,
+    /// Operations.
+    pub operations: Vec<Arc<AdapterOperation>>,
+}
+
+fn parse_http_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        _ => Err("must be an http:// or https:// URL".into()),
+    }
+}
+
+impl AdapterSpec {
+    /// Validates an adapter file, returning every problem.
+    pub fn validate(raw: RawAdapter, file: &Path) -> Result<Self, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut error = |path: &str, message: String| errors.push(ConfigError::new(file, path, message));
+        let name_ok = !raw.name.is_empty()
+            && raw.name.len() <= 64
+            && raw.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+        if !name_ok {
+            error("name", "1-64 characters of A-Z a-z 0-9 - _".into());
+        }
+        let address = parse_http_url(&raw.address).map_err(|m| error("address", m)).ok();
+        let credentials_env = match raw.credentials.as_deref() {
+            None => None,
+            Some(reference) => match reference.strip_prefix("env:") {
+                Some(var) if !var.is_empty() => Some(var.to_owned()),
+                _ => {
+                    error("credentials", "must be a reference such as env:POPULATION_DB_TOKEN, never the secret itself".into());
+                    None
+                }
+            },
+        };
+        if raw.timeout_ms == 0 {
+            error("timeout_ms", "must be positive".into());
+        }
+        if raw.connect_timeout_ms == 0 {
+            error("connect_timeout_ms", "must be positive".into());
+        }
+        if raw.max_response_bytes == 0 {
+            error("max_response_bytes", "must be positive".into());
+        }
+        if raw.max_in_flight == 0 {
+            error("max_in_flight", "must be positive".into());
+        }
+        let health = raw.health.as_ref().and_then(|h| {
+            parse_http_url(&h.url)
+                .map_err(|m| error("health.url", m))
+                .ok()
+                .map(|url| (url, Duration::from_millis(h.interval_ms.max(100))))
+        });
+        if raw.operations.is_empty() {
+            error("operations", "at least one operation is required".into());
+        }
+        let mut operations = Vec::new();
+        for (i, op) in raw.operations.iter().enumerate() {
+            let at = |field: &str| format!("operations[{i}].{field}");
+            let pattern = match OperationPattern::parse(&op.method, &op.path) {
+                Ok(pattern) => Some(pattern),
+                Err(message) => {
+                    error(&at("path"), message);
+                    None
+                }
+            };
+            let mapping = match (raw.kind, &op.rest, &op.soap) {
+                (AdapterKind::Rest, Some(mapping), None) => {
+                    for problem in mapping.validate(pattern.as_ref()) {
+                        error(&at("rest"), problem);
+                    }
+                    Some(OperationMapping::Rest(mapping.clone()))
+                }
+                (AdapterKind::Soap, None, Some(mapping)) => {
+                    for problem in mapping.validate() {
+                        error(&at("soap"), problem);
+                    }
+                    if let Some(pattern) = &pattern {
+                        for param in &mapping.params {
+                            if let soap_mapping::ParamSource::Path(name) = param.source()
+                                && !pattern.param_names().any(|p| p == name)
+                            {
+                                error(&at("soap.params"), format!("path parameter {name:?} is not in the operation's path pattern"));
+                            }
+                        }
+                    }
+                    Some(OperationMapping::Soap(Box::new(mapping.clone())))
+                }
+                (AdapterKind::Rest, _, _) => {
+                    error(&at("rest"), "a rest adapter's operation needs a [operations.rest] table and no soap table".into());
+                    None
+                }
+                (AdapterKind::Soap, _, _) => {
+                    error(&at("soap"), "a soap adapter's operation needs a [operations.soap] table and no rest table".into());
+                    None
+                }
+            };
+            if let (Some(pattern), Some(mapping)) = (pattern, mapping) {
+                operations.push(Arc::new(AdapterOperation {
+                    name: op.name.clone(),
+                    pattern,
+                    mapping,
+                }));
+            }
+        }
+        match address {
+            Some(address) if errors.is_empty() => Ok(AdapterSpec {
+                name: raw.name,
+                kind: raw.kind,
+                address,
+                credentials_env,
+                timeout: Duration::from_millis(raw.timeout_ms),
+                connect_timeout: Duration::from_millis(raw.connect_timeout_ms),
+                retries: raw.retries,
+                max_response_bytes: raw.max_response_bytes,
+                max_in_flight: raw.max_in_flight,
+                health,
+                operations,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// Finds the operation a request addresses, with its path parameters.
+    pub fn route(
+        &self,
+        method: &axum::http::Method,
+        path: &str,
+    ) -> Option<(Arc<AdapterOperation>, BTreeMap<String, String>)> {
+        self.operations.iter().find_map(|op| {
+            op.pattern
+                .matches(method, path)
+                .map(|params| (op.clone(), params))
+        })
+    }
+}
+
+/// Why a backend call failed. Carries no payload values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdapterError {
+    /// No answer within the deadline.
+    #[error("the backend did not answer in time")]
+    Timeout,
+    /// Could not connect or the connection broke.
+    #[error("the backend is unreachable: {0}")]
+    Unavailable(String),
+    /// The bulkhead is full.
+    #[error("too many calls in flight to the backend")]
+    Saturated,
+    /// An unexpected HTTP status.
+    #[error("the backend answered with HTTP status {0}")]
+    Status(u16),
+    /// The answer is larger than allowed.
+    #[error("the backend's answer exceeds {0} bytes")]
+    BodyTooLarge(usize),
+    /// The answer is not well-formed JSON/XML or lacks the mapped record.
+    #[error("the backend's answer is malformed: {0}")]
+    Malformed(String),
+    /// The backend has no such record.
+    #[error("the backend has no such record")]
+    NotFound,
+    /// A SOAP fault with its (sanitised) code.
+    #[error("the backend answered with SOAP fault {0}")]
+    Fault(String),
+}
+
+impl AdapterError {
+    /// Whether another try of an idempotent call may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            AdapterError::Timeout | AdapterError::Unavailable(_) => true,
+            AdapterError::Status(status) => *status >= 500,
+            AdapterError::Saturated
+            | AdapterError::BodyTooLarge(_)
+            | AdapterError::Malformed(_)
+            | AdapterError::NotFound
+            | AdapterError::Fault(_) => false,
+        }
+    }
+
+    /// The consumer-facing error. The detail names the failure, not the data.
+    pub fn to_gateway_error(&self) -> GatewayError {
+        let code = match self {
+            AdapterError::Timeout => ErrorCode::UpstreamTimeout,
+            AdapterError::Unavailable(_) | AdapterError::Saturated => ErrorCode::UpstreamUnavailable,
+            AdapterError::Status(_) => ErrorCode::UpstreamStatus,
+            AdapterError::BodyTooLarge(_) => ErrorCode::UpstreamBodyTooLarge,
+            AdapterError::Malformed(_) => ErrorCode::UpstreamMalformed,
+            AdapterError::NotFound => ErrorCode::UpstreamNotFound,
+            AdapterError::Fault(_) => ErrorCode::UpstreamFault,
+        };
+        let detail = match self {
+            // Connection details stay in the log.
+            AdapterError::Unavailable(_) => "the backend is unreachable".to_owned(),
+            other => other.to_string(),
+        };
+        GatewayError::new(code, detail)
+    }
+}
+
+/// One call of an operation.
+#[derive(Debug)]
+pub struct AdapterRequest<'a> {
+    /// The operation.
+    pub operation: &'a AdapterOperation,
+    /// Path parameters named by the operation's pattern.
+    pub params: &'a BTreeMap<String, String>,
+    /// The raw query string, if any.
+    pub query: Option<&'a str>,
+    /// The JSON body, if any.
+    pub body: Option<&'a serde_json::Value>,
+    /// The exchange's message id, forwarded as `X-Road-Id`.
+    pub message_id: &'a str,
+    /// The exchange's deadline.
+    pub deadline: tokio::time::Instant,
+}
+
+/// What a backend answered, mapped to JSON.
+#[derive(Debug)]
+pub struct AdapterResponse {
+    /// The record (or document) as JSON.
+    pub record: serde_json::Value,
+    /// Bytes received from the backend.
+    pub bytes: usize,
+}
+
+/// A ready adapter: its spec and its transport.
+#[derive(Debug)]
+pub struct Adapter {
+    /// The validated spec.
+    pub spec: AdapterSpec,
+    transport: transport::Transport,
+}
+
+impl Adapter {
+    /// Builds the HTTP client; fails when a credentials variable is unset.
+    pub fn build(spec: AdapterSpec) -> Result<Self, String> {
+        let transport = transport::Transport::new(&spec)?;
+        Ok(Adapter { spec, transport })
+    }
+
+    /// Calls the backend.
+    pub async fn call(&self, request: AdapterRequest<'_>) -> Result<AdapterResponse, AdapterError> {
+        match &request.operation.mapping {
+            OperationMapping::Rest(mapping) => rest::call(&self.transport, mapping, &request).await,
+            OperationMapping::Soap(mapping) => soap::call(&self.transport, mapping, &request).await,
+        }
+    }
+
+    /// Runs the health check once; adapters without one are healthy.
+    pub async fn check_health(&self) -> bool {
+        match &self.spec.health {
+            None => true,
+            Some((url, _)) => self.transport.probe(url).await,
+        }
+    }
+}

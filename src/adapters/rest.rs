@@ -1,0 +1,121 @@
+//! The REST/JSON adapter kind.
+//!
+//! The operation's `[operations.rest]` table gives the backend method and a
+//! path template filled with the operation's path parameters; the consumer's
+//! query string and JSON body are forwarded. An optional `fields` table maps
+//! the backend's JSON (source pointers) to the service's record (target
+//! pointers); without it the backend's document is the record.
+
+use super::transport::Transport;
+use super::{AdapterError, AdapterRequest, AdapterResponse};
+use crate::contract::projection::{insert_at, pointer_tokens};
+use crate::pattern::OperationPattern;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `[operations.rest]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestMapping {
+    /// Backend method. Default: the consumer's method.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Backend path template relative to the adapter's address, e.g. `/api/v1/enterprises/{tax_code}`.
+    pub path: String,
+    /// Record field (JSON pointer) → backend field (JSON pointer). Empty: the whole document.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// Backend statuses that mean "no such record". Default: 404.
+    #[serde(default = "default_not_found")]
+    pub not_found_statuses: Vec<u16>,
+}
+
+fn default_not_found() -> Vec<u16> {
+    vec![404]
+}
+
+impl RestMapping {
+    /// Problems with the mapping, given the operation's pattern.
+    pub fn validate(&self, pattern: Option<&OperationPattern>) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.path.starts_with('/') {
+            problems.push("path must start with '/'".into());
+        }
+        if let Some(method) = &self.method
+            && reqwest::Method::from_bytes(method.as_bytes()).is_err()
+        {
+            problems.push("method must be an HTTP method".into());
+        }
+        if let Some(pattern) = pattern {
+            let params: BTreeMap<String, String> =
+                pattern.param_names().map(|n| (n.to_owned(), "x".to_owned())).collect();
+            if OperationPattern::fill(&self.path, &params).is_none() {
+                problems.push("path uses a {parameter} that the operation's path pattern does not name".into());
+            }
+        }
+        for (target, source) in &self.fields {
+            if pointer_tokens(target).is_none() {
+                problems.push(format!("fields: {target:?} is not a JSON pointer"));
+            }
+            if pointer_tokens(source).is_none() {
+                problems.push(format!("fields: the source of {target:?} is not a JSON pointer"));
+            }
+        }
+        problems
+    }
+
+    fn map(&self, document: serde_json::Value) -> serde_json::Value {
+        if self.fields.is_empty() {
+            return document;
+        }
+        let mut record = serde_json::Value::Object(serde_json::Map::new());
+        for (target, source) in &self.fields {
+            if let (Some(value), Some(tokens)) = (document.pointer(source), pointer_tokens(target)) {
+                insert_at(&mut record, &tokens, value.clone());
+            }
+        }
+        record
+    }
+}
+
+/// Calls a REST/JSON backend.
+pub async fn call(
+    transport: &Transport,
+    mapping: &RestMapping,
+    request: &AdapterRequest<'_>,
+) -> Result<AdapterResponse, AdapterError> {
+    let path = OperationPattern::fill(&mapping.path, request.params)
+        .ok_or_else(|| AdapterError::Malformed("the operation's path parameters do not fill the backend path".into()))?;
+    let mut url = transport.endpoint(&path)?;
+    url.set_query(request.query);
+    let method = match &mapping.method {
+        Some(method) => reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET),
+        None => request.operation.pattern.method().clone(),
+    };
+    let idempotent = method.is_idempotent();
+    let answer = transport
+        .execute(
+            || {
+                let builder = transport.request(method.clone(), url.clone(), request.message_id);
+                match request.body {
+                    Some(body) => builder.json(body),
+                    None => builder,
+                }
+            },
+            idempotent,
+            request.deadline,
+        )
+        .await?;
+    if mapping.not_found_statuses.contains(&answer.status) {
+        return Err(AdapterError::NotFound);
+    }
+    if !(200..300).contains(&answer.status) {
+        return Err(AdapterError::Status(answer.status));
+    }
+    let document: serde_json::Value = serde_json::from_slice(&answer.body)
+        .map_err(|e| AdapterError::Malformed(format!("not JSON (line {}, column {})", e.line(), e.column())))?;
+    Ok(AdapterResponse {
+        record: mapping.map(document),
+        bytes: answer.body.len(),
+    })
+}

@@ -1,0 +1,75 @@
+//! The SOAP/XML adapter kind.
+//!
+//! The request envelope and the mapping of the response's record element to
+//! JSON come from configuration ([`super::soap_mapping`]); this file only does
+//! the HTTP part: POST to the adapter's address with `SOAPAction`, accept 200
+//! (answers) and 500 (SOAP 1.1 faults), and hand the body to the real XML parser.
+
+use super::soap_mapping::{self, ParamSource, SoapError, SoapOperation};
+use super::transport::Transport;
+use super::{AdapterError, AdapterRequest, AdapterResponse};
+use std::collections::BTreeMap;
+
+fn to_adapter_error(error: SoapError) -> AdapterError {
+    match error {
+        SoapError::NotFound => AdapterError::NotFound,
+        SoapError::Fault { code } => AdapterError::Fault(code),
+        SoapError::RecordMissing => AdapterError::Malformed("the answer lacks the record element".into()),
+        SoapError::FieldType { pointer } => {
+            AdapterError::Malformed(format!("field {pointer} has the wrong type"))
+        }
+        SoapError::Malformed(reason) => AdapterError::Malformed(reason),
+        other => AdapterError::Malformed(other.to_string()),
+    }
+}
+
+/// Calls a SOAP 1.1 backend.
+pub async fn call(
+    transport: &Transport,
+    operation: &SoapOperation,
+    request: &AdapterRequest<'_>,
+) -> Result<AdapterResponse, AdapterError> {
+    let query: BTreeMap<String, String> = request
+        .query
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let mut values = BTreeMap::new();
+    for param in &operation.params {
+        let source = param.source();
+        let value = match source {
+            ParamSource::Path(name) => request.params.get(name),
+            ParamSource::Query(name) => query.get(name),
+        };
+        if let Some(value) = value {
+            values.insert(source.name().to_owned(), value.clone());
+        }
+    }
+    let envelope = soap_mapping::build_request_envelope(operation, &values).map_err(|e| match e {
+        // A missing query parameter is the consumer's omission; the schema should catch it first.
+        SoapError::MissingParam(name) => AdapterError::Malformed(format!("parameter {name} is missing")),
+        other => to_adapter_error(other),
+    })?;
+    let url = transport.endpoint("")?;
+    let answer = transport
+        .execute(
+            || {
+                transport
+                    .request(reqwest::Method::POST, url.clone(), request.message_id)
+                    .header("content-type", "text/xml; charset=utf-8")
+                    .header("soapaction", format!("\"{}\"", operation.action))
+                    .body(envelope.clone())
+            },
+            // Lookups are read-only, so a retry cannot change anything.
+            true,
+            request.deadline,
+        )
+        .await?;
+    if answer.status != 200 && answer.status != 500 {
+        return Err(AdapterError::Status(answer.status));
+    }
+    let record = soap_mapping::extract_record(operation, &answer.body).map_err(to_adapter_error)?;
+    Ok(AdapterResponse {
+        record,
+        bytes: answer.body.len(),
+    })
+}

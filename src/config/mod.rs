@@ -1,0 +1,302 @@
+//! Node configuration: parsed, then validated completely, then built.
+//!
+//! 1. [`raw`]: serde types with `deny_unknown_fields`, read from TOML (node,
+//!    registry, adapters) and YAML (contracts).
+//! 2. [`load`]: pure validation of everything, returning **every** problem with
+//!    its file and path, so `datagate check` can list them all at once.
+//! 3. [`crate::gateway::Runtime::build`]: the I/O part (HTTP clients, TLS).
+//!
+//! Reload runs the very same [`load`]; a set with any error never replaces the
+//! running one.
+
+pub mod raw;
+
+use crate::adapters::AdapterSpec;
+use crate::contract::{self, CompiledContract, ContractSet, RawContract};
+use crate::identity::{MemberId, ServiceId};
+use crate::trust::calendar::WorkingCalendar;
+use crate::trust::registry::{RawRegistry, SecureServerRegistry};
+use crate::trust::tls::TlsFiles;
+use raw::RawNodeConfig;
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One configuration problem: which file, where in it, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// The path inside the file (`operations[0].path`), or empty for the whole file.
+    pub path: String,
+    /// What is wrong. Never a secret or a payload value.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// A new problem.
+    pub fn new(file: &Path, path: &str, message: String) -> Self {
+        ConfigError {
+            file: file.to_owned(),
+            path: path.to_owned(),
+            message,
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.path, self.message)
+        }
+    }
+}
+
+/// Limits applied to every request of the consumer listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted request body.
+    pub request_body_bytes: usize,
+    /// Deadline of one exchange, adapters included.
+    pub request_timeout: Duration,
+    /// Requests in flight before new ones are shed with 503.
+    pub max_concurrent_requests: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+/// A validated node configuration with its contracts, registry and adapters.
+#[derive(Debug)]
+pub struct NodeConfig {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// This node's member.
+    pub member: MemberId,
+    /// Operator-facing node name.
+    pub name: String,
+    /// Consumer listener address.
+    pub consumer_listener: SocketAddr,
+    /// Ops listener address (plain HTTP; keep it on loopback or a management network).
+    pub ops_listener: SocketAddr,
+    /// TLS files of the consumer listener.
+    pub tls: TlsFiles,
+    /// Secure-server registry.
+    pub registry: SecureServerRegistry,
+    /// Compiled contracts.
+    pub contracts: ContractSet,
+    /// Adapter specifications by name.
+    pub adapters: BTreeMap<String, AdapterSpec>,
+    /// Service → adapter name.
+    pub services: BTreeMap<ServiceId, String>,
+    /// Journal database file.
+    pub journal_path: PathBuf,
+    /// Key for the journal's keyed digests, if configured (else derived per node start).
+    pub journal_key_file: Option<PathBuf>,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+fn read_text(path: &Path, errors: &mut Vec<ConfigError>) -> Option<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| errors.push(ConfigError::new(path, "", format!("cannot read: {e}"))))
+        .ok()
+}
+
+fn files_with_extensions(dir: &Path, extensions: &[&str], errors: &mut Vec<ConfigError>) -> Vec<PathBuf> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            errors.push(ConfigError::new(dir, "", format!("cannot read directory: {e}")));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.is_file()
+                && path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| extensions.contains(&e))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Reads and compiles every contract in `dir` (`*.yaml`, `*.yml`).
+pub fn load_contracts(dir: &Path) -> (Vec<(CompiledContract, PathBuf)>, Vec<ConfigError>) {
+    let mut errors = Vec::new();
+    let mut compiled = Vec::new();
+    for file in files_with_extensions(dir, &["yaml", "yml"], &mut errors) {
+        let Some(text) = read_text(&file, &mut errors) else { continue };
+        match yaml_serde::from_str::<RawContract>(&text) {
+            Ok(raw) => match contract::compile(&raw, &file, dir) {
+                Ok(contract) => compiled.push((contract, file)),
+                Err(mut problems) => errors.append(&mut problems),
+            },
+            Err(e) => errors.push(ConfigError::new(&file, "", e.to_string())),
+        }
+    }
+    (compiled, errors)
+}
+
+/// Reads and validates every adapter in `dir` (`*.toml`).
+pub fn load_adapters(dir: &Path) -> (BTreeMap<String, AdapterSpec>, Vec<ConfigError>) {
+    let mut errors = Vec::new();
+    let mut adapters = BTreeMap::new();
+    for file in files_with_extensions(dir, &["toml"], &mut errors) {
+        let Some(text) = read_text(&file, &mut errors) else { continue };
+        match toml::from_str::<crate::adapters::RawAdapter>(&text) {
+            Ok(raw) => match AdapterSpec::validate(raw, &file) {
+                Ok(spec) => {
+                    if adapters.contains_key(&spec.name) {
+                        errors.push(ConfigError::new(&file, "name", "another adapter has the same name".into()));
+                    } else {
+                        adapters.insert(spec.name.clone(), spec);
+                    }
+                }
+                Err(mut problems) => errors.append(&mut problems),
+            },
+            Err(e) => errors.push(ConfigError::new(&file, "", e.message().to_owned())),
+        }
+    }
+    (adapters, errors)
+}
+
+/// Loads and validates a node configuration and everything it refers to.
+///
+/// Returns every problem found, not just the first.
+pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let text = read_text(file, &mut errors).ok_or_else(|| errors.clone())?;
+    let raw: RawNodeConfig = toml::from_str(&text).map_err(|e| {
+        vec![ConfigError::new(file, "", e.message().to_owned())]
+    })?;
+    let base = file.parent().unwrap_or(Path::new(".")).to_owned();
+    let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+
+    let member = raw
+        .node
+        .member
+        .parse::<MemberId>()
+        .map_err(|e| errors.push(ConfigError::new(file, "node.member", e.to_string())))
+        .ok();
+    let tls = TlsFiles {
+        certificate: resolve(&raw.tls.certificate),
+        key: resolve(&raw.tls.key),
+        trusted_cas: raw.tls.trusted_cas.iter().map(|p| resolve(p)).collect(),
+        crls: raw.tls.crls.iter().map(|p| resolve(p)).collect(),
+    };
+    if tls.trusted_cas.is_empty() {
+        errors.push(ConfigError::new(file, "tls.trusted_cas", "at least one trusted CA is required".into()));
+    }
+    if let Err(e) = crate::trust::tls::server_config(&tls) {
+        errors.push(ConfigError::new(file, "tls", e.to_string()));
+    }
+
+    let mut holidays = Vec::new();
+    for (i, day) in raw.calendar.holidays.iter().enumerate() {
+        match time::Date::parse(day, time::macros::format_description!("[year]-[month]-[day]")) {
+            Ok(date) => holidays.push(date),
+            Err(_) => errors.push(ConfigError::new(
+                file,
+                &format!("calendar.holidays[{i}]"),
+                "must be a date YYYY-MM-DD".into(),
+            )),
+        }
+    }
+    let calendar = WorkingCalendar::new(holidays);
+
+    let registry_file = resolve(&raw.registry.file);
+    let registry = read_text(&registry_file, &mut errors).and_then(|text| {
+        let raw_registry: RawRegistry = toml::from_str(&text)
+            .map_err(|e| errors.push(ConfigError::new(&registry_file, "", e.message().to_owned())))
+            .ok()?;
+        SecureServerRegistry::build(&raw_registry, &calendar)
+            .map_err(|problems| {
+                errors.extend(
+                    problems
+                        .into_iter()
+                        .map(|(path, message)| ConfigError::new(&registry_file, &path, message)),
+                )
+            })
+            .ok()
+    });
+
+    let (compiled, mut contract_errors) = load_contracts(&resolve(&raw.contracts.dir));
+    errors.append(&mut contract_errors);
+    let (adapters, mut adapter_errors) = load_adapters(&resolve(&raw.adapters.dir));
+    errors.append(&mut adapter_errors);
+
+    let mut services = BTreeMap::new();
+    for (i, service) in raw.services.iter().enumerate() {
+        let at = format!("services[{i}]");
+        match service.id.parse::<ServiceId>() {
+            Ok(id) => {
+                if let Some(member) = &member
+                    && &id.provider.member != member
+                {
+                    errors.push(ConfigError::new(file, &format!("{at}.id"), "a node serves only its own member's services".into()));
+                }
+                if !adapters.contains_key(&service.adapter) {
+                    errors.push(ConfigError::new(file, &format!("{at}.adapter"), format!("no adapter named {:?} in the adapters directory", service.adapter)));
+                }
+                if services.insert(id, service.adapter.clone()).is_some() {
+                    errors.push(ConfigError::new(file, &format!("{at}.id"), "service listed twice".into()));
+                }
+            }
+            Err(e) => errors.push(ConfigError::new(file, &format!("{at}.id"), e.to_string())),
+        }
+    }
+    let mut served: HashSet<&ServiceId> = HashSet::new();
+    served.extend(services.keys());
+    for (contract, path) in &compiled {
+        if !served.contains(&contract.service) {
+            errors.push(ConfigError::new(path, "service", "this node does not serve that service (see [[services]] in the node configuration)".into()));
+        }
+    }
+    let contracts = match ContractSet::new(compiled) {
+        Ok(set) => Some(set),
+        Err(mut problems) => {
+            errors.append(&mut problems);
+            None
+        }
+    };
+
+    let limits = Limits {
+        request_body_bytes: raw.limits.request_body_bytes,
+        request_timeout: Duration::from_millis(raw.limits.request_timeout_ms),
+        max_concurrent_requests: raw.limits.max_concurrent_requests,
+        shutdown_grace: Duration::from_millis(raw.limits.shutdown_grace_ms),
+    };
+    if limits.request_timeout.is_zero() {
+        errors.push(ConfigError::new(file, "limits.request_timeout_ms", "must be positive".into()));
+    }
+    if limits.max_concurrent_requests == 0 {
+        errors.push(ConfigError::new(file, "limits.max_concurrent_requests", "must be positive".into()));
+    }
+
+    match (member, registry, contracts) {
+        (Some(member), Some(registry), Some(contracts)) if errors.is_empty() => Ok(NodeConfig {
+            file: file.to_owned(),
+            member,
+            name: raw.node.name,
+            consumer_listener: raw.listeners.consumer,
+            ops_listener: raw.listeners.ops,
+            tls,
+            registry,
+            contracts,
+            adapters,
+            services,
+            journal_path: resolve(&raw.journal.path),
+            journal_key_file: raw.journal.hmac_key_file.as_deref().map(resolve),
+            limits,
+        }),
+        _ => Err(errors),
+    }
+}

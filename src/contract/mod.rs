@@ -1,0 +1,679 @@
+//! Data-sharing contracts: deny by default.
+//!
+//! A contract (YAML in `contracts/`) says that one consumer subsystem may call
+//! some operations of one provider service, for listed purposes, under a legal
+//! basis, within a validity window and quota, with request and response JSON
+//! Schemas and the response fields it may receive. Contracts are parsed
+//! ([`RawContract`]), validated completely (every problem with its path) and
+//! compiled once ([`CompiledContract`]: schemas, pointers, limiters); the
+//! [`ContractSet`] answers, per request, which contract (if any) allows it.
+//!
+//! This module does not know adapters or TLS; it decides, it does not route.
+
+pub mod projection;
+pub mod quota;
+
+use crate::config::ConfigError;
+use crate::error::{ErrorCode, GatewayError, SchemaViolation};
+use crate::identity::{ClientId, ServiceId};
+use crate::pattern::OperationPattern;
+use axum::http::Method;
+use projection::Projection;
+use quota::{ContractQuota, QuotaRefusal, Rate};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// Data classification (004 Điều 26 khoản 2b).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Classification {
+    /// Open data.
+    Open,
+    /// Internal to the state.
+    Internal,
+    /// Sensitive, e.g. personal data.
+    Sensitive,
+    /// State secret: never transits this system (003 Điều 44 khoản 3).
+    Secret,
+}
+
+/// Assurance level a citizen subject must have (003 Điều 9–10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AssuranceLevel {
+    /// SMS OTP and above.
+    Medium,
+    /// USB token or SIM signature.
+    High,
+}
+
+/// A JSON Schema: a file relative to the contracts directory, or inline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SchemaSource {
+    /// Path relative to the contracts directory, e.g. `schemas/citizen.json`.
+    File(String),
+    /// The schema itself.
+    Inline(serde_json::Map<String, serde_json::Value>),
+}
+
+/// One allowed operation as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOperation {
+    /// HTTP method.
+    pub method: String,
+    /// Path pattern after the service code, e.g. `/{citizen_id}`.
+    pub path: String,
+}
+
+/// Quota as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuota {
+    /// Sustained rate: `10/s`, `600/min`, `5000/h`.
+    #[serde(default)]
+    pub rate: Option<String>,
+    /// Requests allowed at once above the sustained rate; default: the rate's count.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Requests per calendar day (Vietnam time).
+    #[serde(default)]
+    pub daily: Option<u64>,
+}
+
+/// Cache policy as written (used by the autofill cache).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// Whether answers may be cached at all.
+    pub allowed: bool,
+    /// How long, in seconds.
+    #[serde(default)]
+    pub ttl_seconds: u64,
+}
+
+/// A contract file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContract {
+    /// Stable identifier, e.g. `hcm-portal-citizen-2026`.
+    pub id: String,
+    /// Version, increased on every change.
+    pub version: u32,
+    /// Free text for people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The consumer subsystem: `instance/class/member/subsystem`.
+    pub consumer: String,
+    /// The provider service: `instance/class/member/subsystem/service`.
+    pub service: String,
+    /// Allowed operations.
+    pub operations: Vec<RawOperation>,
+    /// Purpose codes; when not empty, `X-Purpose` must be one of them.
+    #[serde(default)]
+    pub purposes: Vec<String>,
+    /// The legal basis (decision or decree).
+    pub legal_basis: String,
+    /// Data classification.
+    pub classification: Classification,
+    /// JSON pointers of the response fields the consumer may receive.
+    pub allowed_fields: Vec<String>,
+    /// JSON Schema of the request document (`{"path":…, "query":…, "body":…}`).
+    #[serde(default)]
+    pub request_schema: Option<SchemaSource>,
+    /// JSON Schema the provider's answer must satisfy before projection.
+    #[serde(default)]
+    pub response_schema: Option<SchemaSource>,
+    /// Start of validity (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub valid_from: OffsetDateTime,
+    /// End of validity (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub valid_until: OffsetDateTime,
+    /// Quota; none means unlimited.
+    #[serde(default)]
+    pub quota: Option<RawQuota>,
+    /// Cache policy; none means no caching.
+    #[serde(default)]
+    pub cache: Option<RawCache>,
+    /// Assurance level a citizen subject must have.
+    #[serde(default)]
+    pub assurance_level: Option<AssuranceLevel>,
+    /// The data subject, for the journal's keyed digest: `path:NAME` or `body:/pointer`.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Who approved it for the data owner.
+    pub approved_by: String,
+}
+
+/// Where the data subject's identifier is found in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubjectRef {
+    /// A path parameter.
+    Path(String),
+    /// A JSON pointer into the request body.
+    Body(String),
+}
+
+/// A contract ready to enforce.
+#[derive(Debug)]
+pub struct CompiledContract {
+    /// Identifier.
+    pub id: String,
+    /// Version.
+    pub version: u32,
+    /// Consumer subsystem.
+    pub consumer: ClientId,
+    /// Provider service.
+    pub service: ServiceId,
+    /// Allowed operations.
+    pub operations: Vec<OperationPattern>,
+    /// Allowed purposes (empty: no purpose required).
+    pub purposes: HashSet<String>,
+    /// Legal basis.
+    pub legal_basis: String,
+    /// Classification.
+    pub classification: Classification,
+    /// Response projection.
+    pub projection: Projection,
+    /// Request schema.
+    pub request_schema: Option<jsonschema::Validator>,
+    /// Response schema.
+    pub response_schema: Option<jsonschema::Validator>,
+    /// Validity start.
+    pub valid_from: OffsetDateTime,
+    /// Validity end.
+    pub valid_until: OffsetDateTime,
+    /// Rate and daily limits.
+    pub quota: ContractQuota,
+    /// Cache TTL if caching is allowed.
+    pub cache_ttl: Option<std::time::Duration>,
+    /// Required assurance level.
+    pub assurance_level: Option<AssuranceLevel>,
+    /// The data subject reference.
+    pub subject: Option<SubjectRef>,
+}
+
+/// The maximum number of schema violations reported in one answer.
+const MAX_VIOLATIONS: usize = 20;
+
+fn validate_against(
+    validator: &jsonschema::Validator,
+    instance: &serde_json::Value,
+) -> Vec<SchemaViolation> {
+    validator
+        .iter_errors(instance)
+        .take(MAX_VIOLATIONS)
+        .map(|error| {
+            let mut path = error.instance_path().to_string();
+            // A missing property is named by the schema, not by the payload: safe to show.
+            if let jsonschema::error::ValidationErrorKind::Required { property } = error.kind() {
+                if let Some(name) = property.as_str() {
+                    path = format!("{path}/{}", name.replace('~', "~0").replace('/', "~1"));
+                }
+            }
+            SchemaViolation {
+                path,
+                rule: error.kind().keyword().to_owned(),
+            }
+        })
+        .collect()
+}
+
+impl CompiledContract {
+    /// Checks the request document against the request schema.
+    pub fn validate_request(&self, document: &serde_json::Value) -> Result<(), GatewayError> {
+        let Some(validator) = &self.request_schema else {
+            return Ok(());
+        };
+        let violations = validate_against(validator, document);
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(GatewayError::new(
+                ErrorCode::RequestSchemaInvalid,
+                "the request does not satisfy the contract's request schema",
+            )
+            .with_violations(violations))
+        }
+    }
+
+    /// Checks the provider's answer against the response schema.
+    pub fn validate_response(&self, document: &serde_json::Value) -> Result<(), GatewayError> {
+        let Some(validator) = &self.response_schema else {
+            return Ok(());
+        };
+        let violations = validate_against(validator, document);
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            // The violations describe the provider's data: they go to the log, not the consumer.
+            tracing::warn!(
+                contract = %self.id,
+                violations = ?violations,
+                "upstream answer breaks the contract's response schema"
+            );
+            Err(GatewayError::new(
+                ErrorCode::UpstreamResponseInvalid,
+                "the provider's answer does not satisfy the contract's response schema",
+            ))
+        }
+    }
+
+    /// Takes one request from the contract's quota.
+    pub fn take_quota(&self, now: OffsetDateTime) -> Result<(), GatewayError> {
+        self.quota.check(now).map_err(|refusal| match refusal {
+            QuotaRefusal::Rate(wait) => GatewayError::new(
+                ErrorCode::RateLimitExceeded,
+                "the contract's rate limit is exceeded",
+            )
+            .with_retry_after(wait),
+            QuotaRefusal::Daily(wait) => GatewayError::new(
+                ErrorCode::DailyQuotaExceeded,
+                "the contract's daily quota is used up",
+            )
+            .with_retry_after(wait),
+        })
+    }
+}
+
+/// Loads a schema source into a compiled validator.
+fn compile_schema(
+    source: &SchemaSource,
+    contracts_dir: &Path,
+) -> Result<jsonschema::Validator, String> {
+    let schema = match source {
+        SchemaSource::Inline(map) => serde_json::Value::Object(map.clone()),
+        SchemaSource::File(relative) => {
+            let path = contracts_dir.join(relative);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not JSON: {e}", path.display()))?
+        }
+    };
+    // No retriever is configured (jsonschema's default features are off), so a
+    // remote `$ref` fails here instead of fetching over the network.
+    jsonschema::validator_for(&schema).map_err(|e| format!("invalid JSON Schema: {e}"))
+}
+
+/// Validates and compiles one contract, returning every problem found.
+pub fn compile(
+    raw: &RawContract,
+    file: &Path,
+    contracts_dir: &Path,
+) -> Result<CompiledContract, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut error = |path: &str, message: String| {
+        errors.push(ConfigError::new(file, path, message));
+    };
+
+    if raw.id.trim().is_empty() || raw.id.len() > 128 {
+        error("id", "must be 1-128 characters".into());
+    }
+    let consumer = raw
+        .consumer
+        .parse::<ClientId>()
+        .map_err(|e| error("consumer", e.to_string()))
+        .ok();
+    let service = raw
+        .service
+        .parse::<ServiceId>()
+        .map_err(|e| error("service", e.to_string()))
+        .ok();
+    if raw.operations.is_empty() {
+        error("operations", "at least one operation is required".into());
+    }
+    let mut operations = Vec::new();
+    for (i, op) in raw.operations.iter().enumerate() {
+        match OperationPattern::parse(&op.method, &op.path) {
+            Ok(pattern) => operations.push(pattern),
+            Err(message) => error(&format!("operations[{i}]"), message),
+        }
+    }
+    for (i, purpose) in raw.purposes.iter().enumerate() {
+        let ok = !purpose.is_empty()
+            && purpose.len() <= 64
+            && purpose
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !ok {
+            error(
+                &format!("purposes[{i}]"),
+                "purpose codes are 1-64 characters of A-Z a-z 0-9 - _ .".into(),
+            );
+        }
+    }
+    if raw.legal_basis.trim().is_empty() {
+        error("legal_basis", "a contract needs a legal basis".into());
+    }
+    if raw.approved_by.trim().is_empty() {
+        error("approved_by", "a contract needs the data owner's approver".into());
+    }
+    if raw.classification == Classification::Secret {
+        error(
+            "classification",
+            "secret data never transits this system (003 Điều 44 khoản 3)".into(),
+        );
+    }
+    if raw.allowed_fields.is_empty() {
+        error(
+            "allowed_fields",
+            "list the response fields the consumer may receive (\"\" for the whole answer)".into(),
+        );
+    }
+    let projection = match Projection::compile(&raw.allowed_fields) {
+        Ok(projection) => Some(projection),
+        Err(bad) => {
+            for index in bad {
+                error(
+                    &format!("allowed_fields[{index}]"),
+                    "must be a JSON pointer such as /full_name".into(),
+                );
+            }
+            None
+        }
+    };
+    let mut schema = |name: &str, source: &Option<SchemaSource>| {
+        source
+            .as_ref()
+            .and_then(|source| match compile_schema(source, contracts_dir) {
+                Ok(validator) => Some(validator),
+                Err(message) => {
+                    error(name, message);
+                    None
+                }
+            })
+    };
+    let request_schema = schema("request_schema", &raw.request_schema);
+    let response_schema = schema("response_schema", &raw.response_schema);
+    if raw.valid_until <= raw.valid_from {
+        error("valid_until", "must be later than valid_from".into());
+    }
+    let mut rate = None;
+    let mut burst = None;
+    let mut daily = None;
+    if let Some(quota) = &raw.quota {
+        if let Some(text) = &quota.rate {
+            match text.parse::<Rate>() {
+                Ok(parsed) => rate = Some(parsed),
+                Err(message) => error("quota.rate", message),
+            }
+        }
+        if let Some(value) = quota.burst {
+            match NonZeroU32::new(value) {
+                Some(value) if quota.rate.is_some() => burst = Some(value),
+                Some(_) => error("quota.burst", "a burst needs a rate".into()),
+                None => error("quota.burst", "must be positive".into()),
+            }
+        }
+        if let Some(value) = quota.daily {
+            if value == 0 {
+                error("quota.daily", "must be positive".into());
+            }
+            daily = Some(value);
+        }
+    }
+    let cache_ttl = match &raw.cache {
+        Some(cache) if cache.allowed => {
+            if cache.ttl_seconds == 0 {
+                error("cache.ttl_seconds", "a cache that is allowed needs a TTL".into());
+            }
+            Some(std::time::Duration::from_secs(cache.ttl_seconds))
+        }
+        _ => None,
+    };
+    let subject = match raw.subject.as_deref() {
+        None => None,
+        Some(text) => {
+            if let Some(name) = text.strip_prefix("path:") {
+                if !operations.iter().all(|op| op.param_names().any(|p| p == name)) {
+                    error(
+                        "subject",
+                        "the path parameter must appear in every operation".into(),
+                    );
+                }
+                Some(SubjectRef::Path(name.to_owned()))
+            } else if let Some(pointer) = text.strip_prefix("body:") {
+                if projection::pointer_tokens(pointer).is_none() {
+                    error("subject", "body: must be followed by a JSON pointer".into());
+                }
+                Some(SubjectRef::Body(pointer.to_owned()))
+            } else {
+                error("subject", "must be path:NAME or body:/pointer".into());
+                None
+            }
+        }
+    };
+
+    match (consumer, service, projection) {
+        (Some(consumer), Some(service), Some(projection)) if errors.is_empty() => {
+            Ok(CompiledContract {
+                id: raw.id.clone(),
+                version: raw.version,
+                consumer,
+                service,
+                operations,
+                purposes: raw.purposes.iter().cloned().collect(),
+                legal_basis: raw.legal_basis.clone(),
+                classification: raw.classification,
+                projection,
+                request_schema,
+                response_schema,
+                valid_from: raw.valid_from,
+                valid_until: raw.valid_until,
+                quota: ContractQuota::new(rate, burst, daily),
+                cache_ttl,
+                assurance_level: raw.assurance_level,
+                subject,
+            })
+        }
+        _ => Err(errors),
+    }
+}
+
+/// What authorisation found: the contract and the operation's path parameters.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// The contract that allows the request.
+    pub contract: Arc<CompiledContract>,
+}
+
+/// All contracts of a node, indexed by (consumer, service).
+#[derive(Debug, Default)]
+pub struct ContractSet {
+    by_pair: HashMap<(ClientId, ServiceId), Vec<Arc<CompiledContract>>>,
+    ids: BTreeMap<String, Arc<CompiledContract>>,
+}
+
+impl ContractSet {
+    /// Builds the set; duplicate contract ids are an error.
+    pub fn new(contracts: Vec<(CompiledContract, std::path::PathBuf)>) -> Result<Self, Vec<ConfigError>> {
+        let mut set = ContractSet::default();
+        let mut errors = Vec::new();
+        for (contract, file) in contracts {
+            let contract = Arc::new(contract);
+            if set.ids.insert(contract.id.clone(), contract.clone()).is_some() {
+                errors.push(ConfigError::new(&file, "id", "another contract has the same id".into()));
+            }
+            set.by_pair
+                .entry((contract.consumer.clone(), contract.service.clone()))
+                .or_default()
+                .push(contract);
+        }
+        if errors.is_empty() { Ok(set) } else { Err(errors) }
+    }
+
+    /// Number of contracts.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// All contracts, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<CompiledContract>> {
+        self.ids.values()
+    }
+
+    /// Decides whether `client` may call `method path` of `service` for `purpose` at `now`.
+    ///
+    /// Deny by default: with no contract for the pair, the answer is
+    /// `contract.not_found`. When several contracts cover the pair, the first
+    /// that allows the request wins; otherwise the most specific refusal is given.
+    pub fn authorise(
+        &self,
+        client: &ClientId,
+        service: &ServiceId,
+        method: &Method,
+        path: &str,
+        purpose: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Grant, GatewayError> {
+        let candidates = self
+            .by_pair
+            .get(&(client.clone(), service.clone()))
+            .ok_or_else(|| {
+                GatewayError::new(
+                    ErrorCode::ContractNotFound,
+                    "no data-sharing contract allows this client to call this service",
+                )
+            })?;
+        let mut refusal = GatewayError::new(
+            ErrorCode::ContractOperationNotAllowed,
+            "no contract for this service allows this method and path",
+        );
+        for contract in candidates {
+            if !contract
+                .operations
+                .iter()
+                .any(|op| op.matches(method, path).is_some())
+            {
+                continue;
+            }
+            if now < contract.valid_from || now >= contract.valid_until {
+                refusal = GatewayError::new(
+                    ErrorCode::ContractOutsideValidity,
+                    format!("contract {} is not valid at this time", contract.id),
+                );
+                continue;
+            }
+            if !contract.purposes.is_empty() {
+                match purpose {
+                    None => {
+                        refusal = GatewayError::new(
+                            ErrorCode::RequestPurposeMissing,
+                            format!(
+                                "contract {} requires an X-Purpose header with an allowed purpose code",
+                                contract.id
+                            ),
+                        );
+                        continue;
+                    }
+                    Some(code) if !contract.purposes.contains(code) => {
+                        refusal = GatewayError::new(
+                            ErrorCode::ContractPurposeNotAllowed,
+                            format!("contract {} does not allow this purpose", contract.id),
+                        );
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+            }
+            return Ok(Grant {
+                contract: contract.clone(),
+            });
+        }
+        Err(refusal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTRACT: &str = r#"
+id: test-contract
+version: 1
+consumer: VN/GOV/000.00.00.H29/dvc-portal
+service: VN/GOV/000.00.00.G10/population-db/citizen
+operations:
+  - { method: GET, path: "/{citizen_id}" }
+purposes: [HOUSEHOLD-REGISTRATION]
+legal_basis: Nghị định 47/2024/NĐ-CP
+classification: sensitive
+allowed_fields: [/citizen_id, /full_name]
+request_schema:
+  type: object
+  properties:
+    path:
+      type: object
+      properties:
+        citizen_id: { type: string, pattern: "^[0-9]{12}$" }
+      required: [citizen_id]
+valid_from: 2026-01-01T00:00:00+07:00
+valid_until: 2027-01-01T00:00:00+07:00
+quota: { rate: 10/s, burst: 20, daily: 1000 }
+subject: path:citizen_id
+approved_by: Cục Cảnh sát QLHC về TTXH
+"#;
+
+    fn compiled(text: &str) -> Result<CompiledContract, Vec<ConfigError>> {
+        let raw: RawContract = yaml_serde::from_str(text).expect("valid yaml");
+        compile(&raw, Path::new("c.yaml"), Path::new("."))
+    }
+
+    #[test]
+    fn compiles_and_authorises() {
+        let set = ContractSet::new(vec![(compiled(CONTRACT).expect("valid"), "c.yaml".into())])
+            .expect("set");
+        let client: ClientId = "VN/GOV/000.00.00.H29/dvc-portal".parse().expect("id");
+        let service: ServiceId = "VN/GOV/000.00.00.G10/population-db/citizen".parse().expect("id");
+        let now = time::macros::datetime!(2026-06-01 00:00 +7);
+        let ok = set.authorise(&client, &service, &Method::GET, "/001085012345", Some("HOUSEHOLD-REGISTRATION"), now);
+        assert_eq!(ok.expect("allowed").contract.id, "test-contract");
+        let code = |r: Result<Grant, GatewayError>| r.expect_err("denied").code();
+        assert_eq!(code(set.authorise(&client, &service, &Method::POST, "/x", Some("HOUSEHOLD-REGISTRATION"), now)), ErrorCode::ContractOperationNotAllowed);
+        assert_eq!(code(set.authorise(&client, &service, &Method::GET, "/1", None, now)), ErrorCode::RequestPurposeMissing);
+        assert_eq!(code(set.authorise(&client, &service, &Method::GET, "/1", Some("MARKETING"), now)), ErrorCode::ContractPurposeNotAllowed);
+        let later = time::macros::datetime!(2027-06-01 00:00 +7);
+        assert_eq!(code(set.authorise(&client, &service, &Method::GET, "/1", Some("HOUSEHOLD-REGISTRATION"), later)), ErrorCode::ContractOutsideValidity);
+        let stranger: ClientId = "VN/GOV/000.00.00.H30/dvc-portal".parse().expect("id");
+        assert_eq!(code(set.authorise(&stranger, &service, &Method::GET, "/1", None, now)), ErrorCode::ContractNotFound);
+    }
+
+    #[test]
+    fn schema_errors_name_paths_never_values() {
+        let contract = compiled(CONTRACT).expect("valid");
+        let doc = serde_json::json!({"path": {"citizen_id": "Nguyễn Văn A"}});
+        let error = contract.validate_request(&doc).expect_err("invalid");
+        let rendered = format!("{error:?}");
+        assert!(!rendered.contains("Nguyễn"), "{rendered}");
+        let missing = contract.validate_request(&serde_json::json!({"path": {}})).expect_err("missing");
+        let body = format!("{missing:?}");
+        assert!(body.contains("/path/citizen_id"), "{body}");
+    }
+
+    #[test]
+    fn reports_every_problem_of_a_contract() {
+        let broken = CONTRACT
+            .replace("consumer: VN/GOV/000.00.00.H29/dvc-portal", "consumer: nobody")
+            .replace("classification: sensitive", "classification: secret")
+            .replace("allowed_fields: [/citizen_id, /full_name]", "allowed_fields: [citizen_id]")
+            .replace("rate: 10/s", "rate: fast")
+            .replace("subject: path:citizen_id", "subject: path:other");
+        let errors = compiled(&broken).expect_err("broken");
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        for expected in ["consumer", "classification", "allowed_fields[0]", "quota.rate", "subject"] {
+            assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Projection of a response to the fields a contract allows.
+//!
+//! Allowed fields are JSON pointers (RFC 6901). The projected document holds
+//! exactly the values found at those pointers, at the same pointers, and
+//! nothing else: a field that is not listed never leaves the node. The empty
+//! pointer `""` allows the whole document (pass-through contracts).
+
+use serde_json::{Map, Value};
+
+/// A compiled list of allowed JSON pointers.
+#[derive(Debug, Clone)]
+pub struct Projection {
+    /// Each pointer as unescaped reference tokens; empty = whole document.
+    pointers: Vec<Vec<String>>,
+}
+
+/// Splits a JSON pointer into unescaped tokens; `None` if it is not a pointer.
+pub fn pointer_tokens(pointer: &str) -> Option<Vec<String>> {
+    if pointer.is_empty() {
+        return Some(Vec::new());
+    }
+    let rest = pointer.strip_prefix('/')?;
+    rest.split('/')
+        .map(|token| {
+            // "~" must be followed by 0 or 1.
+            let mut out = String::with_capacity(token.len());
+            let mut chars = token.chars();
+            while let Some(c) = chars.next() {
+                if c == '~' {
+                    match chars.next() {
+                        Some('0') => out.push('~'),
+                        Some('1') => out.push('/'),
+                        _ => return None,
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            Some(out)
+        })
+        .collect()
+}
+
+/// Inserts `value` at `tokens` in `target`, creating objects on the way.
+/// A non-object in the way is replaced, so insertion always succeeds.
+pub fn insert_at(target: &mut Value, tokens: &[String], value: Value) {
+    let Some((last, parents)) = tokens.split_last() else {
+        *target = value;
+        return;
+    };
+    let mut current = target;
+    for token in parents {
+        current = as_object(current)
+            .entry(token.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    as_object(current).insert(last.clone(), value);
+}
+
+fn as_object(value: &mut Value) -> &mut Map<String, Value> {
+    if !value.is_object() {
+        *value = Value::Object(Map::new());
+    }
+    // Cannot fail: the value was made an object on the line above.
+    value.as_object_mut().expect("value is an object")
+}
+
+fn lookup<'v>(mut value: &'v Value, tokens: &[String]) -> Option<&'v Value> {
+    for token in tokens {
+        value = match value {
+            Value::Object(map) => map.get(token)?,
+            Value::Array(items) => items.get(token.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(value)
+}
+
+impl Projection {
+    /// Compiles pointers; returns the indexes of those that are not JSON pointers.
+    pub fn compile(pointers: &[String]) -> Result<Self, Vec<usize>> {
+        let mut compiled = Vec::with_capacity(pointers.len());
+        let mut bad = Vec::new();
+        for (index, pointer) in pointers.iter().enumerate() {
+            match pointer_tokens(pointer) {
+                Some(tokens) => compiled.push(tokens),
+                None => bad.push(index),
+            }
+        }
+        if bad.is_empty() {
+            Ok(Projection { pointers: compiled })
+        } else {
+            Err(bad)
+        }
+    }
+
+    /// Whether the projection passes the whole document through.
+    pub fn is_whole_document(&self) -> bool {
+        self.pointers.iter().any(Vec::is_empty)
+    }
+
+    /// Projects `document` to the allowed fields.
+    pub fn apply(&self, document: Value) -> Value {
+        if self.is_whole_document() {
+            return document;
+        }
+        let mut out = Value::Object(Map::new());
+        for tokens in &self.pointers {
+            if let Some(found) = lookup(&document, tokens) {
+                insert_at(&mut out, tokens, found.clone());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn projection(pointers: &[&str]) -> Projection {
+        Projection::compile(&pointers.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+            .expect("valid pointers")
+    }
+
+    #[test]
+    fn keeps_only_allowed_fields() {
+        let doc = json!({"id": "1", "name": "A", "secret": "x",
+                         "address": {"province": "HN", "street": "1 Lê Lợi"}});
+        let out = projection(&["/id", "/address/province", "/missing"]).apply(doc);
+        assert_eq!(out, json!({"id": "1", "address": {"province": "HN"}}));
+    }
+
+    #[test]
+    fn handles_escapes_and_whole_document() {
+        let doc = json!({"a/b": 1, "c~d": 2, "e": 3});
+        assert_eq!(
+            projection(&["/a~1b", "/c~0d"]).apply(doc.clone()),
+            json!({"a/b": 1, "c~d": 2})
+        );
+        assert_eq!(projection(&[""]).apply(doc.clone()), doc);
+    }
+
+    #[test]
+    fn rejects_non_pointers() {
+        let bad = Projection::compile(&["id".into(), "/ok".into(), "/x~2".into()])
+            .expect_err("invalid");
+        assert_eq!(bad, vec![0, 2]);
+    }
+
+    #[test]
+    fn projection_never_adds_fields() {
+        // Property: every leaf of the output exists at the same place in the input.
+        let doc = json!({"a": {"b": [1, 2], "c": null}, "d": "x", "e": {"f": {"g": true}}});
+        let cases: [&[&str]; 4] = [&["/a/b"], &["/a", "/d"], &["/e/f/g", "/zz/yy"], &["/a/b/1"]];
+        for pointers in cases {
+            let out = projection(pointers).apply(doc.clone());
+            fn check(out: &Value, doc: &Value, at: &str) {
+                match out {
+                    Value::Object(map) => {
+                        for (k, v) in map {
+                            check(v, doc, &format!("{at}/{k}"));
+                        }
+                    }
+                    leaf => assert_eq!(doc.pointer(at), Some(leaf), "{at}"),
+                }
+            }
+            check(&out, &doc, "");
+        }
+    }
+}

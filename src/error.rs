@@ -1,0 +1,367 @@
+//! The one error type that reaches a client.
+//!
+//! Every failure of an exchange ends as a [`GatewayError`]: a stable machine
+//! code (`contract.purpose_not_allowed`), an HTTP status, an origin (the
+//! consumer, the provider's upstream, or this node) and a message that is safe
+//! to show: it never carries personal data or payload values. It is rendered
+//! once, in [`GatewayError::into_problem`], as RFC 9457 `application/problem+json`
+//! with the `X-Road-Id` of the exchange. Causes go to the log, never to the client.
+//!
+//! `docs/ERRORS.md` lists every code; a test keeps it in step with [`ErrorCode::ALL`].
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use std::time::Duration;
+
+/// Who caused a failure: decides whether retrying can help and who must act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// The calling information system sent something this node refuses.
+    Consumer,
+    /// The backend system (adapter) failed or answered badly.
+    Upstream,
+    /// This node itself failed.
+    Internal,
+}
+
+/// The stable error codes. Adding a variant forces a decision in every `match`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    RequestRouteNotFound,
+    RequestPathInvalid,
+    RequestClientMissing,
+    RequestClientInvalid,
+    RequestMessageIdInvalid,
+    RequestPurposeMissing,
+    RequestBodyTooLarge,
+    RequestBodyInvalid,
+    RequestSchemaInvalid,
+    TrustCertificateMissing,
+    TrustCertificateUnregistered,
+    TrustMemberMismatch,
+    TrustRegistrationNotEffective,
+    ContractNotFound,
+    ContractOperationNotAllowed,
+    ContractPurposeNotAllowed,
+    ContractOutsideValidity,
+    RateLimitExceeded,
+    DailyQuotaExceeded,
+    ServiceUnknown,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    UpstreamStatus,
+    UpstreamBodyTooLarge,
+    UpstreamMalformed,
+    UpstreamFault,
+    UpstreamNotFound,
+    UpstreamResponseInvalid,
+    GatewayTimeout,
+    GatewayOverloaded,
+    JournalUnavailable,
+    InternalUnexpected,
+}
+
+impl ErrorCode {
+    /// Every code, in the order of `docs/ERRORS.md`.
+    pub const ALL: [ErrorCode; 32] = [
+        ErrorCode::RequestRouteNotFound,
+        ErrorCode::RequestPathInvalid,
+        ErrorCode::RequestClientMissing,
+        ErrorCode::RequestClientInvalid,
+        ErrorCode::RequestMessageIdInvalid,
+        ErrorCode::RequestPurposeMissing,
+        ErrorCode::RequestBodyTooLarge,
+        ErrorCode::RequestBodyInvalid,
+        ErrorCode::RequestSchemaInvalid,
+        ErrorCode::TrustCertificateMissing,
+        ErrorCode::TrustCertificateUnregistered,
+        ErrorCode::TrustMemberMismatch,
+        ErrorCode::TrustRegistrationNotEffective,
+        ErrorCode::ContractNotFound,
+        ErrorCode::ContractOperationNotAllowed,
+        ErrorCode::ContractPurposeNotAllowed,
+        ErrorCode::ContractOutsideValidity,
+        ErrorCode::RateLimitExceeded,
+        ErrorCode::DailyQuotaExceeded,
+        ErrorCode::ServiceUnknown,
+        ErrorCode::UpstreamTimeout,
+        ErrorCode::UpstreamUnavailable,
+        ErrorCode::UpstreamStatus,
+        ErrorCode::UpstreamBodyTooLarge,
+        ErrorCode::UpstreamMalformed,
+        ErrorCode::UpstreamFault,
+        ErrorCode::UpstreamNotFound,
+        ErrorCode::UpstreamResponseInvalid,
+        ErrorCode::GatewayTimeout,
+        ErrorCode::GatewayOverloaded,
+        ErrorCode::JournalUnavailable,
+        ErrorCode::InternalUnexpected,
+    ];
+
+    /// The stable, namespaced machine code clients may match on.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::RequestRouteNotFound => "request.route_not_found",
+            ErrorCode::RequestPathInvalid => "request.path_invalid",
+            ErrorCode::RequestClientMissing => "request.client_missing",
+            ErrorCode::RequestClientInvalid => "request.client_invalid",
+            ErrorCode::RequestMessageIdInvalid => "request.message_id_invalid",
+            ErrorCode::RequestPurposeMissing => "request.purpose_missing",
+            ErrorCode::RequestBodyTooLarge => "request.body_too_large",
+            ErrorCode::RequestBodyInvalid => "request.body_invalid",
+            ErrorCode::RequestSchemaInvalid => "request.schema_invalid",
+            ErrorCode::TrustCertificateMissing => "trust.certificate_missing",
+            ErrorCode::TrustCertificateUnregistered => "trust.certificate_unregistered",
+            ErrorCode::TrustMemberMismatch => "trust.member_mismatch",
+            ErrorCode::TrustRegistrationNotEffective => "trust.registration_not_effective",
+            ErrorCode::ContractNotFound => "contract.not_found",
+            ErrorCode::ContractOperationNotAllowed => "contract.operation_not_allowed",
+            ErrorCode::ContractPurposeNotAllowed => "contract.purpose_not_allowed",
+            ErrorCode::ContractOutsideValidity => "contract.outside_validity",
+            ErrorCode::RateLimitExceeded => "ratelimit.exceeded",
+            ErrorCode::DailyQuotaExceeded => "ratelimit.daily_quota_exceeded",
+            ErrorCode::ServiceUnknown => "route.service_unknown",
+            ErrorCode::UpstreamTimeout => "upstream.timeout",
+            ErrorCode::UpstreamUnavailable => "upstream.unavailable",
+            ErrorCode::UpstreamStatus => "upstream.bad_status",
+            ErrorCode::UpstreamBodyTooLarge => "upstream.body_too_large",
+            ErrorCode::UpstreamMalformed => "upstream.malformed",
+            ErrorCode::UpstreamFault => "upstream.fault",
+            ErrorCode::UpstreamNotFound => "upstream.not_found",
+            ErrorCode::UpstreamResponseInvalid => "upstream.response_invalid",
+            ErrorCode::GatewayTimeout => "gateway.timeout",
+            ErrorCode::GatewayOverloaded => "gateway.overloaded",
+            ErrorCode::JournalUnavailable => "journal.unavailable",
+            ErrorCode::InternalUnexpected => "internal.unexpected",
+        }
+    }
+
+    /// The HTTP status the code is answered with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::RequestRouteNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::RequestPathInvalid
+            | ErrorCode::RequestClientMissing
+            | ErrorCode::RequestClientInvalid
+            | ErrorCode::RequestMessageIdInvalid
+            | ErrorCode::RequestPurposeMissing
+            | ErrorCode::RequestBodyInvalid => StatusCode::BAD_REQUEST,
+            ErrorCode::RequestBodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RequestSchemaInvalid => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::TrustCertificateMissing => StatusCode::UNAUTHORIZED,
+            ErrorCode::TrustCertificateUnregistered
+            | ErrorCode::TrustMemberMismatch
+            | ErrorCode::TrustRegistrationNotEffective
+            | ErrorCode::ContractNotFound
+            | ErrorCode::ContractOperationNotAllowed
+            | ErrorCode::ContractPurposeNotAllowed
+            | ErrorCode::ContractOutsideValidity => StatusCode::FORBIDDEN,
+            ErrorCode::RateLimitExceeded | ErrorCode::DailyQuotaExceeded => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ErrorCode::ServiceUnknown | ErrorCode::UpstreamNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::UpstreamTimeout | ErrorCode::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::UpstreamUnavailable
+            | ErrorCode::UpstreamStatus
+            | ErrorCode::UpstreamBodyTooLarge
+            | ErrorCode::UpstreamMalformed
+            | ErrorCode::UpstreamFault
+            | ErrorCode::UpstreamResponseInvalid => StatusCode::BAD_GATEWAY,
+            ErrorCode::GatewayOverloaded | ErrorCode::JournalUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ErrorCode::InternalUnexpected => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Who caused the failure.
+    pub fn origin(self) -> Origin {
+        match self {
+            ErrorCode::RequestRouteNotFound
+            | ErrorCode::RequestPathInvalid
+            | ErrorCode::RequestClientMissing
+            | ErrorCode::RequestClientInvalid
+            | ErrorCode::RequestMessageIdInvalid
+            | ErrorCode::RequestPurposeMissing
+            | ErrorCode::RequestBodyTooLarge
+            | ErrorCode::RequestBodyInvalid
+            | ErrorCode::RequestSchemaInvalid
+            | ErrorCode::TrustCertificateMissing
+            | ErrorCode::TrustCertificateUnregistered
+            | ErrorCode::TrustMemberMismatch
+            | ErrorCode::TrustRegistrationNotEffective
+            | ErrorCode::ContractNotFound
+            | ErrorCode::ContractOperationNotAllowed
+            | ErrorCode::ContractPurposeNotAllowed
+            | ErrorCode::ContractOutsideValidity
+            | ErrorCode::RateLimitExceeded
+            | ErrorCode::DailyQuotaExceeded
+            | ErrorCode::ServiceUnknown => Origin::Consumer,
+            ErrorCode::UpstreamTimeout
+            | ErrorCode::UpstreamUnavailable
+            | ErrorCode::UpstreamStatus
+            | ErrorCode::UpstreamBodyTooLarge
+            | ErrorCode::UpstreamMalformed
+            | ErrorCode::UpstreamFault
+            | ErrorCode::UpstreamNotFound
+            | ErrorCode::UpstreamResponseInvalid => Origin::Upstream,
+            ErrorCode::GatewayTimeout
+            | ErrorCode::GatewayOverloaded
+            | ErrorCode::JournalUnavailable
+            | ErrorCode::InternalUnexpected => Origin::Internal,
+        }
+    }
+
+    /// Whether the same request may succeed if sent again later, unchanged.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::RateLimitExceeded
+                | ErrorCode::DailyQuotaExceeded
+                | ErrorCode::UpstreamTimeout
+                | ErrorCode::UpstreamUnavailable
+                | ErrorCode::UpstreamStatus
+                | ErrorCode::GatewayTimeout
+                | ErrorCode::GatewayOverloaded
+                | ErrorCode::JournalUnavailable
+        )
+    }
+}
+
+/// One violation of a JSON Schema: where, and which rule. Never the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SchemaViolation {
+    /// JSON pointer into the validated document.
+    pub path: String,
+    /// The schema keyword that failed (`type`, `pattern`, `required`, …).
+    pub rule: String,
+}
+
+/// A failed exchange, as the client will see it.
+#[derive(Debug, Clone)]
+pub struct GatewayError {
+    code: ErrorCode,
+    detail: String,
+    retry_after: Option<Duration>,
+    violations: Vec<SchemaViolation>,
+}
+
+impl GatewayError {
+    /// A new error; `detail` must be safe to show (no personal data, no payload values).
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        GatewayError {
+            code,
+            detail: detail.into(),
+            retry_after: None,
+            violations: Vec::new(),
+        }
+    }
+
+    /// Sets `Retry-After` (rounded up to whole seconds, at least one).
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
+    /// Attaches schema violations (paths and rules only).
+    pub fn with_violations(mut self, violations: Vec<SchemaViolation>) -> Self {
+        self.violations = violations;
+        self
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The safe human-readable detail.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// Renders the problem document with the exchange's message id.
+    pub fn into_problem(self, message_id: Option<&str>) -> Response {
+        let status = self.code.status();
+        let body = Problem {
+            problem_type: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            code: self.code.as_str(),
+            detail: &self.detail,
+            origin: self.code.origin(),
+            retryable: self.code.retryable(),
+            message_id,
+            errors: &self.violations,
+        };
+        let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+        let mut response = (status, json).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(wait) = self.retry_after {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if let Some(id) = message_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+            headers.insert(crate::protocol::X_ROAD_ID, id);
+        }
+        response
+    }
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.detail)
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    problem_type: &'static str,
+    title: &'static str,
+    status: u16,
+    code: &'static str,
+    detail: &'a str,
+    origin: Origin,
+    retryable: bool,
+    #[serde(rename = "messageId", skip_serializing_if = "Option::is_none")]
+    message_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    errors: &'a [SchemaViolation],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_namespaced() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "duplicate {}", code.as_str());
+            assert!(code.as_str().contains('.'), "{} lacks a namespace", code.as_str());
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+        }
+    }
+
+    #[test]
+    fn retry_after_is_rounded_up_to_whole_seconds() {
+        let response = GatewayError::new(ErrorCode::RateLimitExceeded, "slow down")
+            .with_retry_after(Duration::from_millis(1200))
+            .into_problem(Some("abc"));
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(response.headers()["x-road-id"], "abc");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+    }
+}

@@ -1,0 +1,341 @@
+//! The consumer-facing exchange pipeline.
+//!
+//! [`handle`] is the one place that turns an exchange into a response: it runs
+//! the phases of [`run`] under the exchange deadline, renders any
+//! [`GatewayError`] as problem+json, journals the outcome **before** the
+//! response leaves, and records metrics. The phases, in order, and why there:
+//!
+//! 1. message id: taken or generated first, so every answer and log line carries it;
+//! 2. load shedding: refuse at once when too many exchanges are in flight (never queue);
+//! 3. identity: `X-Road-Client` must be registered to the peer's certificate;
+//!    before any contract work, so strangers learn nothing about contracts;
+//! 4. contract: deny by default; purpose and validity window;
+//! 5. quota: after the contract, because the quota is the contract's;
+//! 6. body: read (capped) only now, so refused requests cost no body read;
+//! 7. request schema: before any backend is touched;
+//! 8. adapter call, under the exchange deadline;
+//! 9. response schema, then projection to the allowed fields, then headers.
+
+use super::{Gateway, Runtime};
+use crate::adapters::AdapterRequest;
+use crate::contract::{CompiledContract, SubjectRef};
+use crate::error::{ErrorCode, GatewayError};
+use crate::journal::ExchangeRecord;
+use crate::protocol::{self, X_CONTRACT_ID, X_PURPOSE, X_ROAD_ID, X_ROAD_REQUEST_HASH, X_ROAD_SERVICE};
+use crate::trust::PeerCertificate;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+/// What the phases learn, for the journal and the metrics.
+#[derive(Debug, Default)]
+struct Facts {
+    client: Option<String>,
+    authenticated_client: Option<String>,
+    service: Option<String>,
+    operation: Option<String>,
+    purpose: Option<String>,
+    contract_id: Option<String>,
+    request_out_at: Option<OffsetDateTime>,
+    response_in_at: Option<OffsetDateTime>,
+    request_bytes: u64,
+    request_digest_parts: Vec<u8>,
+    subject_digest: Option<String>,
+}
+
+/// Serves one exchange.
+pub async fn handle(
+    State(gateway): State<Arc<Gateway>>,
+    request: Request,
+) -> Response {
+    let started = Instant::now();
+    let request_in_at = OffsetDateTime::now_utc();
+    let (parts, body) = request.into_parts();
+    let peer = parts.extensions.get::<PeerCertificate>().cloned();
+    let mut facts = Facts::default();
+    let runtime = gateway.runtime();
+
+    let message_id = protocol::message_id(parts.headers.get(X_ROAD_ID));
+    let outcome = match &message_id {
+        Err(error) => Err(error.clone()),
+        Ok(id) => match gateway.in_flight.clone().try_acquire_owned() {
+            Err(_) => Err(GatewayError::new(
+                ErrorCode::GatewayOverloaded,
+                "too many exchanges in flight; try again shortly",
+            )),
+            Ok(_permit) => {
+                let deadline = started + runtime.limits.request_timeout;
+                match tokio::time::timeout_at(
+                    deadline,
+                    run(&gateway, &runtime, peer.as_ref(), &parts, body, id, deadline, &mut facts),
+                )
+                .await
+                {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(GatewayError::new(
+                        ErrorCode::GatewayTimeout,
+                        "the exchange did not complete within the node's deadline",
+                    )),
+                }
+            }
+        },
+    };
+    let message_id = message_id.ok();
+
+    let (mut response, response_body_len, response_digest, error_code) = match outcome {
+        Ok((response, bytes)) => {
+            let digest = gateway.journal().digest(&[&bytes]);
+            let len = bytes.len() as u64;
+            (response, len, Some(digest), None)
+        }
+        Err(error) => {
+            let code = error.code();
+            if code.origin() != crate::error::Origin::Consumer {
+                tracing::warn!(code = code.as_str(), detail = error.detail(), "exchange failed");
+            }
+            (error.into_problem(message_id.as_deref()), 0, None, Some(code))
+        }
+    };
+
+    let record = ExchangeRecord {
+        message_id: message_id.clone().unwrap_or_default(),
+        client: facts.client.clone(),
+        service: facts.service.clone(),
+        method: parts.method.to_string(),
+        operation: facts.operation.clone(),
+        purpose: facts.purpose.clone(),
+        contract_id: facts.contract_id.clone(),
+        peer_fingerprint: peer.map(|p| p.fingerprint_sha256),
+        status: response.status().as_u16(),
+        error_code: error_code.map(|c| c.as_str().to_owned()),
+        request_in_at,
+        request_out_at: facts.request_out_at,
+        response_in_at: facts.response_in_at,
+        response_out_at: OffsetDateTime::now_utc(),
+        request_bytes: facts.request_bytes,
+        response_bytes: response_body_len,
+        request_digest: gateway.journal().digest(&[&facts.request_digest_parts]),
+        response_digest,
+        subject_digest: facts.subject_digest.clone(),
+    };
+    // Invariant 3: journaled before acknowledged. A journal failure turns the
+    // answer into 503 so the consumer never holds data the journal lacks.
+    if let Err(error) = gateway.journal().append(record).await {
+        tracing::error!(error = %error, "journal append failed; refusing to answer");
+        response = GatewayError::new(ErrorCode::JournalUnavailable, "the exchange could not be journaled")
+            .into_problem(message_id.as_deref());
+    }
+
+    let status = response.status().as_u16().to_string();
+    let consumer = facts.authenticated_client.unwrap_or_else(|| "unauthenticated".into());
+    let service = facts.contract_id.as_ref().and(facts.service).unwrap_or_else(|| "unknown".into());
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics::counter!("datagate_requests_total", "service" => service.clone(), "consumer" => consumer, "status" => status.clone()).increment(1);
+    metrics::histogram!("datagate_request_duration_seconds", "service" => service).record(elapsed);
+    tracing::info!(
+        message_id = message_id.as_deref().unwrap_or("-"),
+        status = %status,
+        code = error_code.map(|c| c.as_str()).unwrap_or("-"),
+        contract = facts.contract_id.as_deref().unwrap_or("-"),
+        elapsed_ms = elapsed * 1000.0,
+        "exchange"
+    );
+    response
+}
+
+/// Renders the request document the request schema validates.
+fn request_document(
+    params: &std::collections::BTreeMap<String, String>,
+    query: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> serde_json::Value {
+    let query: serde_json::Map<String, serde_json::Value> = query
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut document = serde_json::json!({ "path": params, "query": query });
+    if let Some(body) = body {
+        document["body"] = body.clone();
+    }
+    document
+}
+
+fn subject_value(
+    contract: &CompiledContract,
+    params: &std::collections::BTreeMap<String, String>,
+    body: Option<&serde_json::Value>,
+) -> Option<String> {
+    match contract.subject.as_ref()? {
+        SubjectRef::Path(name) => params.get(name).cloned(),
+        SubjectRef::Body(pointer) => body?.pointer(pointer).map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }),
+    }
+}
+
+async fn read_body(parts: &Parts, body: Body, limit: usize) -> Result<bytes::Bytes, GatewayError> {
+    let too_large = || {
+        GatewayError::new(
+            ErrorCode::RequestBodyTooLarge,
+            format!("the request body exceeds {limit} bytes"),
+        )
+    };
+    if parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|len| len > limit as u64)
+    {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(GatewayError::new(ErrorCode::RequestBodyInvalid, "the request body could not be read")),
+    }
+}
+
+fn parse_body(parts: &Parts, bytes: &[u8]) -> Result<Option<serde_json::Value>, GatewayError> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let is_json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
+    if !is_json {
+        return Err(GatewayError::new(
+            ErrorCode::RequestBodyInvalid,
+            "a request body must be JSON with Content-Type: application/json",
+        ));
+    }
+    serde_json::from_slice(bytes).map(Some).map_err(|e| {
+        GatewayError::new(
+            ErrorCode::RequestBodyInvalid,
+            format!("the request body is not valid JSON (line {}, column {})", e.line(), e.column()),
+        )
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    gateway: &Gateway,
+    runtime: &Runtime,
+    peer: Option<&PeerCertificate>,
+    parts: &Parts,
+    body: Body,
+    message_id: &str,
+    deadline: Instant,
+    facts: &mut Facts,
+) -> Result<(Response, bytes::Bytes), GatewayError> {
+    let now = OffsetDateTime::now_utc();
+    let path = parts.uri.path();
+    let query = parts.uri.query();
+    facts.request_digest_parts.extend_from_slice(parts.method.as_str().as_bytes());
+    facts.request_digest_parts.push(b' ');
+    facts.request_digest_parts.extend_from_slice(parts.uri.to_string().as_bytes());
+
+    // Identity.
+    let client = protocol::parse_client(parts.headers.get(protocol::X_ROAD_CLIENT))?;
+    facts.client = Some(client.to_string());
+    let target = protocol::parse_target(path)?;
+    facts.service = Some(target.service.to_string());
+    let peer = peer.ok_or_else(|| {
+        GatewayError::new(ErrorCode::TrustCertificateMissing, "a client certificate is required")
+    })?;
+    runtime.registry.authorise(&peer.fingerprint_sha256, &client, now)?;
+    facts.authenticated_client = facts.client.clone();
+
+    // Contract.
+    let purpose = match parts.headers.get(X_PURPOSE) {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            GatewayError::new(ErrorCode::ContractPurposeNotAllowed, "X-Purpose is not ASCII")
+        })?),
+    };
+    facts.purpose = purpose.filter(|p| p.len() <= 64).map(str::to_owned);
+    let grant = runtime.contracts.authorise(&client, &target.service, &parts.method, &target.path, purpose, now)?;
+    let contract = grant.contract;
+    facts.contract_id = Some(contract.id.clone());
+
+    // Quota.
+    contract.take_quota(now)?;
+
+    // Route to the adapter operation.
+    let backend = runtime.services.get(&target.service).ok_or_else(|| {
+        GatewayError::new(ErrorCode::ServiceUnknown, "this node does not serve that service")
+    })?;
+    let (operation, params) = backend.adapter.spec.route(&parts.method, &target.path).ok_or_else(|| {
+        GatewayError::new(ErrorCode::ServiceUnknown, "the service offers no such operation")
+    })?;
+    facts.operation = Some(operation.name.clone());
+
+    // Body and request schema.
+    let bytes = read_body(parts, body, runtime.limits.request_body_bytes).await?;
+    facts.request_bytes = bytes.len() as u64;
+    facts.request_digest_parts.push(b'\n');
+    facts.request_digest_parts.extend_from_slice(&bytes);
+    let json_body = parse_body(parts, &bytes)?;
+    if let Some(subject) = subject_value(&contract, &params, json_body.as_ref()) {
+        facts.subject_digest = Some(gateway.journal().digest(&[b"subject", subject.as_bytes()]));
+    }
+    contract.validate_request(&request_document(&params, query, json_body.as_ref()))?;
+
+    // Backend call.
+    facts.request_out_at = Some(OffsetDateTime::now_utc());
+    let upstream_started = Instant::now();
+    let answer = backend
+        .adapter
+        .call(AdapterRequest {
+            operation: &operation,
+            params: &params,
+            query,
+            body: json_body.as_ref(),
+            message_id,
+            deadline,
+        })
+        .await;
+    facts.response_in_at = Some(OffsetDateTime::now_utc());
+    metrics::histogram!("datagate_upstream_duration_seconds", "adapter" => backend.adapter.spec.name.clone())
+        .record(upstream_started.elapsed().as_secs_f64());
+    let answer = answer.map_err(|error| error.to_gateway_error())?;
+
+    // Response schema, projection, provenance headers.
+    contract.validate_response(&answer.record)?;
+    let projected = contract.projection.apply(answer.record);
+    let body = bytes::Bytes::from(serde_json::to_vec(&projected).map_err(|_| {
+        GatewayError::new(ErrorCode::InternalUnexpected, "the answer could not be serialised")
+    })?);
+    let mut response = (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body.clone(),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    let request_hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &facts.request_digest_parts);
+    if let Ok(value) = HeaderValue::from_str(&crate::trust::to_hex(request_hash.as_ref())) {
+        headers.insert(X_ROAD_REQUEST_HASH, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(message_id) {
+        headers.insert(X_ROAD_ID, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&target.service.to_string()) {
+        headers.insert(X_ROAD_SERVICE, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&contract.id) {
+        headers.insert(X_CONTRACT_ID, value);
+    }
+    Ok((response, body))
+}

@@ -1,0 +1,153 @@
+//! The running node: its swappable [`Runtime`] (contracts, registry, adapters),
+//! the journal, health state, and the routers of its listeners.
+//!
+//! - [`exchange`]: the consumer-facing pipeline, one ordered function per phase;
+//! - [`server`]: the mTLS accept loop, the ops listener, graceful shutdown, reload;
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+
+pub mod exchange;
+pub mod ops;
+pub mod server;
+
+use crate::adapters::Adapter;
+use crate::config::{Limits, NodeConfig};
+use crate::contract::ContractSet;
+use crate::identity::{MemberId, ServiceId};
+use crate::journal::Journal;
+use crate::trust::registry::SecureServerRegistry;
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// An adapter with its last health-check outcome.
+#[derive(Debug)]
+pub struct Backend {
+    /// The adapter.
+    pub adapter: Adapter,
+    /// Whether the last health check passed (false until the first one runs).
+    pub healthy: AtomicBool,
+}
+
+/// Everything a reload replaces at once.
+#[derive(Debug)]
+pub struct Runtime {
+    /// This node's member.
+    pub member: MemberId,
+    /// Secure-server registry.
+    pub registry: SecureServerRegistry,
+    /// Compiled contracts.
+    pub contracts: ContractSet,
+    /// Service → backend.
+    pub services: HashMap<ServiceId, Arc<Backend>>,
+    /// All backends by adapter name.
+    pub backends: HashMap<String, Arc<Backend>>,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+impl Runtime {
+    /// Builds the runtime from a validated configuration (HTTP clients: I/O).
+    pub fn build(config: &mut NodeConfig) -> Result<Self, String> {
+        let mut backends = HashMap::new();
+        for (name, spec) in std::mem::take(&mut config.adapters) {
+            let adapter = Adapter::build(spec)?;
+            backends.insert(
+                name,
+                Arc::new(Backend {
+                    adapter,
+                    healthy: AtomicBool::new(false),
+                }),
+            );
+        }
+        let mut services = HashMap::new();
+        for (service, adapter) in &config.services {
+            let backend = backends
+                .get(adapter)
+                .ok_or_else(|| format!("service {service}: adapter {adapter} is missing"))?;
+            services.insert(service.clone(), backend.clone());
+        }
+        Ok(Runtime {
+            member: config.member.clone(),
+            registry: std::mem::take(&mut config.registry),
+            contracts: std::mem::take(&mut config.contracts),
+            services,
+            backends,
+            limits: config.limits,
+        })
+    }
+
+    /// Whether every backend passed its last health check.
+    pub fn ready(&self) -> bool {
+        self.backends
+            .values()
+            .all(|backend| backend.healthy.load(Ordering::Relaxed))
+    }
+}
+
+/// Shared state of a running node.
+#[derive(Debug)]
+pub struct Gateway {
+    runtime: ArcSwap<Runtime>,
+    journal: Journal,
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl Gateway {
+    /// A gateway over a runtime and a journal.
+    pub fn new(runtime: Runtime, journal: Journal) -> Arc<Self> {
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(runtime.limits.max_concurrent_requests));
+        Arc::new(Gateway {
+            runtime: ArcSwap::from_pointee(runtime),
+            journal,
+            in_flight,
+        })
+    }
+
+    /// The current runtime snapshot; hold it for the whole request.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Replaces the runtime atomically (after a successful reload).
+    pub fn replace_runtime(&self, runtime: Runtime) {
+        self.runtime.store(Arc::new(runtime));
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Runs every backend's health check once, now.
+    pub async fn check_backends(&self) {
+        let runtime = self.runtime();
+        let checks = runtime.backends.iter().map(|(name, backend)| async move {
+            let healthy = backend.adapter.check_health().await;
+            let was = backend.healthy.swap(healthy, Ordering::Relaxed);
+            if was != healthy {
+                if healthy {
+                    tracing::info!(adapter = %name, "backend is healthy");
+                } else {
+                    tracing::warn!(adapter = %name, "backend failed its health check");
+                }
+            }
+            metrics::gauge!("datagate_backend_up", "adapter" => name.clone())
+                .set(if healthy { 1.0 } else { 0.0 });
+        });
+        futures_util::future::join_all(checks).await;
+    }
+
+    /// Keeps checking backends every `interval` until the gateway is dropped.
+    pub fn spawn_health_checks(self: &Arc<Self>, interval: std::time::Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            loop {
+                ticker.tick().await;
+                let Some(gateway) = weak.upgrade() else { break };
+                gateway.check_backends().await;
+            }
+        });
+    }
+}

@@ -1,0 +1,54 @@
+//! The ops listener: `/healthz` (the process answers), `/readyz` (configuration
+//! loaded and every backend passed its last health check), `/metrics`
+//! (Prometheus text). Plain HTTP: bind it to loopback or a management network.
+
+use super::Gateway;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use std::sync::Arc;
+
+/// The ops router.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(gateway)
+}
+
+async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+    let runtime = gateway.runtime();
+    let mut down: Vec<&str> = runtime
+        .backends
+        .iter()
+        .filter(|(_, b)| !b.healthy.load(std::sync::atomic::Ordering::Relaxed))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    down.sort_unstable();
+    let body = serde_json::json!({
+        "ready": down.is_empty(),
+        "contracts": runtime.contracts.len(),
+        "secure_servers": runtime.registry.len(),
+        "backends_down": down,
+    });
+    let status = if runtime.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body))
+}
+
+async fn metrics() -> impl IntoResponse {
+    match crate::observe::metrics_handle() {
+        Some(handle) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            "# metrics recorder unavailable\n".to_owned(),
+        ),
+    }
+}

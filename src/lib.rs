@@ -1,0 +1,46 @@
+//! datagate: the data-integration gateway (secure server, máy chủ bảo mật) of
+//! an LGSP or of the NDXP.
+//!
+//! A consumer information system calls this node over mTLS with the X-Road REST
+//! protocol; the node decides under a data-sharing contract and answers from a
+//! backend through an adapter:
+//!
+//! ```text
+//! consumer ──mTLS──▶ accept loop (chain, CRL) ─▶ message id ─▶ load shed ─▶ identity (registry)
+//!   ─▶ contract (deny by default) ─▶ quota ─▶ body + request schema ─▶ adapter (REST | SOAP)
+//!   ─▶ response schema ─▶ projection ─▶ journal (durable) ─▶ response
+//! ```
+//!
+//! Modules, outermost first:
+//! - [`config`]: node configuration, parsed → validated completely → built;
+//! - [`gateway`]: listeners, the exchange pipeline, ops endpoints, reload;
+//! - [`trust`]: TLS, secure-server registry, working-day calendar;
+//! - [`protocol`]: X-Road REST headers and paths;
+//! - [`identity`]: member, client and service identifiers;
+//! - [`contract`]: data-sharing contracts, projection, quotas;
+//! - [`adapters`]: backend kinds (REST/JSON, SOAP/XML) behind one transport;
+//! - [`journal`]: the durable record of every exchange;
+//! - [`error`]: the one error type and its problem+json rendering;
+//! - [`observe`]: logs and metrics;
+//! - [`pki`]: the dev PKI; [`demo`]: the local federation of `datagate demo`.
+
+#![forbid(unsafe_code)]
+
+pub mod adapters;
+pub mod config;
+pub mod contract;
+//TMP pub mod demo;
+pub mod error;
+pub mod gateway;
+pub mod identity;
+pub mod journal;
+pub mod observe;
+pub mod pattern;
+//TMP pub mod pki;
+pub mod protocol;
+pub mod trust;
+
+/// Installs aws-lc-rs as the process's rustls crypto provider (once; later calls do nothing).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
