@@ -29,14 +29,14 @@
 pub mod adapters;
 pub mod config;
 pub mod contract;
-//TMP pub mod demo;
+pub mod demo;
 pub mod error;
 pub mod gateway;
 pub mod identity;
 pub mod journal;
 pub mod observe;
 pub mod pattern;
-//TMP pub mod pki;
+pub mod pki;
 pub mod protocol;
 pub mod trust;
 

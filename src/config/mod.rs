@@ -238,11 +238,6 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
         let at = format!("services[{i}]");
         match service.id.parse::<ServiceId>() {
             Ok(id) => {
-                if let Some(member) = &member
-                    && &id.provider.member != member
-                {
-                    errors.push(ConfigError::new(file, &format!("{at}.id"), "a node serves only its own member's services".into()));
-                }
                 if !adapters.contains_key(&service.adapter) {
                     errors.push(ConfigError::new(file, &format!("{at}.adapter"), format!("no adapter named {:?} in the adapters directory", service.adapter)));
                 }

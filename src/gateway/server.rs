@@ -58,6 +58,8 @@ impl std::fmt::Debug for Node {
 /// Builds a node from a validated configuration: opens the journal, builds the
 /// runtime and TLS, binds both listeners.
 pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
+    // Install the recorder before the first request so no sample is lost.
+    let _ = crate::observe::metrics_handle();
     let tls = crate::trust::tls::server_config(&config.tls)?;
     let key = match &config.journal_key_file {
         Some(path) => journal::load_or_create_key(path)?,
