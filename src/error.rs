@@ -346,7 +346,11 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for code in ErrorCode::ALL {
             assert!(seen.insert(code.as_str()), "duplicate {}", code.as_str());
-            assert!(code.as_str().contains('.'), "{} lacks a namespace", code.as_str());
+            assert!(
+                code.as_str().contains('.'),
+                "{} lacks a namespace",
+                code.as_str()
+            );
             assert!(code.status().is_client_error() || code.status().is_server_error());
         }
     }
@@ -363,5 +367,30 @@ mod tests {
             response.headers()[header::CONTENT_TYPE],
             "application/problem+json"
         );
+    }
+
+    #[test]
+    fn errors_md_lists_every_code() {
+        let table = include_str!("../docs/ERRORS.md");
+        let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| `")).collect();
+        assert_eq!(
+            rows.len(),
+            ErrorCode::ALL.len(),
+            "docs/ERRORS.md rows vs ErrorCode::ALL"
+        );
+        for (row, code) in rows.iter().zip(ErrorCode::ALL) {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            assert_eq!(cells[1], format!("`{}`", code.as_str()), "order or name");
+            assert_eq!(
+                cells[2],
+                code.status().as_u16().to_string(),
+                "{}",
+                code.as_str()
+            );
+            let origin = serde_json::to_value(code.origin()).expect("serialises");
+            assert_eq!(Some(cells[3]), origin.as_str(), "{}", code.as_str());
+            let retryable = if code.retryable() { "yes" } else { "no" };
+            assert_eq!(cells[4], retryable, "{}", code.as_str());
+        }
     }
 }

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "datagate", version, about = "Data-integration gateway for LGSP/NDXP secure servers")]
+#[command(
+    name = "datagate",
+    version,
+    about = "Data-integration gateway for LGSP/NDXP secure servers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,7 +53,10 @@ fn main() -> ExitCode {
     datagate::observe::init_tracing();
     datagate::install_crypto_provider();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the async runtime: {error}");
@@ -89,14 +96,20 @@ fn main() -> ExitCode {
             };
             report(runtime.block_on(datagate::gateway::server::serve(loaded)))
         }
-        Command::Demo { state_dir, project_dir } => {
-            report(runtime.block_on(datagate::demo::run(&project_dir, &state_dir)))
-        }
+        Command::Demo {
+            state_dir,
+            project_dir,
+        } => report(runtime.block_on(datagate::demo::run(&project_dir, &state_dir))),
         Command::Certs { dir } => match datagate::pki::write_dev_pki(&dir) {
             Ok(pki) => {
                 println!("dev PKI written to {} (not for production)", dir.display());
                 for client in &pki.clients {
-                    println!("  {}: {} sha256={}", client.name, client.cert.display(), client.fingerprint_sha256);
+                    println!(
+                        "  {}: {} sha256={}",
+                        client.name,
+                        client.cert.display(),
+                        client.fingerprint_sha256
+                    );
                 }
                 ExitCode::SUCCESS
             }

@@ -33,8 +33,8 @@ impl OperationPattern {
         let mut names = std::collections::HashSet::new();
         for part in rest.split('/').filter(|s| !s.is_empty()) {
             if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-                let ok = !name.is_empty()
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                let ok =
+                    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !ok {
                     return Err("parameter names are letters, digits and '_'".into());
                 }
@@ -166,7 +166,10 @@ mod tests {
     #[test]
     fn decodes_and_encodes_parameters() {
         let p = OperationPattern::parse("GET", "/{name}").expect("valid");
-        assert_eq!(p.matches(&Method::GET, "/a%20b").expect("match")["name"], "a b");
+        assert_eq!(
+            p.matches(&Method::GET, "/a%20b").expect("match")["name"],
+            "a b"
+        );
         assert!(p.matches(&Method::GET, "/%zz").is_none());
         let mut params = BTreeMap::new();
         params.insert("id".to_owned(), "a/b c".to_owned());

@@ -69,10 +69,16 @@ pub fn parse_target(path: &str) -> Result<Target, GatewayError> {
 /// Parses the `X-Road-Client` header value.
 pub fn parse_client(value: Option<&axum::http::HeaderValue>) -> Result<ClientId, GatewayError> {
     let value = value.ok_or_else(|| {
-        GatewayError::new(ErrorCode::RequestClientMissing, "the X-Road-Client header is required")
+        GatewayError::new(
+            ErrorCode::RequestClientMissing,
+            "the X-Road-Client header is required",
+        )
     })?;
     let text = value.to_str().map_err(|_| {
-        GatewayError::new(ErrorCode::RequestClientInvalid, "X-Road-Client is not ASCII")
+        GatewayError::new(
+            ErrorCode::RequestClientInvalid,
+            "X-Road-Client is not ASCII",
+        )
     })?;
     text.parse().map_err(|error| {
         GatewayError::new(
@@ -114,7 +120,10 @@ mod tests {
     fn parses_target_with_and_without_path() {
         let t = parse_target("/r1/VN/GOV/000.00.00.G10/population-db/citizen/001085012345")
             .expect("valid");
-        assert_eq!(t.service.to_string(), "VN/GOV/000.00.00.G10/population-db/citizen");
+        assert_eq!(
+            t.service.to_string(),
+            "VN/GOV/000.00.00.G10/population-db/citizen"
+        );
         assert_eq!(t.path, "/001085012345");
         let t = parse_target("/r1/VN/GOV/000.00.00.G10/population-db/citizen").expect("valid");
         assert_eq!(t.path, "/");
@@ -127,7 +136,9 @@ mod tests {
             ErrorCode::RequestPathInvalid
         );
         assert_eq!(
-            parse_target("/r1/VN/GOV/G10/db/svc/../x").expect_err("dots").code(),
+            parse_target("/r1/VN/GOV/G10/db/svc/../x")
+                .expect_err("dots")
+                .code(),
             ErrorCode::RequestPathInvalid
         );
         assert_eq!(

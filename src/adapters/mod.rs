@@ -174,14 +174,20 @@ impl AdapterSpec {
     /// Validates an adapter file, returning every problem.
     pub fn validate(raw: RawAdapter, file: &Path) -> Result<Self, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let mut error = |path: &str, message: String| errors.push(ConfigError::new(file, path, message));
+        let mut error =
+            |path: &str, message: String| errors.push(ConfigError::new(file, path, message));
         let name_ok = !raw.name.is_empty()
             && raw.name.len() <= 64
-            && raw.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+            && raw
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
         if !name_ok {
             error("name", "1-64 characters of A-Z a-z 0-9 - _".into());
         }
-        let address = parse_http_url(&raw.address).map_err(|m| error("address", m)).ok();
+        let address = parse_http_url(&raw.address)
+            .map_err(|m| error("address", m))
+            .ok();
         let credentials_env = match raw.credentials.as_deref() {
             None => None,
             Some(reference) => match reference.strip_prefix("env:") {
@@ -239,7 +245,12 @@ impl AdapterSpec {
                             if let soap_mapping::ParamSource::Path(name) = param.source()
                                 && !pattern.param_names().any(|p| p == name)
                             {
-                                error(&at("soap.params"), format!("path parameter {name:?} is not in the operation's path pattern"));
+                                error(
+                                    &at("soap.params"),
+                                    format!(
+                                        "path parameter {name:?} is not in the operation's path pattern"
+                                    ),
+                                );
                             }
                         }
                     }
@@ -341,7 +352,9 @@ impl AdapterError {
     pub fn to_gateway_error(&self) -> GatewayError {
         let code = match self {
             AdapterError::Timeout => ErrorCode::UpstreamTimeout,
-            AdapterError::Unavailable(_) | AdapterError::Saturated => ErrorCode::UpstreamUnavailable,
+            AdapterError::Unavailable(_) | AdapterError::Saturated => {
+                ErrorCode::UpstreamUnavailable
+            }
             AdapterError::Status(_) => ErrorCode::UpstreamStatus,
             AdapterError::BodyTooLarge(_) => ErrorCode::UpstreamBodyTooLarge,
             AdapterError::Malformed(_) => ErrorCode::UpstreamMalformed,

@@ -47,10 +47,15 @@ impl RestMapping {
             problems.push("method must be an HTTP method".into());
         }
         if let Some(pattern) = pattern {
-            let params: BTreeMap<String, String> =
-                pattern.param_names().map(|n| (n.to_owned(), "x".to_owned())).collect();
+            let params: BTreeMap<String, String> = pattern
+                .param_names()
+                .map(|n| (n.to_owned(), "x".to_owned()))
+                .collect();
             if OperationPattern::fill(&self.path, &params).is_none() {
-                problems.push("path uses a {parameter} that the operation's path pattern does not name".into());
+                problems.push(
+                    "path uses a {parameter} that the operation's path pattern does not name"
+                        .into(),
+                );
             }
         }
         for (target, source) in &self.fields {
@@ -58,7 +63,9 @@ impl RestMapping {
                 problems.push(format!("fields: {target:?} is not a JSON pointer"));
             }
             if pointer_tokens(source).is_none() {
-                problems.push(format!("fields: the source of {target:?} is not a JSON pointer"));
+                problems.push(format!(
+                    "fields: the source of {target:?} is not a JSON pointer"
+                ));
             }
         }
         problems
@@ -70,7 +77,8 @@ impl RestMapping {
         }
         let mut record = serde_json::Value::Object(serde_json::Map::new());
         for (target, source) in &self.fields {
-            if let (Some(value), Some(tokens)) = (document.pointer(source), pointer_tokens(target)) {
+            if let (Some(value), Some(tokens)) = (document.pointer(source), pointer_tokens(target))
+            {
                 insert_at(&mut record, &tokens, value.clone());
             }
         }
@@ -84,12 +92,17 @@ pub async fn call(
     mapping: &RestMapping,
     request: &AdapterRequest<'_>,
 ) -> Result<AdapterResponse, AdapterError> {
-    let path = OperationPattern::fill(&mapping.path, request.params)
-        .ok_or_else(|| AdapterError::Malformed("the operation's path parameters do not fill the backend path".into()))?;
+    let path = OperationPattern::fill(&mapping.path, request.params).ok_or_else(|| {
+        AdapterError::Malformed(
+            "the operation's path parameters do not fill the backend path".into(),
+        )
+    })?;
     let mut url = transport.endpoint(&path)?;
     url.set_query(request.query);
     let method = match &mapping.method {
-        Some(method) => reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET),
+        Some(method) => {
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET)
+        }
         None => request.operation.pattern.method().clone(),
     };
     let idempotent = method.is_idempotent();
@@ -112,8 +125,13 @@ pub async fn call(
     if !(200..300).contains(&answer.status) {
         return Err(AdapterError::Status(answer.status));
     }
-    let document: serde_json::Value = serde_json::from_slice(&answer.body)
-        .map_err(|e| AdapterError::Malformed(format!("not JSON (line {}, column {})", e.line(), e.column())))?;
+    let document: serde_json::Value = serde_json::from_slice(&answer.body).map_err(|e| {
+        AdapterError::Malformed(format!(
+            "not JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
     Ok(AdapterResponse {
         record: mapping.map(document),
         bytes: answer.body.len(),

@@ -14,7 +14,9 @@ fn to_adapter_error(error: SoapError) -> AdapterError {
     match error {
         SoapError::NotFound => AdapterError::NotFound,
         SoapError::Fault { code } => AdapterError::Fault(code),
-        SoapError::RecordMissing => AdapterError::Malformed("the answer lacks the record element".into()),
+        SoapError::RecordMissing => {
+            AdapterError::Malformed("the answer lacks the record element".into())
+        }
         SoapError::FieldType { pointer } => {
             AdapterError::Malformed(format!("field {pointer} has the wrong type"))
         }
@@ -31,7 +33,11 @@ pub async fn call(
 ) -> Result<AdapterResponse, AdapterError> {
     let query: BTreeMap<String, String> = request
         .query
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     let mut values = BTreeMap::new();
     for param in &operation.params {
@@ -44,11 +50,14 @@ pub async fn call(
             values.insert(source.name().to_owned(), value.clone());
         }
     }
-    let envelope = soap_mapping::build_request_envelope(operation, &values).map_err(|e| match e {
-        // A missing query parameter is the consumer's omission; the schema should catch it first.
-        SoapError::MissingParam(name) => AdapterError::Malformed(format!("parameter {name} is missing")),
-        other => to_adapter_error(other),
-    })?;
+    let envelope =
+        soap_mapping::build_request_envelope(operation, &values).map_err(|e| match e {
+            // A missing query parameter is the consumer's omission; the schema should catch it first.
+            SoapError::MissingParam(name) => {
+                AdapterError::Malformed(format!("parameter {name} is missing"))
+            }
+            other => to_adapter_error(other),
+        })?;
     let url = transport.endpoint("")?;
     let answer = transport
         .execute(

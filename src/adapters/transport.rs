@@ -52,7 +52,10 @@ impl Transport {
         let bearer = match &spec.credentials_env {
             None => None,
             Some(var) => Some(std::env::var(var).map_err(|_| {
-                format!("adapter {}: environment variable {var} (its credentials) is not set", spec.name)
+                format!(
+                    "adapter {}: environment variable {var} (its credentials) is not set",
+                    spec.name
+                )
             })?),
         };
         let client = reqwest::Client::builder()
@@ -94,8 +97,16 @@ impl Transport {
     }
 
     /// A request builder with credentials and the message id set.
-    pub fn request(&self, method: reqwest::Method, url: url::Url, message_id: &str) -> reqwest::RequestBuilder {
-        let mut builder = self.client.request(method, url).header("x-road-id", message_id);
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        url: url::Url,
+        message_id: &str,
+    ) -> reqwest::RequestBuilder {
+        let mut builder = self
+            .client
+            .request(method, url)
+            .header("x-road-id", message_id);
         if let Some(token) = &self.bearer {
             builder = builder.bearer_auth(token);
         }
@@ -129,8 +140,16 @@ impl Transport {
         }
     }
 
-    async fn try_once(&self, request: reqwest::RequestBuilder, deadline: Instant) -> Result<RawAnswer, AdapterError> {
-        let _permit = self.bulkhead.clone().try_acquire_owned().map_err(|_| AdapterError::Saturated)?;
+    async fn try_once(
+        &self,
+        request: reqwest::RequestBuilder,
+        deadline: Instant,
+    ) -> Result<RawAnswer, AdapterError> {
+        let _permit = self
+            .bulkhead
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| AdapterError::Saturated)?;
         let now = Instant::now();
         if now >= deadline {
             return Err(AdapterError::Timeout);
@@ -145,7 +164,10 @@ impl Transport {
         let mut response = request.send().await.map_err(|e| describe(&e))?;
         let status = response.status().as_u16();
         let cap = self.max_response_bytes;
-        if response.content_length().is_some_and(|len| len > cap as u64) {
+        if response
+            .content_length()
+            .is_some_and(|len| len > cap as u64)
+        {
             return Err(AdapterError::BodyTooLarge(cap));
         }
         let mut body = BytesMut::new();

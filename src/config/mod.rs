@@ -50,7 +50,13 @@ impl std::fmt::Display for ConfigError {
         if self.path.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.message)
         } else {
-            write!(f, "{}: {}: {}", self.file.display(), self.path, self.message)
+            write!(
+                f,
+                "{}: {}: {}",
+                self.file.display(),
+                self.path,
+                self.message
+            )
         }
     }
 }
@@ -105,11 +111,19 @@ fn read_text(path: &Path, errors: &mut Vec<ConfigError>) -> Option<String> {
         .ok()
 }
 
-fn files_with_extensions(dir: &Path, extensions: &[&str], errors: &mut Vec<ConfigError>) -> Vec<PathBuf> {
+fn files_with_extensions(
+    dir: &Path,
+    extensions: &[&str],
+    errors: &mut Vec<ConfigError>,
+) -> Vec<PathBuf> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            errors.push(ConfigError::new(dir, "", format!("cannot read directory: {e}")));
+            errors.push(ConfigError::new(
+                dir,
+                "",
+                format!("cannot read directory: {e}"),
+            ));
             return Vec::new();
         }
     };
@@ -133,7 +147,9 @@ pub fn load_contracts(dir: &Path) -> (Vec<(CompiledContract, PathBuf)>, Vec<Conf
     let mut errors = Vec::new();
     let mut compiled = Vec::new();
     for file in files_with_extensions(dir, &["yaml", "yml"], &mut errors) {
-        let Some(text) = read_text(&file, &mut errors) else { continue };
+        let Some(text) = read_text(&file, &mut errors) else {
+            continue;
+        };
         match yaml_serde::from_str::<RawContract>(&text) {
             Ok(raw) => match contract::compile(&raw, &file, dir) {
                 Ok(contract) => compiled.push((contract, file)),
@@ -150,12 +166,18 @@ pub fn load_adapters(dir: &Path) -> (BTreeMap<String, AdapterSpec>, Vec<ConfigEr
     let mut errors = Vec::new();
     let mut adapters = BTreeMap::new();
     for file in files_with_extensions(dir, &["toml"], &mut errors) {
-        let Some(text) = read_text(&file, &mut errors) else { continue };
+        let Some(text) = read_text(&file, &mut errors) else {
+            continue;
+        };
         match toml::from_str::<crate::adapters::RawAdapter>(&text) {
             Ok(raw) => match AdapterSpec::validate(raw, &file) {
                 Ok(spec) => {
                     if adapters.contains_key(&spec.name) {
-                        errors.push(ConfigError::new(&file, "name", "another adapter has the same name".into()));
+                        errors.push(ConfigError::new(
+                            &file,
+                            "name",
+                            "another adapter has the same name".into(),
+                        ));
                     } else {
                         adapters.insert(spec.name.clone(), spec);
                     }
@@ -174,11 +196,16 @@ pub fn load_adapters(dir: &Path) -> (BTreeMap<String, AdapterSpec>, Vec<ConfigEr
 pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let text = read_text(file, &mut errors).ok_or_else(|| errors.clone())?;
-    let raw: RawNodeConfig = toml::from_str(&text).map_err(|e| {
-        vec![ConfigError::new(file, "", e.message().to_owned())]
-    })?;
+    let raw: RawNodeConfig = toml::from_str(&text)
+        .map_err(|e| vec![ConfigError::new(file, "", e.message().to_owned())])?;
     let base = file.parent().unwrap_or(Path::new(".")).to_owned();
-    let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+    let resolve = |p: &Path| {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            base.join(p)
+        }
+    };
 
     let member = raw
         .node
@@ -193,7 +220,11 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
         crls: raw.tls.crls.iter().map(|p| resolve(p)).collect(),
     };
     if tls.trusted_cas.is_empty() {
-        errors.push(ConfigError::new(file, "tls.trusted_cas", "at least one trusted CA is required".into()));
+        errors.push(ConfigError::new(
+            file,
+            "tls.trusted_cas",
+            "at least one trusted CA is required".into(),
+        ));
     }
     if let Err(e) = crate::trust::tls::server_config(&tls) {
         errors.push(ConfigError::new(file, "tls", e.to_string()));
@@ -201,7 +232,10 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
 
     let mut holidays = Vec::new();
     for (i, day) in raw.calendar.holidays.iter().enumerate() {
-        match time::Date::parse(day, time::macros::format_description!("[year]-[month]-[day]")) {
+        match time::Date::parse(
+            day,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        ) {
             Ok(date) => holidays.push(date),
             Err(_) => errors.push(ConfigError::new(
                 file,
@@ -239,10 +273,21 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
         match service.id.parse::<ServiceId>() {
             Ok(id) => {
                 if !adapters.contains_key(&service.adapter) {
-                    errors.push(ConfigError::new(file, &format!("{at}.adapter"), format!("no adapter named {:?} in the adapters directory", service.adapter)));
+                    errors.push(ConfigError::new(
+                        file,
+                        &format!("{at}.adapter"),
+                        format!(
+                            "no adapter named {:?} in the adapters directory",
+                            service.adapter
+                        ),
+                    ));
                 }
                 if services.insert(id, service.adapter.clone()).is_some() {
-                    errors.push(ConfigError::new(file, &format!("{at}.id"), "service listed twice".into()));
+                    errors.push(ConfigError::new(
+                        file,
+                        &format!("{at}.id"),
+                        "service listed twice".into(),
+                    ));
                 }
             }
             Err(e) => errors.push(ConfigError::new(file, &format!("{at}.id"), e.to_string())),
@@ -270,10 +315,18 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
         shutdown_grace: Duration::from_millis(raw.limits.shutdown_grace_ms),
     };
     if limits.request_timeout.is_zero() {
-        errors.push(ConfigError::new(file, "limits.request_timeout_ms", "must be positive".into()));
+        errors.push(ConfigError::new(
+            file,
+            "limits.request_timeout_ms",
+            "must be positive".into(),
+        ));
     }
     if limits.max_concurrent_requests == 0 {
-        errors.push(ConfigError::new(file, "limits.max_concurrent_requests", "must be positive".into()));
+        errors.push(ConfigError::new(
+            file,
+            "limits.max_concurrent_requests",
+            "must be positive".into(),
+        ));
     }
 
     match (member, registry, contracts) {

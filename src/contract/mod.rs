@@ -212,10 +212,10 @@ fn validate_against(
         .map(|error| {
             let mut path = error.instance_path().to_string();
             // A missing property is named by the schema, not by the payload: safe to show.
-            if let jsonschema::error::ValidationErrorKind::Required { property } = error.kind() {
-                if let Some(name) = property.as_str() {
-                    path = format!("{path}/{}", name.replace('~', "~0").replace('/', "~1"));
-                }
+            if let jsonschema::error::ValidationErrorKind::Required { property } = error.kind()
+                && let Some(name) = property.as_str()
+            {
+                path = format!("{path}/{}", name.replace('~', "~0").replace('/', "~1"));
             }
             SchemaViolation {
                 path,
@@ -353,7 +353,10 @@ pub fn compile(
         error("legal_basis", "a contract needs a legal basis".into());
     }
     if raw.approved_by.trim().is_empty() {
-        error("approved_by", "a contract needs the data owner's approver".into());
+        error(
+            "approved_by",
+            "a contract needs the data owner's approver".into(),
+        );
     }
     if raw.classification == Classification::Secret {
         error(
@@ -422,7 +425,10 @@ pub fn compile(
     let cache_ttl = match &raw.cache {
         Some(cache) if cache.allowed => {
             if cache.ttl_seconds == 0 {
-                error("cache.ttl_seconds", "a cache that is allowed needs a TTL".into());
+                error(
+                    "cache.ttl_seconds",
+                    "a cache that is allowed needs a TTL".into(),
+                );
             }
             Some(std::time::Duration::from_secs(cache.ttl_seconds))
         }
@@ -432,7 +438,10 @@ pub fn compile(
         None => None,
         Some(text) => {
             if let Some(name) = text.strip_prefix("path:") {
-                if !operations.iter().all(|op| op.param_names().any(|p| p == name)) {
+                if !operations
+                    .iter()
+                    .all(|op| op.param_names().any(|p| p == name))
+                {
                     error(
                         "subject",
                         "the path parameter must appear in every operation".into(),
@@ -493,20 +502,34 @@ pub struct ContractSet {
 
 impl ContractSet {
     /// Builds the set; duplicate contract ids are an error.
-    pub fn new(contracts: Vec<(CompiledContract, std::path::PathBuf)>) -> Result<Self, Vec<ConfigError>> {
+    pub fn new(
+        contracts: Vec<(CompiledContract, std::path::PathBuf)>,
+    ) -> Result<Self, Vec<ConfigError>> {
         let mut set = ContractSet::default();
         let mut errors = Vec::new();
         for (contract, file) in contracts {
             let contract = Arc::new(contract);
-            if set.ids.insert(contract.id.clone(), contract.clone()).is_some() {
-                errors.push(ConfigError::new(&file, "id", "another contract has the same id".into()));
+            if set
+                .ids
+                .insert(contract.id.clone(), contract.clone())
+                .is_some()
+            {
+                errors.push(ConfigError::new(
+                    &file,
+                    "id",
+                    "another contract has the same id".into(),
+                ));
             }
             set.by_pair
                 .entry((contract.consumer.clone(), contract.service.clone()))
                 .or_default()
                 .push(contract);
         }
-        if errors.is_empty() { Ok(set) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Number of contracts.
@@ -636,18 +659,63 @@ approved_by: Cục Cảnh sát QLHC về TTXH
         let set = ContractSet::new(vec![(compiled(CONTRACT).expect("valid"), "c.yaml".into())])
             .expect("set");
         let client: ClientId = "VN/GOV/000.00.00.H29/dvc-portal".parse().expect("id");
-        let service: ServiceId = "VN/GOV/000.00.00.G10/population-db/citizen".parse().expect("id");
+        let service: ServiceId = "VN/GOV/000.00.00.G10/population-db/citizen"
+            .parse()
+            .expect("id");
         let now = time::macros::datetime!(2026-06-01 00:00 +7);
-        let ok = set.authorise(&client, &service, &Method::GET, "/001085012345", Some("HOUSEHOLD-REGISTRATION"), now);
+        let ok = set.authorise(
+            &client,
+            &service,
+            &Method::GET,
+            "/001085012345",
+            Some("HOUSEHOLD-REGISTRATION"),
+            now,
+        );
         assert_eq!(ok.expect("allowed").contract.id, "test-contract");
         let code = |r: Result<Grant, GatewayError>| r.expect_err("denied").code();
-        assert_eq!(code(set.authorise(&client, &service, &Method::POST, "/x", Some("HOUSEHOLD-REGISTRATION"), now)), ErrorCode::ContractOperationNotAllowed);
-        assert_eq!(code(set.authorise(&client, &service, &Method::GET, "/1", None, now)), ErrorCode::RequestPurposeMissing);
-        assert_eq!(code(set.authorise(&client, &service, &Method::GET, "/1", Some("MARKETING"), now)), ErrorCode::ContractPurposeNotAllowed);
+        assert_eq!(
+            code(set.authorise(
+                &client,
+                &service,
+                &Method::POST,
+                "/x",
+                Some("HOUSEHOLD-REGISTRATION"),
+                now
+            )),
+            ErrorCode::ContractOperationNotAllowed
+        );
+        assert_eq!(
+            code(set.authorise(&client, &service, &Method::GET, "/1", None, now)),
+            ErrorCode::RequestPurposeMissing
+        );
+        assert_eq!(
+            code(set.authorise(
+                &client,
+                &service,
+                &Method::GET,
+                "/1",
+                Some("MARKETING"),
+                now
+            )),
+            ErrorCode::ContractPurposeNotAllowed
+        );
         let later = time::macros::datetime!(2027-06-01 00:00 +7);
-        assert_eq!(code(set.authorise(&client, &service, &Method::GET, "/1", Some("HOUSEHOLD-REGISTRATION"), later)), ErrorCode::ContractOutsideValidity);
+        assert_eq!(
+            code(set.authorise(
+                &client,
+                &service,
+                &Method::GET,
+                "/1",
+                Some("HOUSEHOLD-REGISTRATION"),
+                later
+            )),
+            ErrorCode::ContractOutsideValidity
+        );
         let stranger: ClientId = "VN/GOV/000.00.00.H30/dvc-portal".parse().expect("id");
-        assert_eq!(code(set.authorise(&stranger, &service, &Method::GET, "/1", None, now)), ErrorCode::ContractNotFound);
+        assert_eq!(
+            code(set.authorise(&stranger, &service, &Method::GET, "/1", None, now)),
+            ErrorCode::ContractNotFound
+        );
     }
 
     #[test]
@@ -657,7 +725,9 @@ approved_by: Cục Cảnh sát QLHC về TTXH
         let error = contract.validate_request(&doc).expect_err("invalid");
         let rendered = format!("{error:?}");
         assert!(!rendered.contains("Nguyễn"), "{rendered}");
-        let missing = contract.validate_request(&serde_json::json!({"path": {}})).expect_err("missing");
+        let missing = contract
+            .validate_request(&serde_json::json!({"path": {}}))
+            .expect_err("missing");
         let body = format!("{missing:?}");
         assert!(body.contains("/path/citizen_id"), "{body}");
     }
@@ -665,15 +735,30 @@ approved_by: Cục Cảnh sát QLHC về TTXH
     #[test]
     fn reports_every_problem_of_a_contract() {
         let broken = CONTRACT
-            .replace("consumer: VN/GOV/000.00.00.H29/dvc-portal", "consumer: nobody")
+            .replace(
+                "consumer: VN/GOV/000.00.00.H29/dvc-portal",
+                "consumer: nobody",
+            )
             .replace("classification: sensitive", "classification: secret")
-            .replace("allowed_fields: [/citizen_id, /full_name]", "allowed_fields: [citizen_id]")
+            .replace(
+                "allowed_fields: [/citizen_id, /full_name]",
+                "allowed_fields: [citizen_id]",
+            )
             .replace("rate: 10/s", "rate: fast")
             .replace("subject: path:citizen_id", "subject: path:other");
         let errors = compiled(&broken).expect_err("broken");
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
-        for expected in ["consumer", "classification", "allowed_fields[0]", "quota.rate", "subject"] {
-            assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
+        for expected in [
+            "consumer",
+            "classification",
+            "allowed_fields[0]",
+            "quota.rate",
+            "subject",
+        ] {
+            assert!(
+                paths.contains(&expected),
+                "{expected} missing from {paths:?}"
+            );
         }
     }
 }

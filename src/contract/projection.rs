@@ -144,8 +144,8 @@ mod tests {
 
     #[test]
     fn rejects_non_pointers() {
-        let bad = Projection::compile(&["id".into(), "/ok".into(), "/x~2".into()])
-            .expect_err("invalid");
+        let bad =
+            Projection::compile(&["id".into(), "/ok".into(), "/x~2".into()]).expect_err("invalid");
         assert_eq!(bad, vec![0, 2]);
     }
 

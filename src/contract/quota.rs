@@ -86,7 +86,9 @@ impl ContractQuota {
         }
         if let Some((limit, state)) = &self.daily {
             let local = now.to_offset(crate::trust::registry::VIETNAM_OFFSET);
-            let mut guard = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut guard = state
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             if guard.0 != local.date() {
                 *guard = (local.date(), 0);
             }
@@ -95,7 +97,9 @@ impl ContractQuota {
                     d.with_hms(0, 0, 0)
                         .map_or(local, |dt| dt.assume_offset(local.offset()))
                 });
-                let wait = (midnight - local).try_into().unwrap_or(Duration::from_secs(60));
+                let wait = (midnight - local)
+                    .try_into()
+                    .unwrap_or(Duration::from_secs(60));
                 return Err(QuotaRefusal::Daily(wait));
             }
             guard.1 += 1;

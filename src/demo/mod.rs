@@ -184,7 +184,9 @@ async fn serve_register(addr: &str, router: axum::Router) -> anyhow::Result<()> 
     let address: SocketAddr = addr.parse()?;
     let listener = tokio::net::TcpListener::bind(address)
         .await
-        .with_context(|| format!("cannot bind the demo register on {addr} (is another demo running?)"))?;
+        .with_context(|| {
+            format!("cannot bind the demo register on {addr} (is another demo running?)")
+        })?;
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
             tracing::error!(error = %error, "demo register stopped");
@@ -215,7 +217,11 @@ pub async fn run(project_dir: &Path, state_dir: &Path) -> anyhow::Result<()> {
     let config = crate::config::load(&config_file).map_err(|errors| {
         anyhow::anyhow!(
             "the demo configuration is invalid:\n{}",
-            errors.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n")
+            errors
+                .iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     })?;
 
@@ -276,7 +282,9 @@ pub async fn run(project_dir: &Path, state_dir: &Path) -> anyhow::Result<()> {
     println!("  provider gateway (mTLS)   https://{CONSUMER_ADDR}");
     println!("  ops                       http://{OPS_ADDR}/healthz  /readyz  /metrics");
     println!("  population register SOAP  http://{POPULATION_ADDR}/soap");
-    println!("  enterprise register REST  http://{ENTERPRISE_ADDR}/api/v1/enterprises/{{tax_code}}");
+    println!(
+        "  enterprise register REST  http://{ENTERPRISE_ADDR}/api/v1/enterprises/{{tax_code}}"
+    );
     println!("  everything a client needs {}\n", manifest_path.display());
     for command in &commands {
         println!("# {}", command["what"].as_str().unwrap_or_default());

@@ -21,7 +21,9 @@ use crate::adapters::AdapterRequest;
 use crate::contract::{CompiledContract, SubjectRef};
 use crate::error::{ErrorCode, GatewayError};
 use crate::journal::ExchangeRecord;
-use crate::protocol::{self, X_CONTRACT_ID, X_PURPOSE, X_ROAD_ID, X_ROAD_REQUEST_HASH, X_ROAD_SERVICE};
+use crate::protocol::{
+    self, X_CONTRACT_ID, X_PURPOSE, X_ROAD_ID, X_ROAD_REQUEST_HASH, X_ROAD_SERVICE,
+};
 use crate::trust::PeerCertificate;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -49,10 +51,7 @@ struct Facts {
 }
 
 /// Serves one exchange.
-pub async fn handle(
-    State(gateway): State<Arc<Gateway>>,
-    request: Request,
-) -> Response {
+pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let started = Instant::now();
     let request_in_at = OffsetDateTime::now_utc();
     let (parts, body) = request.into_parts();
@@ -72,7 +71,16 @@ pub async fn handle(
                 let deadline = started + runtime.limits.request_timeout;
                 match tokio::time::timeout_at(
                     deadline,
-                    run(&gateway, &runtime, peer.as_ref(), &parts, body, id, deadline, &mut facts),
+                    run(
+                        &gateway,
+                        &runtime,
+                        peer.as_ref(),
+                        &parts,
+                        body,
+                        id,
+                        deadline,
+                        &mut facts,
+                    ),
                 )
                 .await
                 {
@@ -96,9 +104,18 @@ pub async fn handle(
         Err(error) => {
             let code = error.code();
             if code.origin() != crate::error::Origin::Consumer {
-                tracing::warn!(code = code.as_str(), detail = error.detail(), "exchange failed");
+                tracing::warn!(
+                    code = code.as_str(),
+                    detail = error.detail(),
+                    "exchange failed"
+                );
             }
-            (error.into_problem(message_id.as_deref()), 0, None, Some(code))
+            (
+                error.into_problem(message_id.as_deref()),
+                0,
+                None,
+                Some(code),
+            )
         }
     };
 
@@ -127,13 +144,22 @@ pub async fn handle(
     // answer into 503 so the consumer never holds data the journal lacks.
     if let Err(error) = gateway.journal().append(record).await {
         tracing::error!(error = %error, "journal append failed; refusing to answer");
-        response = GatewayError::new(ErrorCode::JournalUnavailable, "the exchange could not be journaled")
-            .into_problem(message_id.as_deref());
+        response = GatewayError::new(
+            ErrorCode::JournalUnavailable,
+            "the exchange could not be journaled",
+        )
+        .into_problem(message_id.as_deref());
     }
 
     let status = response.status().as_u16().to_string();
-    let consumer = facts.authenticated_client.unwrap_or_else(|| "unauthenticated".into());
-    let service = facts.contract_id.as_ref().and(facts.service).unwrap_or_else(|| "unknown".into());
+    let consumer = facts
+        .authenticated_client
+        .unwrap_or_else(|| "unauthenticated".into());
+    let service = facts
+        .contract_id
+        .as_ref()
+        .and(facts.service)
+        .unwrap_or_else(|| "unknown".into());
     let elapsed = started.elapsed().as_secs_f64();
     metrics::counter!("datagate_requests_total", "service" => service.clone(), "consumer" => consumer, "status" => status.clone()).increment(1);
     metrics::histogram!("datagate_request_duration_seconds", "service" => service).record(elapsed);
@@ -201,7 +227,10 @@ async fn read_body(parts: &Parts, body: Body, limit: usize) -> Result<bytes::Byt
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(_) => Err(GatewayError::new(ErrorCode::RequestBodyInvalid, "the request body could not be read")),
+        Err(_) => Err(GatewayError::new(
+            ErrorCode::RequestBodyInvalid,
+            "the request body could not be read",
+        )),
     }
 }
 
@@ -213,7 +242,13 @@ fn parse_body(parts: &Parts, bytes: &[u8]) -> Result<Option<serde_json::Value>, 
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
     if !is_json {
         return Err(GatewayError::new(
@@ -224,7 +259,11 @@ fn parse_body(parts: &Parts, bytes: &[u8]) -> Result<Option<serde_json::Value>, 
     serde_json::from_slice(bytes).map(Some).map_err(|e| {
         GatewayError::new(
             ErrorCode::RequestBodyInvalid,
-            format!("the request body is not valid JSON (line {}, column {})", e.line(), e.column()),
+            format!(
+                "the request body is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
         )
     })
 }
@@ -243,9 +282,13 @@ async fn run(
     let now = OffsetDateTime::now_utc();
     let path = parts.uri.path();
     let query = parts.uri.query();
-    facts.request_digest_parts.extend_from_slice(parts.method.as_str().as_bytes());
+    facts
+        .request_digest_parts
+        .extend_from_slice(parts.method.as_str().as_bytes());
     facts.request_digest_parts.push(b' ');
-    facts.request_digest_parts.extend_from_slice(parts.uri.to_string().as_bytes());
+    facts
+        .request_digest_parts
+        .extend_from_slice(parts.uri.to_string().as_bytes());
 
     // Identity.
     let client = protocol::parse_client(parts.headers.get(protocol::X_ROAD_CLIENT))?;
@@ -253,20 +296,35 @@ async fn run(
     let target = protocol::parse_target(path)?;
     facts.service = Some(target.service.to_string());
     let peer = peer.ok_or_else(|| {
-        GatewayError::new(ErrorCode::TrustCertificateMissing, "a client certificate is required")
+        GatewayError::new(
+            ErrorCode::TrustCertificateMissing,
+            "a client certificate is required",
+        )
     })?;
-    runtime.registry.authorise(&peer.fingerprint_sha256, &client, now)?;
+    runtime
+        .registry
+        .authorise(&peer.fingerprint_sha256, &client, now)?;
     facts.authenticated_client = facts.client.clone();
 
     // Contract.
     let purpose = match parts.headers.get(X_PURPOSE) {
         None => None,
         Some(value) => Some(value.to_str().map_err(|_| {
-            GatewayError::new(ErrorCode::ContractPurposeNotAllowed, "X-Purpose is not ASCII")
+            GatewayError::new(
+                ErrorCode::ContractPurposeNotAllowed,
+                "X-Purpose is not ASCII",
+            )
         })?),
     };
     facts.purpose = purpose.filter(|p| p.len() <= 64).map(str::to_owned);
-    let grant = runtime.contracts.authorise(&client, &target.service, &parts.method, &target.path, purpose, now)?;
+    let grant = runtime.contracts.authorise(
+        &client,
+        &target.service,
+        &parts.method,
+        &target.path,
+        purpose,
+        now,
+    )?;
     let contract = grant.contract;
     facts.contract_id = Some(contract.id.clone());
 
@@ -275,11 +333,21 @@ async fn run(
 
     // Route to the adapter operation.
     let backend = runtime.services.get(&target.service).ok_or_else(|| {
-        GatewayError::new(ErrorCode::ServiceUnknown, "this node does not serve that service")
+        GatewayError::new(
+            ErrorCode::ServiceUnknown,
+            "this node does not serve that service",
+        )
     })?;
-    let (operation, params) = backend.adapter.spec.route(&parts.method, &target.path).ok_or_else(|| {
-        GatewayError::new(ErrorCode::ServiceUnknown, "the service offers no such operation")
-    })?;
+    let (operation, params) = backend
+        .adapter
+        .spec
+        .route(&parts.method, &target.path)
+        .ok_or_else(|| {
+            GatewayError::new(
+                ErrorCode::ServiceUnknown,
+                "the service offers no such operation",
+            )
+        })?;
     facts.operation = Some(operation.name.clone());
 
     // Body and request schema.
@@ -316,15 +384,22 @@ async fn run(
     contract.validate_response(&answer.record)?;
     let projected = contract.projection.apply(answer.record);
     let body = bytes::Bytes::from(serde_json::to_vec(&projected).map_err(|_| {
-        GatewayError::new(ErrorCode::InternalUnexpected, "the answer could not be serialised")
+        GatewayError::new(
+            ErrorCode::InternalUnexpected,
+            "the answer could not be serialised",
+        )
     })?);
     let mut response = (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body.clone(),
     )
         .into_response();
     let headers = response.headers_mut();
-    let request_hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &facts.request_digest_parts);
+    let request_hash =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &facts.request_digest_parts);
     if let Ok(value) = HeaderValue::from_str(&crate::trust::to_hex(request_hash.as_ref())) {
         headers.insert(X_ROAD_REQUEST_HASH, value);
     }

@@ -96,7 +96,9 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway over a runtime and a journal.
     pub fn new(runtime: Runtime, journal: Journal) -> Arc<Self> {
-        let in_flight = Arc::new(tokio::sync::Semaphore::new(runtime.limits.max_concurrent_requests));
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(
+            runtime.limits.max_concurrent_requests,
+        ));
         Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             journal,
@@ -132,8 +134,11 @@ impl Gateway {
                     tracing::warn!(adapter = %name, "backend failed its health check");
                 }
             }
-            metrics::gauge!("datagate_backend_up", "adapter" => name.clone())
-                .set(if healthy { 1.0 } else { 0.0 });
+            metrics::gauge!("datagate_backend_up", "adapter" => name.clone()).set(if healthy {
+                1.0
+            } else {
+                0.0
+            });
         });
         futures_util::future::join_all(checks).await;
     }

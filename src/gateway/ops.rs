@@ -34,7 +34,11 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         "secure_servers": runtime.registry.len(),
         "backends_down": down,
     });
-    let status = if runtime.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if runtime.ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, axum::Json(body))
 }
 

@@ -34,8 +34,11 @@ pub fn consumer_router(gateway: Arc<Gateway>) -> Router {
         .fallback(super::exchange::handle)
         .with_state(gateway)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            GatewayError::new(ErrorCode::InternalUnexpected, "the node failed unexpectedly")
-                .into_problem(None)
+            GatewayError::new(
+                ErrorCode::InternalUnexpected,
+                "the node failed unexpectedly",
+            )
+            .into_problem(None)
         }))
 }
 
@@ -51,7 +54,9 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("config_file", &self.config_file).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("config_file", &self.config_file)
+            .finish_non_exhaustive()
     }
 }
 
@@ -88,12 +93,16 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
 impl Node {
     /// The consumer listener's address.
     pub fn consumer_addr(&self) -> SocketAddr {
-        self.consumer.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.consumer
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// The ops listener's address.
     pub fn ops_addr(&self) -> SocketAddr {
-        self.ops.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.ops
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// The shared gateway state.
@@ -173,7 +182,10 @@ impl Node {
         }
         tracing::info!("shutting down: draining in-flight requests");
         drop(self.consumer);
-        if tokio::time::timeout(self.shutdown_grace, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(self.shutdown_grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
             tracing::warn!("grace period over; closing remaining connections");
         }
         let _ = ops.await;
@@ -233,8 +245,12 @@ fn handshake_reason(error: &std::io::Error) -> &'static str {
     match tls {
         Error::NoCertificatesPresented => "no_certificate",
         Error::InvalidCertificate(CertificateError::UnknownIssuer) => "unknown_issuer",
-        Error::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. }) => "expired",
-        Error::InvalidCertificate(CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. }) => "not_yet_valid",
+        Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => "expired",
+        Error::InvalidCertificate(
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+        ) => "not_yet_valid",
         Error::InvalidCertificate(CertificateError::Revoked) => "revoked",
         Error::InvalidCertificate(_) => "invalid_certificate",
         Error::PeerIncompatible(_) | Error::NoApplicationProtocol => "incompatible",
@@ -269,7 +285,9 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     {
         let reload = node.reloader();
         tokio::spawn(async move {
-            let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            let Ok(mut hangup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
                 return;
             };
             while hangup.recv().await.is_some() {

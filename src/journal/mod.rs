@@ -118,14 +118,20 @@ impl Journal {
         });
         Journal {
             sender,
-            key: std::sync::Arc::new(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key_bytes)),
+            key: std::sync::Arc::new(aws_lc_rs::hmac::Key::new(
+                aws_lc_rs::hmac::HMAC_SHA256,
+                key_bytes,
+            )),
         }
     }
 
     /// Appends a record and waits until it is durable.
     pub async fn append(&self, record: ExchangeRecord) -> Result<(), JournalError> {
         let (ack, done) = oneshot::channel();
-        self.sender.send((record, ack)).await.map_err(|_| JournalError::Closed)?;
+        self.sender
+            .send((record, ack))
+            .await
+            .map_err(|_| JournalError::Closed)?;
         done.await.map_err(|_| JournalError::Closed)?
     }
 
@@ -144,7 +150,9 @@ impl Journal {
 pub fn load_or_create_key(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     match std::fs::read(path) {
         Ok(bytes) if bytes.len() >= 32 => Ok(bytes),
-        Ok(_) => Err(std::io::Error::other("journal key file holds fewer than 32 bytes")),
+        Ok(_) => Err(std::io::Error::other(
+            "journal key file holds fewer than 32 bytes",
+        )),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let mut key = vec![0u8; 32];
             aws_lc_rs::rand::fill(&mut key).map_err(|_| std::io::Error::other("no randomness"))?;

@@ -62,7 +62,10 @@ impl SqliteJournal {
             .connect()
             .await
             .map_err(store_error)?;
-        sqlx::raw_sql(SCHEMA).execute(&mut connection).await.map_err(store_error)?;
+        sqlx::raw_sql(SCHEMA)
+            .execute(&mut connection)
+            .await
+            .map_err(store_error)?;
         Ok(SqliteJournal { connection })
     }
 

@@ -48,10 +48,19 @@ mod tests {
     fn skips_weekends() {
         let cal = WorkingCalendar::default();
         // Monday + 3 working days = Thursday; Friday + 3 = Wednesday.
-        assert_eq!(cal.add_working_days(date!(2026 - 11 - 16), 3), date!(2026 - 11 - 19));
-        assert_eq!(cal.add_working_days(date!(2026 - 11 - 20), 3), date!(2026 - 11 - 25));
+        assert_eq!(
+            cal.add_working_days(date!(2026 - 11 - 16), 3),
+            date!(2026 - 11 - 19)
+        );
+        assert_eq!(
+            cal.add_working_days(date!(2026 - 11 - 20), 3),
+            date!(2026 - 11 - 25)
+        );
         // Submitted on a Saturday: Monday, Tuesday, Wednesday.
-        assert_eq!(cal.add_working_days(date!(2026 - 11 - 21), 3), date!(2026 - 11 - 25));
+        assert_eq!(
+            cal.add_working_days(date!(2026 - 11 - 21), 3),
+            date!(2026 - 11 - 25)
+        );
     }
 
     #[test]
@@ -59,6 +68,9 @@ mod tests {
         // National Day holiday 2026: 1-2 September (Tuesday, Wednesday).
         let cal = WorkingCalendar::new([date!(2026 - 09 - 01), date!(2026 - 09 - 02)]);
         assert!(!cal.is_working_day(date!(2026 - 09 - 01)));
-        assert_eq!(cal.add_working_days(date!(2026 - 08 - 31), 3), date!(2026 - 09 - 07));
+        assert_eq!(
+            cal.add_working_days(date!(2026 - 08 - 31), 3),
+            date!(2026 - 09 - 07)
+        );
     }
 }

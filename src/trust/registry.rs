@@ -241,15 +241,24 @@ effective_from = "{effective}"
         let before = time::macros::datetime!(2026-11-04 00:00 +7);
         assert!(registry.authorise(&fp, &own, after).is_ok());
         assert_eq!(
-            registry.authorise(&fp, &other, after).expect_err("other").code(),
+            registry
+                .authorise(&fp, &other, after)
+                .expect_err("other")
+                .code(),
             ErrorCode::TrustMemberMismatch
         );
         assert_eq!(
-            registry.authorise(&fp, &own, before).expect_err("early").code(),
+            registry
+                .authorise(&fp, &own, before)
+                .expect_err("early")
+                .code(),
             ErrorCode::TrustRegistrationNotEffective
         );
         assert_eq!(
-            registry.authorise(&"cd".repeat(32), &own, after).expect_err("unknown").code(),
+            registry
+                .authorise(&"cd".repeat(32), &own, after)
+                .expect_err("unknown")
+                .code(),
             ErrorCode::TrustCertificateUnregistered
         );
     }

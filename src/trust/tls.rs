@@ -123,7 +123,10 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(load_certificates(&files.certificate)?, load_key(&files.key)?)
+        .with_single_cert(
+            load_certificates(&files.certificate)?,
+            load_key(&files.key)?,
+        )
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
