@@ -313,8 +313,14 @@ pub fn compile(
         errors.push(ConfigError::new(file, path, message));
     };
 
-    if raw.id.trim().is_empty() || raw.id.len() > 128 {
-        error("id", "must be 1-128 characters".into());
+    let id_ok = !raw.id.is_empty()
+        && raw.id.len() <= 128
+        && raw
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !id_ok {
+        error("id", "must be 1-128 characters of A-Z a-z 0-9 - _ .".into());
     }
     let consumer = raw
         .consumer
@@ -496,7 +502,8 @@ pub struct Grant {
 /// All contracts of a node, indexed by (consumer, service).
 #[derive(Debug, Default)]
 pub struct ContractSet {
-    by_pair: HashMap<(ClientId, ServiceId), Vec<Arc<CompiledContract>>>,
+    /// consumer → service → contracts; nested so a lookup borrows instead of cloning keys.
+    by_pair: HashMap<ClientId, HashMap<ServiceId, Vec<Arc<CompiledContract>>>>,
     ids: BTreeMap<String, Arc<CompiledContract>>,
 }
 
@@ -521,7 +528,9 @@ impl ContractSet {
                 ));
             }
             set.by_pair
-                .entry((contract.consumer.clone(), contract.service.clone()))
+                .entry(contract.consumer.clone())
+                .or_default()
+                .entry(contract.service.clone())
                 .or_default()
                 .push(contract);
         }
@@ -563,7 +572,8 @@ impl ContractSet {
     ) -> Result<Grant, GatewayError> {
         let candidates = self
             .by_pair
-            .get(&(client.clone(), service.clone()))
+            .get(client)
+            .and_then(|services| services.get(service))
             .ok_or_else(|| {
                 GatewayError::new(
                     ErrorCode::ContractNotFound,

@@ -46,7 +46,8 @@ struct Facts {
     request_out_at: Option<OffsetDateTime>,
     response_in_at: Option<OffsetDateTime>,
     request_bytes: u64,
-    request_digest_parts: Vec<u8>,
+    /// The request body, once read (kept for the journal's keyed digest).
+    request_body: bytes::Bytes,
     subject_digest: Option<String>,
 }
 
@@ -136,7 +137,11 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
         response_out_at: OffsetDateTime::now_utc(),
         request_bytes: facts.request_bytes,
         response_bytes: response_body_len,
-        request_digest: gateway.journal().digest(&[&facts.request_digest_parts]),
+        request_digest: gateway.journal().digest(&[
+            parts.method.as_str().as_bytes(),
+            parts.uri.to_string().as_bytes(),
+            &facts.request_body,
+        ]),
         response_digest,
         subject_digest: facts.subject_digest.clone(),
     };
@@ -282,13 +287,6 @@ async fn run(
     let now = OffsetDateTime::now_utc();
     let path = parts.uri.path();
     let query = parts.uri.query();
-    facts
-        .request_digest_parts
-        .extend_from_slice(parts.method.as_str().as_bytes());
-    facts.request_digest_parts.push(b' ');
-    facts
-        .request_digest_parts
-        .extend_from_slice(parts.uri.to_string().as_bytes());
 
     // Identity.
     let client = protocol::parse_client(parts.headers.get(protocol::X_ROAD_CLIENT))?;
@@ -316,7 +314,15 @@ async fn run(
             )
         })?),
     };
-    facts.purpose = purpose.filter(|p| p.len() <= 64).map(str::to_owned);
+    // Journal the purpose only when it has the shape of a purpose code, so free text never lands there.
+    facts.purpose = purpose
+        .filter(|p| {
+            !p.is_empty()
+                && p.len() <= 64
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+        .map(str::to_owned);
     let grant = runtime.contracts.authorise(
         &client,
         &target.service,
@@ -353,13 +359,14 @@ async fn run(
     // Body and request schema.
     let bytes = read_body(parts, body, runtime.limits.request_body_bytes).await?;
     facts.request_bytes = bytes.len() as u64;
-    facts.request_digest_parts.push(b'\n');
-    facts.request_digest_parts.extend_from_slice(&bytes);
+    facts.request_body = bytes.clone();
     let json_body = parse_body(parts, &bytes)?;
     if let Some(subject) = subject_value(&contract, &params, json_body.as_ref()) {
         facts.subject_digest = Some(gateway.journal().digest(&[b"subject", subject.as_bytes()]));
     }
-    contract.validate_request(&request_document(&params, query, json_body.as_ref()))?;
+    if contract.request_schema.is_some() {
+        contract.validate_request(&request_document(&params, query, json_body.as_ref()))?;
+    }
 
     // Backend call.
     facts.request_out_at = Some(OffsetDateTime::now_utc());
@@ -398,8 +405,16 @@ async fn run(
     )
         .into_response();
     let headers = response.headers_mut();
-    let request_hash =
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &facts.request_digest_parts);
+    let mut request_hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in [
+        parts.method.as_str().as_bytes(),
+        parts.uri.to_string().as_bytes(),
+        &bytes,
+    ] {
+        request_hash.update(&(part.len() as u64).to_be_bytes());
+        request_hash.update(part);
+    }
+    let request_hash = request_hash.finish();
     if let Ok(value) = HeaderValue::from_str(&crate::trust::to_hex(request_hash.as_ref())) {
         headers.insert(X_ROAD_REQUEST_HASH, value);
     }
