@@ -60,10 +60,15 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
     let mut facts = Facts::default();
     let runtime = gateway.runtime();
 
-    let message_id = protocol::message_id(parts.headers.get(X_ROAD_ID));
-    let outcome = match &message_id {
-        Err(error) => Err(error.clone()),
-        Ok(id) => match gateway.in_flight.clone().try_acquire_owned() {
+    // An unusable caller id is refused, but the refusal still gets an id of its own
+    // so the answer, the log line and the journal record can be matched.
+    let (message_id, refusal) = match protocol::message_id(parts.headers.get(X_ROAD_ID)) {
+        Ok(id) => (id, None),
+        Err(error) => (uuid::Uuid::new_v4().to_string(), Some(error)),
+    };
+    let outcome = match refusal {
+        Some(error) => Err(error),
+        None => match gateway.in_flight.clone().try_acquire_owned() {
             Err(_) => Err(GatewayError::new(
                 ErrorCode::GatewayOverloaded,
                 "too many exchanges in flight; try again shortly",
@@ -78,7 +83,7 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
                         peer.as_ref(),
                         &parts,
                         body,
-                        id,
+                        &message_id,
                         deadline,
                         &mut facts,
                     ),
@@ -94,7 +99,6 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
             }
         },
     };
-    let message_id = message_id.ok();
 
     let (mut response, response_body_len, response_digest, error_code) = match outcome {
         Ok((response, bytes)) => {
@@ -111,17 +115,12 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
                     "exchange failed"
                 );
             }
-            (
-                error.into_problem(message_id.as_deref()),
-                0,
-                None,
-                Some(code),
-            )
+            (error.into_problem(Some(&message_id)), 0, None, Some(code))
         }
     };
 
     let record = ExchangeRecord {
-        message_id: message_id.clone().unwrap_or_default(),
+        message_id: message_id.clone(),
         client: facts.client.clone(),
         service: facts.service.clone(),
         method: parts.method.to_string(),
@@ -153,7 +152,7 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
             ErrorCode::JournalUnavailable,
             "the exchange could not be journaled",
         )
-        .into_problem(message_id.as_deref());
+        .into_problem(Some(&message_id));
     }
 
     let status = response.status().as_u16().to_string();
@@ -169,7 +168,7 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
     metrics::counter!("datagate_requests_total", "service" => service.clone(), "consumer" => consumer, "status" => status.clone()).increment(1);
     metrics::histogram!("datagate_request_duration_seconds", "service" => service).record(elapsed);
     tracing::info!(
-        message_id = message_id.as_deref().unwrap_or("-"),
+        message_id = %message_id,
         status = %status,
         code = error_code.map(|c| c.as_str()).unwrap_or("-"),
         contract = facts.contract_id.as_deref().unwrap_or("-"),

@@ -77,6 +77,15 @@ impl Runtime {
         })
     }
 
+    /// How often backends are checked: the shortest interval any adapter asks for (5 s if none).
+    pub fn health_interval(&self) -> std::time::Duration {
+        self.backends
+            .values()
+            .filter_map(|b| b.adapter.spec.health.as_ref().map(|(_, every)| *every))
+            .min()
+            .unwrap_or(std::time::Duration::from_secs(5))
+    }
+
     /// Whether every backend passed its last health check.
     pub fn ready(&self) -> bool {
         self.backends

@@ -114,7 +114,8 @@ impl Node {
     /// up to the grace period.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         self.gateway.check_backends().await;
-        self.gateway.spawn_health_checks(Duration::from_secs(5));
+        self.gateway
+            .spawn_health_checks(self.gateway.runtime().health_interval());
         let ops_router = super::ops::router(self.gateway.clone());
         let mut ops_shutdown = shutdown.clone();
         let ops = tokio::spawn(async move {
@@ -129,7 +130,8 @@ impl Node {
         tracing::info!(address = %self.consumer.local_addr()?, "consumer listener (mTLS) ready");
         loop {
             tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                // The watch guard must not live across the select's other branch.
+                _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
                 accepted = self.consumer.accept() => {
                     let (stream, remote) = match accepted {
                         Ok(pair) => pair,

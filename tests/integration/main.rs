@@ -1,1 +1,14 @@
+//! Integration tests of datagate: real nodes on 127.0.0.1 with certificates
+//! generated at test time, mock upstreams, and real sockets.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly on purpose.
+
+mod support;
+
+mod adapters;
+mod check;
+mod contracts;
+mod errors;
+mod journal;
+mod ops;
+mod trust;

@@ -1,0 +1,315 @@
+//! Backends behind adapters: REST and SOAP answers, and every way they fail.
+
+use crate::support::*;
+use datagate::demo::registers::PopulationRegister;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Starts the standard node over a mock answering `reply`, with extra adapter keys.
+async fn node_over(pki: &TestPki, reply: Reply, adapter_extra: &str) -> (MockUpstream, TestNode) {
+    let upstream = MockUpstream::start(reply).await;
+    let node = NodeBuilder::standard(pki, &upstream.url())
+        .citizen_rest_service(&upstream.url(), adapter_extra, None)
+        .start()
+        .await;
+    (upstream, node)
+}
+
+#[tokio::test]
+async fn upstream_slower_than_adapter_timeout_is_a_gateway_timeout() {
+    init();
+    let pki = TestPki::new();
+    let slow = Reply::Slow(Duration::from_secs(3), Box::new(Reply::Citizen));
+    let (upstream, node) = node_over(&pki, slow, "timeout_ms = 200").await;
+
+    let response = node
+        .lookup(&node.client(&pki.portal), CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    expect_problem(response, 504, "upstream.timeout").await;
+    assert_eq!(upstream.hits(), 1, "no retry is configured");
+}
+
+#[tokio::test]
+async fn upstream_server_error_is_a_bad_gateway() {
+    init();
+    let pki = TestPki::new();
+    let (_upstream, node) = node_over(
+        &pki,
+        Reply::Json(500, json!({ "error": "database down" })),
+        "",
+    )
+    .await;
+
+    let response = node
+        .lookup(&node.client(&pki.portal), CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    let body = expect_problem(response, 502, "upstream.bad_status").await;
+    assert!(
+        !body.to_string().contains("database down"),
+        "upstream text leaked: {body}"
+    );
+}
+
+#[tokio::test]
+async fn upstream_body_over_the_cap_is_refused_when_content_length_announces_it() {
+    init();
+    let pki = TestPki::new();
+    let oversized = Reply::Raw {
+        status: 200,
+        content_type: "application/json",
+        body: vec![b' '; 4096],
+    };
+    let (_upstream, node) = node_over(&pki, oversized, "max_response_bytes = 1024").await;
+
+    let response = node
+        .lookup(&node.client(&pki.portal), CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    expect_problem(response, 502, "upstream.body_too_large").await;
+}
+
+#[tokio::test]
+async fn upstream_body_over_the_cap_is_refused_when_streamed_without_content_length() {
+    init();
+    let pki = TestPki::new();
+    let streamed = Reply::Stream {
+        chunk: 512,
+        chunks: 16,
+    };
+    let (upstream, node) = node_over(&pki, streamed, "max_response_bytes = 1024").await;
+    let direct = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+        .get(format!("{}/citizens/{CITIZEN_ID}", upstream.url()))
+        .send()
+        .await
+        .expect("mock answers");
+    assert_eq!(
+        direct.content_length(),
+        None,
+        "the mock must not announce the length"
+    );
+
+    let response = node
+        .lookup(&node.client(&pki.portal), CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    expect_problem(response, 502, "upstream.body_too_large").await;
+}
+
+#[tokio::test]
+async fn malformed_json_from_upstream_is_a_bad_gateway() {
+    init();
+    let pki = TestPki::new();
+    let malformed = Reply::Raw {
+        status: 200,
+        content_type: "application/json",
+        body: format!("{{\"citizen_id\": \"{CITIZEN_ID}\", \"full_name\": ").into_bytes(),
+    };
+    let (_upstream, node) = node_over(&pki, malformed, "").await;
+
+    let response = node
+        .lookup(&node.client(&pki.portal), CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    let body = expect_problem(response, 502, "upstream.malformed").await;
+    assert!(!body.to_string().contains(CITIZEN_ID), "{body}");
+}
+
+#[tokio::test]
+async fn answer_breaking_the_response_schema_is_refused() {
+    init();
+    let pki = TestPki::new();
+    let mut record = synthetic_citizen(CITIZEN_ID);
+    record["full_name"] = json!(42);
+    let (_upstream, node) = node_over(&pki, Reply::Json(200, record), "").await;
+
+    let response = node
+        .lookup(&node.client(&pki.portal), CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    let body = expect_problem(response, 502, "upstream.response_invalid").await;
+    assert!(
+        body.get("errors").is_none(),
+        "provider data details stay in the log: {body}"
+    );
+    assert!(!body.to_string().contains(CITIZEN_ID), "{body}");
+}
+
+#[tokio::test]
+async fn upstream_not_found_is_a_not_found() {
+    init();
+    let pki = TestPki::new();
+    let (_upstream, node) = node_over(
+        &pki,
+        Reply::Json(404, json!({ "error": "no such citizen" })),
+        "",
+    )
+    .await;
+
+    let response = node
+        .lookup(&node.client(&pki.portal), CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    expect_problem(response, 404, "upstream.not_found").await;
+}
+
+// ---------------------------------------------------------------------------
+// SOAP
+// ---------------------------------------------------------------------------
+
+async fn soap_node(pki: &TestPki, upstream: &MockUpstream) -> TestNode {
+    NodeBuilder::new(pki)
+        .population_soap_service(&upstream.url())
+        .register(&pki.portal, PORTAL_MEMBER)
+        .start()
+        .await
+}
+
+/// Asks the register directly and returns the text of every leaf element by local name.
+async fn register_record(upstream: &MockUpstream, citizen_id: &str) -> BTreeMap<String, String> {
+    let envelope = format!(
+        "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+         xmlns:pop=\"urn:vn:gov:population:1\"><soapenv:Body><pop:GetCitizen>\
+         <pop:CitizenId>{citizen_id}</pop:CitizenId></pop:GetCitizen></soapenv:Body></soapenv:Envelope>"
+    );
+    let xml = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+        .post(format!("{}/soap", upstream.url()))
+        .header("Content-Type", "text/xml; charset=utf-8")
+        .header("SOAPAction", "\"urn:vn:gov:population:1#GetCitizen\"")
+        .body(envelope)
+        .send()
+        .await
+        .expect("register answers")
+        .text()
+        .await
+        .expect("XML");
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let mut leaves = BTreeMap::new();
+    let mut open: Vec<String> = Vec::new();
+    let mut text = String::new();
+    loop {
+        match reader.read_event().expect("well-formed XML") {
+            quick_xml::events::Event::Start(start) => {
+                open.push(start.local_name().into_inner().to_owned());
+                text.clear();
+            }
+            quick_xml::events::Event::Text(t) => text.push_str(&t.xml10_content()),
+            quick_xml::events::Event::GeneralRef(r) => text.push_str(
+                quick_xml::escape::resolve_predefined_entity(&r).expect("predefined entity"),
+            ),
+            quick_xml::events::Event::End(_) => {
+                if let Some(name) = open.pop()
+                    && !text.is_empty()
+                {
+                    leaves.insert(name, std::mem::take(&mut text));
+                }
+            }
+            quick_xml::events::Event::Eof => break,
+            _ => {}
+        }
+    }
+    leaves
+}
+
+#[tokio::test]
+async fn soap_upstream_answers_with_the_projected_record() {
+    init();
+    let pki = TestPki::new();
+    let register = Arc::new(PopulationRegister::synthetic());
+    let citizen_id = register.sample_citizen_ids(1).remove(0);
+    let upstream = MockUpstream::router(register.router()).await;
+    let node = soap_node(&pki, &upstream).await;
+
+    let response = node
+        .lookup(&node.client(&pki.portal), &citizen_id)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["x-contract-id"],
+        "hcm-portal-citizen-2026"
+    );
+    let body: Value = response.json().await.expect("JSON");
+
+    let source = register_record(&upstream, &citizen_id).await;
+    assert_eq!(source["CitizenId"], citizen_id);
+    for withheld in ["Street", "Ethnicity", "HouseholdSize", "Nationality"] {
+        assert!(
+            source.contains_key(withheld),
+            "the register sends {withheld}"
+        );
+    }
+    // Exactly the contract's allowed fields: no street, ethnicity, nationality or household size.
+    let expected = json!({
+        "citizen_id": citizen_id,
+        "full_name": source["FullName"],
+        "date_of_birth": source["DateOfBirth"],
+        "sex": source["Sex"],
+        "permanent_address": {
+            "province": source["Province"],
+            "district": source["District"],
+            "ward": source["Ward"],
+        }
+    });
+    assert_eq!(body, expected);
+}
+
+#[tokio::test]
+async fn soap_not_found_fault_is_a_not_found() {
+    init();
+    let pki = TestPki::new();
+    let register = Arc::new(PopulationRegister::synthetic());
+    let upstream = MockUpstream::router(register.router()).await;
+    let node = soap_node(&pki, &upstream).await;
+
+    let response = node
+        .lookup(&node.client(&pki.portal), "999999999999")
+        .send()
+        .await
+        .expect("request");
+    let body = expect_problem(response, 404, "upstream.not_found").await;
+    assert!(!body.to_string().contains("999999999999"), "{body}");
+}
+
+#[tokio::test]
+async fn malformed_xml_from_soap_upstream_is_a_bad_gateway() {
+    init();
+    let pki = TestPki::new();
+    let truncated = Reply::Raw {
+        status: 200,
+        content_type: "text/xml; charset=utf-8",
+        body:
+            b"<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>\
+                <pop:GetCitizenResponse xmlns:pop=\"urn:vn:gov:population:1\"><pop:Citizen>\
+                <pop:CitizenId>079099000123</pop:CitizenId>"
+                .to_vec(),
+    };
+    let upstream = MockUpstream::start(truncated).await;
+    let node = soap_node(&pki, &upstream).await;
+
+    let response = node
+        .lookup(&node.client(&pki.portal), CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    let body = expect_problem(response, 502, "upstream.malformed").await;
+    assert!(!body.to_string().contains(CITIZEN_ID), "{body}");
+    assert_eq!(upstream.hits(), 1);
+}

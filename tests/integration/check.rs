@@ -1,0 +1,204 @@
+//! `datagate check --config FILE`: every problem of every file at once, exit 64.
+
+use crate::support::*;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn check(config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_datagate"))
+        .arg("check")
+        .arg("--config")
+        .arg(config)
+        .env_remove("DATAGATE_CONFIG")
+        .output()
+        .expect("run datagate check")
+}
+
+#[test]
+fn check_names_every_broken_contract_file_and_path() {
+    init();
+    let pki = TestPki::new();
+    let valid = portal_citizen_contract();
+    let broken = [
+        (
+            "bad-consumer",
+            valid
+                .replace("id: portal-citizen", "id: broken-consumer")
+                .replace(&format!("consumer: {PORTAL}"), "consumer: nobody-at-all"),
+            "consumer",
+        ),
+        (
+            "secret-data",
+            valid
+                .replace("id: portal-citizen", "id: broken-secret")
+                .replace("classification: sensitive", "classification: secret"),
+            "classification",
+        ),
+        (
+            "bad-pointer",
+            valid
+                .replace("id: portal-citizen", "id: broken-pointer")
+                .replace(
+                    "allowed_fields: [/citizen_id,",
+                    "allowed_fields: [citizen_id,",
+                ),
+            "allowed_fields[0]",
+        ),
+        (
+            "missing-schema",
+            valid
+                .replace("id: portal-citizen", "id: broken-schema")
+                .replace(
+                    "response_schema: schemas/citizen.json",
+                    "response_schema: schemas/nowhere.json",
+                ),
+            "response_schema",
+        ),
+        ("not-yaml", "id: [unclosed\nversion: {\n".to_owned(), ""),
+    ];
+    let mut builder = NodeBuilder::standard(&pki, "http://127.0.0.1:9");
+    for (name, yaml, _) in &broken {
+        assert_ne!(yaml, &valid, "{name} must differ from the valid contract");
+        builder = builder.contract(name, yaml);
+    }
+    let written = builder.write();
+
+    let output = check(&written.config_file);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "stderr:\n{stderr}");
+    for (name, _, path) in &broken {
+        let file = written.path(&format!("contracts/{name}.yaml"));
+        let needle = if path.is_empty() {
+            format!("{}: ", file.display())
+        } else {
+            format!("{}: {path}: ", file.display())
+        };
+        assert!(
+            stderr.contains(&needle),
+            "stderr does not name {needle:?}:\n{stderr}"
+        );
+    }
+    // The valid contracts are not blamed.
+    for valid_name in ["portal-citizen", "portal-search", "ministry-citizen"] {
+        let file = written.path(&format!("contracts/{valid_name}.yaml"));
+        assert!(
+            !stderr.contains(&file.display().to_string()),
+            "{valid_name} blamed:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_accepts_a_valid_test_node_configuration() {
+    init();
+    let pki = TestPki::new();
+    let written = NodeBuilder::standard(&pki, "http://127.0.0.1:9").write();
+
+    let output = check(&written.config_file);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout
+            .contains("configuration valid: 3 contracts, 1 adapters, 1 services, 2 secure servers"),
+        "{stdout}"
+    );
+}
+
+/// The configuration `datagate demo` generates: the repository's own `adapters/`
+/// and `contracts/`, a dev PKI and a registry of the portal and the ministry.
+#[test]
+fn check_accepts_the_demo_configuration_with_the_repository_contracts_and_adapters() {
+    init();
+    let state = tempfile::tempdir().expect("temp dir");
+    let pki = datagate::pki::write_dev_pki(&state.path().join("certs")).expect("dev PKI");
+    let now = time::OffsetDateTime::now_utc();
+    let format = &time::format_description::well_known::Rfc3339;
+    let submitted = (now - time::Duration::days(30))
+        .replace_nanosecond(0)
+        .expect("ns")
+        .format(format)
+        .expect("date");
+    let effective = (now - time::Duration::days(20))
+        .replace_nanosecond(0)
+        .expect("ns")
+        .format(format)
+        .expect("date");
+    let mut registry = String::new();
+    for client in &pki.clients {
+        let member = match client.name.as_str() {
+            "portal" => PORTAL_MEMBER,
+            "ministry" => MINISTRY_MEMBER,
+            other => panic!("unexpected dev client {other}"),
+        };
+        registry.push_str(&format!(
+            "[[secure_servers]]\nmember = \"{member}\"\nname = \"{}\"\nfingerprint_sha256 = \"{}\"\n\
+             submitted_at = \"{submitted}\"\neffective_from = \"{effective}\"\n\n",
+            client.name, client.fingerprint_sha256
+        ));
+    }
+    std::fs::write(state.path().join("registry.toml"), registry).expect("registry");
+    let toml_path = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
+    let config = format!(
+        r#"[node]
+member = "{NODE_MEMBER}"
+name = "demo-provider-gateway"
+
+[listeners]
+consumer = "127.0.0.1:0"
+ops = "127.0.0.1:0"
+
+[tls]
+certificate = {cert}
+key = {key}
+trusted_cas = [{ca}]
+
+[registry]
+file = "registry.toml"
+
+[calendar]
+holidays = ["2026-01-01", "2026-02-16", "2026-02-17", "2026-04-30", "2026-05-01", "2026-09-01", "2026-09-02"]
+
+[contracts]
+dir = {contracts}
+
+[adapters]
+dir = {adapters}
+
+[journal]
+path = "journal.sqlite"
+
+[[services]]
+id = "{CITIZEN_SERVICE}"
+adapter = "population-db"
+
+[[services]]
+id = "{enterprise}"
+adapter = "enterprise-db"
+"#,
+        cert = toml_path(&pki.gateway_cert),
+        key = toml_path(&pki.gateway_key),
+        ca = toml_path(&pki.ca_cert),
+        contracts = toml_path(&repo_root().join("contracts")),
+        adapters = toml_path(&repo_root().join("adapters")),
+        enterprise = datagate::demo::ENTERPRISE_SERVICE,
+    );
+    let file = state.path().join("datagate.toml");
+    std::fs::write(&file, config).expect("config");
+
+    let output = check(&file);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout
+            .contains("configuration valid: 3 contracts, 2 adapters, 2 services, 2 secure servers"),
+        "{stdout}"
+    );
+}

@@ -1,0 +1,196 @@
+//! The journal: one durable row per exchange, allowed or denied, and never a
+//! personal identifier in clear.
+
+use crate::support::*;
+use serde_json::json;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Row};
+use std::collections::BTreeMap;
+
+/// Every column of every row, as text (NULL as `None`), keyed by column name.
+async fn journal_rows(node: &TestNode) -> Vec<BTreeMap<String, Option<String>>> {
+    let mut connection = SqliteConnectOptions::new()
+        .filename(node.journal_path())
+        .read_only(true)
+        .connect()
+        .await
+        .expect("open the journal");
+    let columns: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info('exchanges')")
+        .fetch_all(&mut connection)
+        .await
+        .expect("columns")
+        .iter()
+        .map(|row| row.get::<String, _>(0))
+        .collect();
+    assert!(columns.contains(&"message_id".to_owned()), "{columns:?}");
+    let select = columns
+        .iter()
+        .map(|c| format!("CAST(\"{c}\" AS TEXT)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The column names come from the schema itself, not from any input.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {select} FROM exchanges ORDER BY seq"
+    )))
+    .fetch_all(&mut connection)
+    .await
+    .expect("rows")
+    .iter()
+    .map(|row| {
+        columns
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.clone(), row.get::<Option<String>, _>(i)))
+            .collect()
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn journals_every_exchange_once_without_citizen_ids_in_clear() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url()).start().await;
+    let portal = node.client(&pki.portal);
+    let ministry = node.client(&pki.ministry);
+    let stranger = node.client(&pki.client("unregistered"));
+    let looked_up = "079099000123";
+    let searched = "001188004567";
+    let citizen = node.citizen_url(looked_up);
+
+    // (message id, request, expected status, expected error code)
+    let exchanges: Vec<(&str, reqwest::RequestBuilder, u16, Option<&str>)> = vec![
+        ("journal-ok-get", node.lookup(&portal, looked_up), 200, None),
+        (
+            "journal-ok-search",
+            portal
+                .post(node.url(&format!("/r1/{CITIZEN_SERVICE}/search")))
+                .header("X-Road-Client", PORTAL)
+                .header("X-Purpose", PURPOSE)
+                .json(&json!({ "citizen_id": searched })),
+            200,
+            None,
+        ),
+        (
+            "journal-purpose",
+            portal
+                .get(&citizen)
+                .header("X-Road-Client", PORTAL)
+                .header("X-Purpose", "MARKETING"),
+            403,
+            Some("contract.purpose_not_allowed"),
+        ),
+        (
+            "journal-no-client",
+            portal.get(&citizen).header("X-Purpose", PURPOSE),
+            400,
+            Some("request.client_missing"),
+        ),
+        (
+            "journal-expired",
+            ministry
+                .get(&citizen)
+                .header("X-Road-Client", MINISTRY)
+                .header("X-Purpose", "LAND-TITLE"),
+            403,
+            Some("contract.outside_validity"),
+        ),
+        (
+            "journal-stranger",
+            stranger
+                .get(&citizen)
+                .header("X-Road-Client", PORTAL)
+                .header("X-Purpose", PURPOSE),
+            403,
+            Some("trust.certificate_unregistered"),
+        ),
+        (
+            "journal-schema",
+            node.lookup(&portal, "12345"),
+            422,
+            Some("request.schema_invalid"),
+        ),
+    ];
+    let mut expected = BTreeMap::new();
+    for (id, request, status, code) in exchanges {
+        let response = request
+            .header("X-Road-Id", id)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            response.status().as_u16(),
+            status,
+            "{id}: {}",
+            response.text().await.unwrap_or_default()
+        );
+        expected.insert(id.to_owned(), (status, code));
+    }
+
+    // Journaled before acknowledged: every answer received means every row committed.
+    let rows = journal_rows(&node).await;
+    assert_eq!(
+        rows.len(),
+        expected.len(),
+        "one row per exchange: {rows:#?}"
+    );
+    for row in &rows {
+        let id = row["message_id"].clone().expect("message id");
+        let (status, code) = expected
+            .remove(&id)
+            .unwrap_or_else(|| panic!("unexpected or repeated row {id}"));
+        assert_eq!(
+            row["status"].as_deref(),
+            Some(status.to_string().as_str()),
+            "{id}"
+        );
+        assert_eq!(row["error_code"].as_deref(), code, "{id}");
+        assert_eq!(
+            row["peer_fingerprint"].as_ref().map(String::len),
+            Some(64),
+            "{id}"
+        );
+        for (column, value) in row {
+            for citizen_id in [looked_up, searched] {
+                assert!(
+                    !value.as_deref().unwrap_or("").contains(citizen_id),
+                    "{id}: column {column} holds a citizen id in clear: {value:?}"
+                );
+            }
+        }
+        if status == 200 {
+            assert!(row["contract_id"].is_some(), "{id}");
+            let subject = row["subject_digest"]
+                .clone()
+                .expect("the subject is journaled as a digest");
+            assert_eq!(subject.len(), 64, "{id}");
+            assert!(row["response_digest"].is_some(), "{id}");
+        }
+    }
+    assert!(expected.is_empty(), "exchanges without a row: {expected:?}");
+
+    // The two successful lookups name different subjects, so their digests differ.
+    let subjects: Vec<_> = rows
+        .iter()
+        .filter(|r| r["status"].as_deref() == Some("200"))
+        .filter_map(|r| r["subject_digest"].clone())
+        .collect();
+    assert_eq!(subjects.len(), 2);
+    assert_ne!(subjects[0], subjects[1]);
+
+    // Nor anywhere in the database files, indexes and write-ahead log included.
+    for suffix in ["", "-wal"] {
+        let path = format!("{}{suffix}", node.journal_path().display());
+        if let Ok(bytes) = std::fs::read(&path) {
+            for citizen_id in [looked_up, searched] {
+                assert!(
+                    !bytes
+                        .windows(citizen_id.len())
+                        .any(|w| w == citizen_id.as_bytes()),
+                    "{path} holds a citizen id in clear"
+                );
+            }
+        }
+    }
+}
