@@ -368,28 +368,13 @@ fn local_part(name: &str) -> &str {
 /// Splits a JSON pointer (RFC 6901) into unescaped reference tokens. The root pointer and
 /// empty tokens are rejected: every field must land on a named object member.
 fn parse_pointer(pointer: &str) -> Result<Vec<String>, &'static str> {
-    let Some(rest) = pointer.strip_prefix('/') else {
+    if !pointer.starts_with('/') {
         return Err("must start with '/'");
-    };
-    let mut tokens = Vec::new();
-    for raw in rest.split('/') {
-        if raw.is_empty() {
-            return Err("must not contain empty reference tokens");
-        }
-        let mut token = String::with_capacity(raw.len());
-        let mut chars = raw.chars();
-        while let Some(c) = chars.next() {
-            if c == '~' {
-                match chars.next() {
-                    Some('0') => token.push('~'),
-                    Some('1') => token.push('/'),
-                    _ => return Err("has an invalid escape ('~' must be followed by 0 or 1)"),
-                }
-            } else {
-                token.push(c);
-            }
-        }
-        tokens.push(token);
+    }
+    let tokens = crate::contract::projection::pointer_tokens(pointer)
+        .ok_or("has an invalid escape ('~' must be followed by 0 or 1)")?;
+    if tokens.iter().any(String::is_empty) {
+        return Err("must not contain empty reference tokens");
     }
     Ok(tokens)
 }
