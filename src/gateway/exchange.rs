@@ -288,10 +288,10 @@ async fn run(
     let query = parts.uri.query();
 
     // Identity.
-    let client = protocol::parse_client(parts.headers.get(protocol::X_ROAD_CLIENT))?;
-    facts.client = Some(client.to_string());
     let target = protocol::parse_target(path)?;
     facts.service = Some(target.service.to_string());
+    let client = protocol::parse_client(parts.headers.get(protocol::X_ROAD_CLIENT))?;
+    facts.client = Some(client.to_string());
     let peer = peer.ok_or_else(|| {
         GatewayError::new(
             ErrorCode::TrustCertificateMissing,
@@ -427,4 +427,96 @@ async fn run(
         headers.insert(X_CONTRACT_ID, value);
     }
     Ok((response, body))
+}
+
+#[cfg(test)]
+mod tests {
+    //! In-memory tests through the consumer router with `oneshot`: no socket, no TLS.
+    use super::*;
+    use crate::gateway::server::consumer_router;
+    use tower::ServiceExt;
+
+    async fn gateway() -> (Arc<Gateway>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = crate::journal::sqlite::SqliteJournal::open(&dir.path().join("j.sqlite"))
+            .await
+            .expect("journal");
+        let runtime = Runtime {
+            member: "VN/GOV/000.00.00.G10".parse().expect("member"),
+            registry: Default::default(),
+            contracts: Default::default(),
+            services: Default::default(),
+            backends: Default::default(),
+            limits: crate::config::Limits {
+                request_body_bytes: 1024,
+                request_timeout: std::time::Duration::from_secs(5),
+                max_concurrent_requests: 8,
+                shutdown_grace: std::time::Duration::from_secs(1),
+            },
+        };
+        (
+            Gateway::new(runtime, crate::journal::Journal::start(store, &[7; 32])),
+            dir,
+        )
+    }
+
+    async fn problem(request: axum::http::Request<Body>) -> (u16, serde_json::Value, String) {
+        let (gateway, _dir) = gateway().await;
+        let response = consumer_router(gateway)
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status().as_u16();
+        let id = response.headers()[X_ROAD_ID]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (
+            status,
+            serde_json::from_slice(&body).expect("problem json"),
+            id,
+        )
+    }
+
+    #[tokio::test]
+    async fn paths_outside_r1_are_not_found() {
+        let request = axum::http::Request::get("/admin")
+            .body(Body::empty())
+            .expect("request");
+        let (status, body, id) = problem(request).await;
+        assert_eq!(status, 404);
+        assert_eq!(body["code"], "request.route_not_found");
+        assert_eq!(body["messageId"], id);
+    }
+
+    #[tokio::test]
+    async fn request_without_a_verified_certificate_is_unauthorised() {
+        let request = axum::http::Request::get("/r1/VN/GOV/000.00.00.G10/population-db/citizen/1")
+            .header("x-road-client", "VN/GOV/000.00.00.H29/dvc-portal")
+            .header("x-road-id", "caller-chosen-id")
+            .body(Body::empty())
+            .expect("request");
+        let (status, body, id) = problem(request).await;
+        assert_eq!(status, 401);
+        assert_eq!(body["code"], "trust.certificate_missing");
+        assert_eq!(id, "caller-chosen-id");
+    }
+
+    #[tokio::test]
+    async fn malformed_client_header_is_a_bad_request() {
+        let request = axum::http::Request::get("/r1/VN/GOV/000.00.00.G10/population-db/citizen/1")
+            .header("x-road-client", "not-a-client")
+            .body(Body::empty())
+            .expect("request");
+        let (status, body, _) = problem(request).await;
+        assert_eq!(status, 400);
+        assert_eq!(body["code"], "request.client_invalid");
+        assert!(!body.to_string().contains("not-a-client"));
+    }
 }

@@ -258,3 +258,45 @@ async fn node_run_future_is_send_so_it_can_be_spawned() {
          (src/gateway/server.rs: the watch::Ref of `shutdown.wait_for(..)` lives in the select! output)"
     );
 }
+
+#[tokio::test]
+async fn reload_applies_a_valid_change_and_keeps_the_last_good_set_on_error() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url()).start().await;
+    let portal = node.client(&pki.portal);
+    let citizen_id = "079099000123";
+    let contract_file = node.written.path("contracts/portal-citizen.yaml");
+    let response = node
+        .lookup(&portal, citizen_id)
+        .send()
+        .await
+        .expect("lookup");
+    assert_eq!(response.status(), 200);
+
+    // A broken contract is refused as a whole: the running set keeps answering.
+    std::fs::write(&contract_file, "id: [unclosed").expect("write broken contract");
+    assert!(!node.reload(), "a broken contract must not be applied");
+    let response = node
+        .lookup(&portal, citizen_id)
+        .send()
+        .await
+        .expect("lookup");
+    assert_eq!(response.status(), 200, "the last good set still serves");
+
+    // A valid change (the purpose is withdrawn) takes effect on reload.
+    let narrowed = portal_citizen_contract().replace(
+        "purposes: [HOUSEHOLD-REGISTRATION, SOCIAL-ALLOWANCE]",
+        "purposes: [LAND-TITLE]",
+    );
+    assert_ne!(narrowed, portal_citizen_contract());
+    std::fs::write(&contract_file, narrowed).expect("write narrowed contract");
+    assert!(node.reload(), "a valid contract set is applied");
+    let response = node
+        .lookup(&portal, citizen_id)
+        .send()
+        .await
+        .expect("lookup");
+    expect_problem(response, 403, "contract.purpose_not_allowed").await;
+}

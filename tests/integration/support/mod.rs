@@ -531,10 +531,9 @@ path = "journal.sqlite"
     /// Writes the configuration, loads it, then starts the node with
     /// `datagate::gateway::server::start` and runs it with `Node::run`.
     ///
-    /// The node runs on a runtime of its own, on a thread of its own, because
-    /// the future of `Node::run` is not `Send` (see
-    /// `ops::node_run_future_is_send_so_it_can_be_spawned`), so it cannot be
-    /// handed to `tokio::spawn`. The bound ports are read before `run`.
+    /// The node runs on a runtime and thread of its own, so a test's blocking
+    /// calls can never stall it. The bound ports and the reload function are
+    /// read before `run`.
     pub async fn start(self) -> TestNode {
         let written = self.write();
         let config = datagate::config::load(&written.config_file).unwrap_or_else(|errors| {
@@ -547,7 +546,8 @@ path = "journal.sqlite"
             )
         });
         let (stop, stopped) = watch::channel(false);
-        let (ready_tx, ready_rx) = oneshot::channel::<Result<(SocketAddr, SocketAddr), String>>();
+        let (ready_tx, ready_rx) =
+            oneshot::channel::<Result<(SocketAddr, SocketAddr, Reload), String>>();
         let (done_tx, done_rx) = oneshot::channel::<anyhow::Result<()>>();
         std::thread::Builder::new()
             .name("datagate-test-node".into())
@@ -564,13 +564,14 @@ path = "journal.sqlite"
                             return Ok(());
                         }
                     };
-                    let _ = ready_tx.send(Ok((node.consumer_addr(), node.ops_addr())));
+                    let reload: Reload = Arc::new(node.reloader());
+                    let _ = ready_tx.send(Ok((node.consumer_addr(), node.ops_addr(), reload)));
                     node.run(stopped).await
                 });
                 let _ = done_tx.send(outcome);
             })
             .expect("node thread");
-        let (consumer, ops) = ready_rx
+        let (consumer, ops, reload) = ready_rx
             .await
             .expect("the node thread reports")
             .unwrap_or_else(|error| panic!("the node did not start: {error}"));
@@ -581,6 +582,7 @@ path = "journal.sqlite"
             ca_pem: self.pki.ca.cert_pem().to_owned(),
             stop,
             done: Some(done_rx),
+            reload,
         }
     }
 }
@@ -597,7 +599,11 @@ pub struct TestNode {
     ca_pem: String,
     stop: watch::Sender<bool>,
     done: Option<oneshot::Receiver<anyhow::Result<()>>>,
+    reload: Reload,
 }
+
+/// The node's reload function (what SIGHUP runs): true when the new set was applied.
+pub type Reload = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl Drop for TestNode {
     fn drop(&mut self) {
@@ -606,6 +612,11 @@ impl Drop for TestNode {
 }
 
 impl TestNode {
+    /// Reloads the configuration from disk, as SIGHUP does.
+    pub fn reload(&self) -> bool {
+        (self.reload)()
+    }
+
     /// `https://{consumer}{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("https://{}{path}", self.consumer)
