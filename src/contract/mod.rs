@@ -190,7 +190,7 @@ pub struct CompiledContract {
     /// Validity end.
     pub valid_until: OffsetDateTime,
     /// Rate and daily limits.
-    pub quota: ContractQuota,
+    pub quota: Arc<ContractQuota>,
     /// Cache TTL if caching is allowed.
     pub cache_ttl: Option<std::time::Duration>,
     /// Required assurance level.
@@ -482,7 +482,7 @@ pub fn compile(
                 response_schema,
                 valid_from: raw.valid_from,
                 valid_until: raw.valid_until,
-                quota: ContractQuota::new(rate, burst, daily),
+                quota: Arc::new(ContractQuota::new(rate, burst, daily)),
                 cache_ttl,
                 assurance_level: raw.assurance_level,
                 subject,
@@ -538,6 +538,24 @@ impl ContractSet {
             Ok(set)
         } else {
             Err(errors)
+        }
+    }
+
+    /// Carries the quota state of `previous` over to contracts whose id and
+    /// quota settings did not change, so a reload does not hand out a fresh burst.
+    pub fn inherit_quotas(&mut self, previous: &ContractSet) {
+        // Drop the second handle of every contract so each can be changed in place.
+        self.ids.clear();
+        for contracts in self.by_pair.values_mut().flat_map(|s| s.values_mut()) {
+            for contract in contracts.iter_mut() {
+                if let Some(old) = previous.ids.get(&contract.id)
+                    && old.quota.settings() == contract.quota.settings()
+                    && let Some(new) = Arc::get_mut(contract)
+                {
+                    new.quota = old.quota.clone();
+                }
+                self.ids.insert(contract.id.clone(), contract.clone());
+            }
         }
     }
 
@@ -770,5 +788,37 @@ approved_by: Cục Cảnh sát QLHC về TTXH
                 "{expected} missing from {paths:?}"
             );
         }
+    }
+
+    #[test]
+    fn reload_keeps_the_quota_state_of_unchanged_contracts() {
+        let tight = CONTRACT.replace(
+            "quota: { rate: 10/s, burst: 20, daily: 1000 }",
+            "quota: { rate: 1/min, burst: 1 }",
+        );
+        let set = |text: &str| {
+            ContractSet::new(vec![(compiled(text).expect("valid"), "c.yaml".into())]).expect("set")
+        };
+        let now = time::macros::datetime!(2026-06-01 00:00 +7);
+        let old = set(&tight);
+        let contract = old.iter().next().expect("one").clone();
+        assert!(contract.take_quota(now).is_ok());
+        assert!(contract.take_quota(now).is_err(), "burst of one is used");
+
+        let mut same = set(&tight);
+        same.inherit_quotas(&old);
+        let reloaded = same.iter().next().expect("one").clone();
+        assert!(
+            reloaded.take_quota(now).is_err(),
+            "the used burst survives the reload"
+        );
+
+        let mut changed = set(&tight.replace("burst: 1", "burst: 2"));
+        changed.inherit_quotas(&old);
+        let fresh = changed.iter().next().expect("one").clone();
+        assert!(
+            fresh.take_quota(now).is_ok(),
+            "a changed quota starts afresh"
+        );
     }
 }

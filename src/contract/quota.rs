@@ -51,9 +51,21 @@ pub enum QuotaRefusal {
     Daily(Duration),
 }
 
+/// The limits as configured; two quotas with equal settings can share state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaSettings {
+    /// Sustained rate.
+    pub rate: Option<Rate>,
+    /// Burst above the rate.
+    pub burst: Option<NonZeroU32>,
+    /// Requests per local day.
+    pub daily: Option<u64>,
+}
+
 /// The runtime limits of one contract.
 #[derive(Debug)]
 pub struct ContractQuota {
+    settings: QuotaSettings,
     limiter: Option<RateLimiter<NotKeyed, InMemoryState, DefaultClock, NoOpMiddleware>>,
     daily: Option<(u64, Mutex<(Date, u64)>)>,
 }
@@ -61,6 +73,7 @@ pub struct ContractQuota {
 impl ContractQuota {
     /// Builds the limits; `burst` defaults to the rate's request count.
     pub fn new(rate: Option<Rate>, burst: Option<NonZeroU32>, daily: Option<u64>) -> Self {
+        let daily_limit = daily;
         let limiter = rate.map(|rate| {
             let period = rate.per / rate.requests.get();
             let quota = Quota::with_period(period)
@@ -74,7 +87,20 @@ impl ContractQuota {
                 .date();
             (limit, Mutex::new((today, 0)))
         });
-        ContractQuota { limiter, daily }
+        ContractQuota {
+            settings: QuotaSettings {
+                rate,
+                burst,
+                daily: daily_limit,
+            },
+            limiter,
+            daily,
+        }
+    }
+
+    /// The settings this quota was built from.
+    pub fn settings(&self) -> QuotaSettings {
+        self.settings
     }
 
     /// Takes one request from the limits, or says how long to wait.

@@ -223,8 +223,19 @@ fn reload(gateway: &Gateway, tls: &ArcSwap<rustls::ServerConfig>, file: &Path) -
             return false;
         }
     };
+    config
+        .contracts
+        .inherit_quotas(&gateway.runtime().contracts);
     match Runtime::build(&mut config) {
         Ok(runtime) => {
+            // Backends keep their last health verdict, so a reload does not flap readiness.
+            let previous = gateway.runtime();
+            for (name, backend) in &runtime.backends {
+                if let Some(old) = previous.backends.get(name) {
+                    let healthy = old.healthy.load(std::sync::atomic::Ordering::Relaxed);
+                    backend.healthy.store(healthy, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             gateway.replace_runtime(runtime);
             tls.store(Arc::new(server_config));
             metrics::counter!("datagate_reloads_total", "outcome" => "applied").increment(1);
