@@ -233,7 +233,9 @@ fn reload(gateway: &Gateway, tls: &ArcSwap<rustls::ServerConfig>, file: &Path) -
             for (name, backend) in &runtime.backends {
                 if let Some(old) = previous.backends.get(name) {
                     let healthy = old.healthy.load(std::sync::atomic::Ordering::Relaxed);
-                    backend.healthy.store(healthy, std::sync::atomic::Ordering::Relaxed);
+                    backend
+                        .healthy
+                        .store(healthy, std::sync::atomic::Ordering::Relaxed);
                 }
             }
             gateway.replace_runtime(runtime);
