@@ -53,10 +53,15 @@ fn main() -> ExitCode {
     datagate::observe::init_tracing();
     datagate::install_crypto_provider();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One core available (e.g. pinned with taskset or a 1-CPU container): a single-threaded
+    // scheduler avoids cross-thread wake-ups that buy nothing there.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the async runtime: {error}");

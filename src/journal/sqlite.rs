@@ -3,7 +3,7 @@
 
 use super::{ExchangeRecord, JournalError, JournalStore};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, SqliteConnection};
+use sqlx::{ConnectOptions, SqliteConnection};
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -77,40 +77,44 @@ impl SqliteJournal {
             .map_err(store_error)
     }
 
+    /// Inserts the batch with one multi-row statement: one round trip to SQLite's
+    /// worker thread and one durable commit (fsync) per batch, not per record.
     async fn insert(&mut self, records: &[ExchangeRecord]) -> Result<(), JournalError> {
-        let mut tx = self.connection.begin().await.map_err(store_error)?;
-        for r in records {
-            sqlx::query(
-                "INSERT INTO exchanges (message_id, client, service, method, operation, purpose,
-                 contract_id, peer_fingerprint, status, error_code, request_in_at, request_out_at,
-                 response_in_at, response_out_at, request_bytes, response_bytes, request_digest,
-                 response_digest, subject_digest)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&r.message_id)
-            .bind(&r.client)
-            .bind(&r.service)
-            .bind(&r.method)
-            .bind(&r.operation)
-            .bind(&r.purpose)
-            .bind(&r.contract_id)
-            .bind(&r.peer_fingerprint)
-            .bind(i64::from(r.status))
-            .bind(&r.error_code)
-            .bind(rfc3339(r.request_in_at))
-            .bind(r.request_out_at.map(rfc3339))
-            .bind(r.response_in_at.map(rfc3339))
-            .bind(rfc3339(r.response_out_at))
-            .bind(r.request_bytes as i64)
-            .bind(r.response_bytes as i64)
-            .bind(&r.request_digest)
-            .bind(&r.response_digest)
-            .bind(&r.subject_digest)
-            .execute(&mut *tx)
+        let mut statement = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO exchanges (message_id, client, service, method, operation, purpose,
+             contract_id, peer_fingerprint, status, error_code, request_in_at, request_out_at,
+             response_in_at, response_out_at, request_bytes, response_bytes, request_digest,
+             response_digest, subject_digest) ",
+        );
+        statement.push_values(records, |mut row, r| {
+            row.push_bind(r.message_id.clone())
+                .push_bind(r.client.clone())
+                .push_bind(r.service.clone())
+                .push_bind(r.method.clone())
+                .push_bind(r.operation.clone())
+                .push_bind(r.purpose.clone())
+                .push_bind(r.contract_id.clone())
+                .push_bind(r.peer_fingerprint.clone())
+                .push_bind(i64::from(r.status))
+                .push_bind(r.error_code.clone())
+                .push_bind(rfc3339(r.request_in_at))
+                .push_bind(r.request_out_at.map(rfc3339))
+                .push_bind(r.response_in_at.map(rfc3339))
+                .push_bind(rfc3339(r.response_out_at))
+                .push_bind(r.request_bytes as i64)
+                .push_bind(r.response_bytes as i64)
+                .push_bind(r.request_digest.clone())
+                .push_bind(r.response_digest.clone())
+                .push_bind(r.subject_digest.clone());
+        });
+        statement
+            .build()
+            // Small batches recur and are worth a cached prepared statement; large ones are rare.
+            .persistent(records.len() <= 16)
+            .execute(&mut self.connection)
             .await
             .map_err(store_error)?;
-        }
-        tx.commit().await.map_err(store_error)
+        Ok(())
     }
 }
 
