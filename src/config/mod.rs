@@ -103,6 +103,8 @@ pub struct NodeConfig {
     pub journal_key_file: Option<PathBuf>,
     /// Request limits.
     pub limits: Limits,
+    /// `[dangerous] disable_journal`: exchanges are not journaled.
+    pub dangerous_disable_journal: bool,
 }
 
 fn read_text(path: &Path, errors: &mut Vec<ConfigError>) -> Option<String> {
@@ -343,6 +345,7 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
             services,
             journal_path: resolve(&raw.journal.path),
             journal_key_file: raw.journal.hmac_key_file.as_deref().map(resolve),
+            dangerous_disable_journal: raw.dangerous.disable_journal,
             limits,
         }),
         _ => Err(errors),

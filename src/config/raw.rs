@@ -31,6 +31,19 @@ pub struct RawNodeConfig {
     /// Services this node provides, each backed by an adapter.
     #[serde(default)]
     pub services: Vec<RawService>,
+    /// Switches that weaken the node's guarantees. Each logs a warning at start.
+    #[serde(default)]
+    pub dangerous: RawDangerous,
+}
+
+/// `[dangerous]`: never in production.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDangerous {
+    /// Do not journal exchanges (breaks invariant 3: every exchange journaled before it is
+    /// acknowledged). Exists to measure the proxy path alone in benchmarks. Default false.
+    #[serde(default)]
+    pub disable_journal: bool,
 }
 
 /// `[node]`.

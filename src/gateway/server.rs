@@ -74,8 +74,16 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
             key
         }
     };
-    let store = journal::sqlite::SqliteJournal::open(&config.journal_path).await?;
-    let journal = Journal::start(store, &key);
+    let journal = if config.dangerous_disable_journal {
+        tracing::warn!(
+            "DANGEROUS: [dangerous] disable_journal is set: exchanges are NOT journaled; \
+             never use this outside benchmarks"
+        );
+        Journal::disabled(&key)
+    } else {
+        let store = journal::sqlite::SqliteJournal::open(&config.journal_path).await?;
+        Journal::start(store, &key)
+    };
     let runtime = Runtime::build(&mut config).map_err(anyhow::Error::msg)?;
     let gateway = Gateway::new(runtime, journal);
     let consumer = TcpListener::bind(config.consumer_listener).await?;

@@ -194,3 +194,25 @@ async fn journals_every_exchange_once_without_citizen_ids_in_clear() {
         }
     }
 }
+
+#[tokio::test]
+async fn dangerous_disable_journal_serves_without_recording() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .dangerous("disable_journal = true")
+        .start()
+        .await;
+    let portal = node.client(&pki.portal);
+    let response = node
+        .lookup(&portal, "079099000123")
+        .send()
+        .await
+        .expect("lookup");
+    assert_eq!(response.status(), 200);
+    assert!(
+        !node.journal_path().exists(),
+        "no journal database is even created when the journal is disabled"
+    );
+}

@@ -295,6 +295,7 @@ pub struct NodeBuilder<'a> {
     adapters: BTreeMap<String, String>,
     services: BTreeMap<String, String>,
     limits: Vec<String>,
+    dangerous: Vec<String>,
     revoked: Vec<Vec<u8>>,
 }
 
@@ -309,6 +310,7 @@ impl<'a> NodeBuilder<'a> {
             adapters: BTreeMap::new(),
             services: BTreeMap::new(),
             limits: Vec::new(),
+            dangerous: Vec::new(),
             revoked: Vec::new(),
         }
     }
@@ -402,6 +404,12 @@ impl<'a> NodeBuilder<'a> {
     /// Adds or replaces a `[[services]]` entry.
     pub fn service(mut self, id: &str, adapter: &str) -> Self {
         self.services.insert(id.to_owned(), adapter.to_owned());
+        self
+    }
+
+    /// Adds a line to `[dangerous]`, e.g. `disable_journal = true`.
+    pub fn dangerous(mut self, line: &str) -> Self {
+        self.dangerous.push(line.to_owned());
         self
     }
 
@@ -518,8 +526,14 @@ path = "journal.sqlite"
 [limits]
 {limits}
 
-{services}"#,
+{services}
+{dangerous}"#,
             limits = self.limits.join("\n"),
+            dangerous = if self.dangerous.is_empty() {
+                String::new()
+            } else {
+                format!("[dangerous]\n{}\n", self.dangerous.join("\n"))
+            },
         );
         write("datagate.toml", &config);
         WrittenConfig {
