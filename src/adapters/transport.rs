@@ -61,7 +61,9 @@ impl Transport {
         let client = reqwest::Client::builder()
             .connect_timeout(spec.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
+            // Keep as many idle connections as calls may be in flight, so bursts do not
+            // churn connections (and leave sockets in TIME_WAIT).
+            .pool_max_idle_per_host(spec.max_in_flight)
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -15,7 +15,7 @@ use crate::journal::{self, Journal};
 use crate::trust::PeerCertificate;
 use arc_swap::ArcSwap;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,9 @@ use tower::ServiceExt;
 
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a keep-alive connection may sit idle before it is closed (nginx's default is 75 s).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The consumer router: every path is an exchange; panics become problem+json.
 pub fn consumer_router(gateway: Arc<Gateway>) -> Router {
@@ -181,7 +184,17 @@ impl Node {
                             }
                             router.clone().oneshot(request.map(axum::body::Body::new))
                         });
-                        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        // Idle keep-alive connections are closed after IDLE_TIMEOUT (the wait for
+                        // the next request's headers); HTTP/2 peers are pinged as often.
+                        builder
+                            .http1()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(IDLE_TIMEOUT);
+                        builder
+                            .http2()
+                            .timer(TokioTimer::new())
+                            .keep_alive_interval(IDLE_TIMEOUT);
                         let connection = builder.serve_connection(TokioIo::new(tls), service);
                         if let Err(error) = watcher.watch(connection.into_owned()).await {
                             tracing::debug!(error = %error, "connection ended with an error");

@@ -1,0 +1,605 @@
+//! Load harness: the gateway against nginx and the direct call, on loopback.
+//!
+//! `cargo bench --bench load -- --quick` (under 2 minutes) or `-- --full`.
+//! It generates a PKI, starts a stub upstream (core 1), nginx as a
+//! single-worker TLS 1.3 mTLS reverse proxy (core 0), and the gateway
+//! (`datagate serve`, core 0) in its pass-through and full-pipeline
+//! configurations, one target at a time, and measures from this process
+//! (core 1): CPU time per request at a fixed offered rate (open loop, latency
+//! from the scheduled time), CPU per new mTLS connection, throughput at
+//! saturation, and peak RSS, including with many idle keep-alive connections.
+//! Results: `target/bench-load/results.{json,md}`; method and figures in
+//! `docs/BENCHMARKS.md` (`## Load harness`). The targets of the issue are
+//! reported as met or missed; the harness exits 0 either way.
+
+mod client;
+mod measure;
+mod procs;
+mod report;
+mod setup;
+mod stub;
+
+use anyhow::Context as _;
+use measure::Live;
+use procs::Proc;
+use report::TargetResult;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+usage: cargo bench --bench load -- [--quick | --full] [options]
+
+  --quick              ~10 s runs at 1 000 req/s, 1 000 idle connections (default; < 2 min)
+  --full               ~30 s runs at 2 000 req/s, 10 000 idle connections (~6 min;
+                       needs ~25 000 open files: run under `prlimit --nofile=65536`)
+  --targets LIST       comma-separated subset of direct,nginx,gateway-a,gateway-b
+  --rate N             offered rate of the keep-alive run (req/s)
+  --seconds N          measured seconds of the keep-alive run, per target
+  --rounds N           interleaved rounds the keep-alive run is split into (the
+                       other runs use a third and a half of it, at least 2 and 3)
+  --concurrency N      concurrent requests of the saturation run
+  --idle N             idle keep-alive connections for the memory figure
+  --perf               record `perf record -g` of each TLS target during its keep-alive
+                       run and write `perf report` summaries next to the results
+  --out DIR            where results go (default: target/bench-load)
+";
+
+/// What to run and for how long.
+#[derive(Debug, Clone)]
+pub struct Options {
+    full: bool,
+    /// Offered rate of the keep-alive run (req/s).
+    pub rate: f64,
+    /// Its measured seconds per target.
+    pub seconds: f64,
+    /// Rounds it is split into.
+    pub rounds: usize,
+    /// Its warm-up seconds per target.
+    pub warmup: f64,
+    /// Offered rate of the new-connection run.
+    pub new_connection_rate: f64,
+    /// Its measured seconds per target.
+    pub new_connection_seconds: f64,
+    /// Concurrency of the saturation run.
+    pub saturation_concurrency: usize,
+    /// Its warm-up seconds per target.
+    pub saturation_warmup: f64,
+    /// Its measured seconds per target.
+    pub saturation_seconds: f64,
+    /// Idle keep-alive connections for the memory figure.
+    pub idle: usize,
+    /// How many of them are opened at once.
+    pub idle_parallel: usize,
+    /// Deadline for opening them, seconds.
+    pub idle_deadline: f64,
+    targets: Vec<String>,
+    /// Whether to record perf profiles.
+    pub perf: bool,
+    /// Where results go.
+    pub out: PathBuf,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> anyhow::Result<Self> {
+        let full = args.iter().any(|a| a == "--full");
+        let mut options = if full {
+            Options {
+                full: true,
+                rate: 2000.0,
+                seconds: 30.0,
+                rounds: 10,
+                warmup: 5.0,
+                new_connection_rate: 200.0,
+                new_connection_seconds: 15.0,
+                saturation_concurrency: 128,
+                saturation_warmup: 2.0,
+                saturation_seconds: 10.0,
+                idle: 10_000,
+                idle_parallel: 64,
+                idle_deadline: 120.0,
+                targets: Vec::new(),
+                perf: false,
+                out: PathBuf::new(),
+            }
+        } else {
+            Options {
+                full: false,
+                rate: 1000.0,
+                seconds: 10.0,
+                rounds: 5,
+                warmup: 2.0,
+                new_connection_rate: 200.0,
+                new_connection_seconds: 4.0,
+                saturation_concurrency: 64,
+                saturation_warmup: 1.0,
+                saturation_seconds: 3.0,
+                idle: 1000,
+                idle_parallel: 32,
+                idle_deadline: 30.0,
+                targets: Vec::new(),
+                perf: false,
+                out: PathBuf::new(),
+            }
+        };
+        options.targets = ["direct", "nginx", "gateway-a", "gateway-b"]
+            .map(String::from)
+            .to_vec();
+        options.out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-load");
+        let mut iter = args.iter();
+        let number = |value: Option<&String>, name: &str| -> anyhow::Result<f64> {
+            value
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .with_context(|| format!("{name} needs a positive number"))
+        };
+        while let Some(arg) = iter.next() {
+            match arg.as_str() {
+                "--quick" | "--full" | "--bench" => {}
+                "--targets" => {
+                    let list = iter.next().context("--targets needs a list")?;
+                    options.targets = list.split(',').map(|t| t.trim().to_owned()).collect();
+                    for t in &options.targets {
+                        anyhow::ensure!(
+                            ["direct", "nginx", "gateway-a", "gateway-b"].contains(&t.as_str()),
+                            "unknown target {t:?}"
+                        );
+                    }
+                }
+                "--rate" => options.rate = number(iter.next(), "--rate")?,
+                "--seconds" => options.seconds = number(iter.next(), "--seconds")?,
+                "--rounds" => options.rounds = number(iter.next(), "--rounds")?.max(1.0) as usize,
+                "--idle" => options.idle = number(iter.next(), "--idle")? as usize,
+                "--concurrency" => {
+                    options.saturation_concurrency = number(iter.next(), "--concurrency")? as usize
+                }
+                "--perf" => options.perf = true,
+                "--out" => {
+                    options.out = PathBuf::from(iter.next().context("--out needs a directory")?)
+                }
+                "--help" | "-h" => anyhow::bail!("{USAGE}"),
+                other => eprintln!("load: ignoring argument {other:?}"),
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(stub::STUB_FLAG) {
+        return stub::main(&args[1..]);
+    }
+    let options = match Options::parse(&args) {
+        Ok(options) => options,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    // Pin this process (the load generator) to core 1 before any thread exists.
+    let cpus = cpu_count();
+    let pinning = if cpus >= 2 && procs::tool_works("taskset", "-V") && procs::pin_self(1) {
+        Pinning {
+            target: Some(0),
+            loadgen: Some(1),
+            text: "target on core 0; load generator and stub upstream on core 1 (taskset)".into(),
+        }
+    } else {
+        Pinning {
+            target: None,
+            loadgen: None,
+            text: "NOT pinned (needs 2 CPUs and taskset): figures are not comparable".into(),
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("load: cannot start a runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // On SIGINT or SIGTERM the run is dropped, which stops every child process.
+    let outcome = runtime.block_on(async {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            outcome = run(options, pinning) => outcome,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            _ = terminate => Err(anyhow::anyhow!("terminated")),
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("load: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Pinning {
+    target: Option<usize>,
+    loadgen: Option<usize>,
+    text: String,
+}
+
+/// What every target's measurement needs.
+pub struct Harness {
+    /// The run's options.
+    pub options: Options,
+    /// The run's temporary directory.
+    pub dir: PathBuf,
+    /// Certificates.
+    pub pki: setup::Pki,
+    /// The stub upstream.
+    pub stub: Proc,
+    stub_port: u16,
+    /// Clock ticks per second.
+    pub ticks: f64,
+    pinning: Pinning,
+    nginx: Option<PathBuf>,
+}
+
+async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let date = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)?
+        .format(&time::format_description::well_known::Rfc3339)?;
+    std::fs::create_dir_all(&options.out)
+        .with_context(|| format!("cannot create {}", options.out.display()))?;
+    let temp = tempfile::Builder::new()
+        .prefix("datagate-load-")
+        .tempdir()?;
+    let dir = temp.path().to_owned();
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+
+    // Open files: the idle connections, twice (client and target side in one
+    // machine, the harness holds one end), plus headroom.
+    let wanted = (options.idle as u64) + 4096;
+    let soft = procs::raise_nofile(wanted);
+    let mut idle_note = None;
+    if soft < wanted {
+        let reduced = (soft.saturating_sub(4096) as usize)
+            .max(100)
+            .min(options.idle);
+        idle_note = Some(format!(
+            "open-file limit {soft}: {reduced} idle connections instead of {} (run under `prlimit --nofile=65536`)",
+            options.idle
+        ));
+        options.idle = reduced;
+    }
+    if let Some(note) = &idle_note {
+        eprintln!("load: {note}");
+    }
+
+    let ticks = procs::clock_ticks();
+    let pki = setup::write_pki(&dir.join("pki"))?;
+    let stub_port = procs::free_port()?;
+    let exe = std::env::current_exe()?;
+    let mut command = procs::pinned(pinning.loadgen, &exe);
+    command.arg(stub::STUB_FLAG).arg(stub_port.to_string());
+    let mut stub = Proc::spawn("stub upstream", command, &dir.join("stub.log"), true)?;
+    procs::wait_listening(&mut stub, stub_port, Duration::from_secs(10))?;
+
+    let nginx = which("nginx");
+    let datagate = PathBuf::from(env!("CARGO_BIN_EXE_datagate"));
+    let environment = report::Environment {
+        cpus: cpu_count(),
+        cpu_model: cpu_model(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default(),
+        load_average_at_start: load_average,
+        state_dir: format!(
+            "{} ({})",
+            dir.display(),
+            version(
+                &dir,
+                Command::new("stat").args(["-f", "-c", "%T"]).arg(&dir)
+            )
+        ),
+        clock_ticks_per_second: ticks,
+        pinning: pinning.text.clone(),
+        nginx: match &nginx {
+            Some(path) => version(&dir, Command::new(path).arg("-v")),
+            None => "nginx not installed".into(),
+        },
+        rustc: version(&dir, Command::new("rustc").arg("-V")),
+        datagate: version(&dir, Command::new(&datagate).arg("--version")),
+        git: git_state(&dir),
+    };
+    let settings = report::Settings {
+        mode: if options.full { "full" } else { "quick" }.into(),
+        rate: options.rate,
+        seconds: options.seconds,
+        rounds: options.rounds,
+        warmup_seconds: options.warmup,
+        new_connection_rate: options.new_connection_rate,
+        new_connection_seconds: options.new_connection_seconds,
+        saturation_concurrency: options.saturation_concurrency,
+        saturation_seconds: options.saturation_seconds,
+        idle_connections: options.idle,
+        record_bytes: stub::record().len(),
+    };
+    eprintln!(
+        "load: {} mode; {}; results in {}",
+        settings.mode,
+        pinning.text,
+        options.out.display()
+    );
+
+    let mut harness = Harness {
+        options: options.clone(),
+        dir,
+        pki,
+        stub,
+        stub_port,
+        ticks,
+        pinning,
+        nginx,
+    };
+    // Start every target, then measure them side by side.
+    let mut targets = Vec::new();
+    let mut lives = Vec::new();
+    for id in ["direct", "nginx", "gateway-a", "gateway-b"] {
+        if !options.targets.iter().any(|t| t == id) {
+            continue;
+        }
+        let mut result = TargetResult::new(id, label(id));
+        if let (Some(note), true) = (&idle_note, id != "direct") {
+            result.note = Some(note.clone());
+        }
+        match start(&harness, result.clone()).await {
+            Ok(Some(live)) => lives.push(live),
+            Ok(None) => {
+                result.available = false;
+                result.note =
+                    Some("nginx is not installed (apt-get install -y nginx-light)".into());
+                targets.push(result);
+            }
+            Err(error) => {
+                eprintln!("load: {id}: {error:#}");
+                result.error = Some(format!("{error:#}"));
+                targets.push(result);
+            }
+        }
+    }
+    measure::measure_all(&harness, &mut lives).await;
+    for mut live in lives {
+        if let Some(mut proc) = live.proc.take() {
+            if let Some(status) = proc.exited() {
+                live.result.note = Some(format!(
+                    "the process exited during the run ({status}): {}",
+                    proc.log_tail()
+                ));
+            }
+            proc.stop();
+        }
+        targets.push(live.result);
+    }
+    let order = |id: &str| {
+        ["direct", "nginx", "gateway-a", "gateway-b"]
+            .iter()
+            .position(|o| *o == id)
+    };
+    targets.sort_by_key(|t| order(&t.id));
+    let mut unavailable =
+        TargetResult::new("gateway-c", "(c) gateway → gateway, signed + encrypted");
+    unavailable.available = false;
+    unavailable.note = Some("not available yet (the signed and encrypted exchange between two gateways is not implemented)".into());
+    targets.push(unavailable);
+
+    let checks = report::checks(&targets, options.idle);
+    let run = report::Run {
+        date,
+        environment,
+        settings,
+        targets,
+        checks,
+        total_seconds: started.elapsed().as_secs_f64(),
+    };
+    let markdown = report::markdown(&run);
+    println!("{markdown}");
+    std::fs::write(
+        options.out.join("results.json"),
+        serde_json::to_vec_pretty(&run)?,
+    )?;
+    std::fs::write(options.out.join("results.md"), &markdown)?;
+    eprintln!("load: wrote {}/results.{{json,md}}", options.out.display());
+    harness.stub.stop();
+    drop(temp);
+    Ok(())
+}
+
+fn label(id: &str) -> &'static str {
+    match id {
+        "direct" => "direct call to the stub (plain HTTP)",
+        "nginx" => "nginx (TLS 1.3 mTLS reverse proxy, 1 worker)",
+        "gateway-a" => "(a) gateway, pass-through contract, no journal",
+        _ => "(b) gateway, full pipeline with the durable journal",
+    }
+}
+
+/// Starts a target and waits until it answers; `None` when nginx is missing.
+async fn start(harness: &Harness, result: TargetResult) -> anyhow::Result<Option<Live>> {
+    let id = result.id.clone();
+    eprintln!("load: starting {}", result.label);
+    let (pid, endpoint, proc) = match id.as_str() {
+        "direct" => (
+            harness.stub.pid(),
+            client::Endpoint::new(harness.stub_port, false),
+            None,
+        ),
+        "nginx" => {
+            let Some(nginx) = harness.nginx.clone() else {
+                return Ok(None);
+            };
+            let (proc, port) = start_nginx(harness, &nginx)?;
+            (proc.pid(), client::Endpoint::new(port, true), Some(proc))
+        }
+        _ => {
+            let profile = if id == "gateway-a" {
+                setup::GatewayProfile::PassThrough
+            } else {
+                setup::GatewayProfile::Full
+            };
+            let (proc, port) = start_gateway(harness, &id, profile)?;
+            (proc.pid(), client::Endpoint::new(port, true), Some(proc))
+        }
+    };
+    Live::new(harness, result, pid, endpoint, proc)
+        .await
+        .map(Some)
+}
+
+fn start_nginx(harness: &Harness, nginx: &Path) -> anyhow::Result<(Proc, u16)> {
+    let prefix = harness.dir.join("nginx");
+    std::fs::create_dir_all(&prefix)?;
+    let port = procs::free_port()?;
+    let conf = setup::write_nginx(
+        &prefix,
+        &harness.pki,
+        port,
+        harness.stub_port,
+        harness.options.idle,
+    )?;
+    let mut command = procs::pinned(harness.pinning.target, nginx);
+    command
+        .arg("-p")
+        .arg(&prefix)
+        .arg("-c")
+        .arg(&conf)
+        .arg("-e")
+        .arg(prefix.join("error.log"));
+    let mut proc = Proc::spawn("nginx", command, &prefix.join("stderr.log"), false)?;
+    procs::wait_listening(&mut proc, port, Duration::from_secs(15)).map_err(|e| {
+        anyhow::anyhow!(
+            "{e:#}\nerror.log: {}",
+            std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default()
+        )
+    })?;
+    Ok((proc, port))
+}
+
+fn start_gateway(
+    harness: &Harness,
+    id: &str,
+    profile: setup::GatewayProfile,
+) -> anyhow::Result<(Proc, u16)> {
+    let dir = harness.dir.join(id);
+    let ports = setup::GatewayPorts {
+        consumer: procs::free_port()?,
+        ops: procs::free_port()?,
+    };
+    let config = setup::write_gateway(&dir, profile, &harness.pki, ports, harness.stub_port)?;
+    let mut command = procs::pinned(
+        harness.pinning.target,
+        Path::new(env!("CARGO_BIN_EXE_datagate")),
+    );
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .env_remove("DATAGATE_CONFIG");
+    let mut proc = Proc::spawn(id, command, &dir.join("gateway.log"), false)?;
+    procs::wait_listening(&mut proc, ports.consumer, Duration::from_secs(20))?;
+    Ok((proc, ports.consumer))
+}
+
+/// `git describe --always --dirty`, plus the uncommitted files under `src/`
+/// (the code the gateway binary was built from).
+fn git_state(scratch: &Path) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let describe = version(
+        scratch,
+        Command::new("git")
+            .args(["describe", "--always", "--dirty"])
+            .current_dir(root),
+    );
+    let mut status = Command::new("git");
+    status
+        .args([
+            "status",
+            "--porcelain",
+            "--untracked-files=all",
+            "--",
+            "src",
+        ])
+        .current_dir(root);
+    let changed: Vec<String> = procs::run_capture(status, scratch, Duration::from_secs(10))
+        .map(|(_, text)| {
+            text.lines()
+                .filter_map(|l| l.get(3..))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if changed.is_empty() {
+        format!("git {describe}")
+    } else {
+        format!(
+            "git {describe}, uncommitted in src/: {}",
+            changed.join(", ")
+        )
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+fn version(scratch: &Path, command: &mut Command) -> String {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut owned = Command::new(command.get_program());
+    owned.args(command.get_args());
+    if let Some(dir) = command.get_current_dir() {
+        owned.current_dir(dir);
+    }
+    match procs::run_capture(owned, scratch, Duration::from_secs(10)) {
+        Ok((status, text)) if status.success() => {
+            text.lines().next().unwrap_or_default().trim().to_owned()
+        }
+        _ => format!("{program}: unknown"),
+    }
+}
+
+fn cpu_count() -> usize {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|text| text.lines().filter(|l| l.starts_with("processor")).count())
+        .ok()
+        .filter(|n| *n > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}

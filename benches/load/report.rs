@@ -1,0 +1,672 @@
+//! Results: what is measured per target, the pass/fail targets of the issue,
+//! and the JSON and Markdown renderings.
+
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// Latency percentiles, in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    /// Samples.
+    pub samples: usize,
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+    /// Mean.
+    pub mean_ms: f64,
+}
+
+impl Latency {
+    /// Percentiles of `samples` (microseconds); `None` when empty.
+    pub fn of(samples: &mut [u32]) -> Option<Self> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        let n = samples.len();
+        let at = |q: f64| {
+            let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+            f64::from(samples[rank - 1]) / 1000.0
+        };
+        let sum: u64 = samples.iter().map(|&s| u64::from(s)).sum();
+        Some(Latency {
+            samples: n,
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+            p999_ms: at(0.999),
+            max_ms: f64::from(samples[n - 1]) / 1000.0,
+            mean_ms: sum as f64 / n as f64 / 1000.0,
+        })
+    }
+}
+
+/// The fixed-rate run over keep-alive connections.
+#[derive(Debug, Clone, Serialize)]
+pub struct FixedRate {
+    /// Offered rate (requests/s).
+    pub offered_rps: f64,
+    /// Measured seconds (after the warm-up).
+    pub seconds: f64,
+    /// Successful requests.
+    pub ok: u64,
+    /// Failed requests.
+    pub errors: u64,
+    /// Successful requests per second of wall time.
+    pub achieved_rps: f64,
+    /// CPU seconds (utime + stime) of the target during the run.
+    pub target_cpu_seconds: f64,
+    /// Target CPU per successful request, microseconds.
+    pub cpu_us_per_request: f64,
+    /// The user-space part of it (utime), microseconds; the rest is the kernel's
+    /// (stime). Tick-sampled by the kernel: indicative only.
+    pub user_cpu_us_per_request: f64,
+    /// Context switches of the target's threads per request.
+    pub context_switches_per_request: f64,
+    /// Threads of the target after the run.
+    pub threads: usize,
+    /// Stub upstream CPU per request, microseconds.
+    pub stub_cpu_us_per_request: f64,
+    /// Load generator (this process) CPU per request, microseconds.
+    pub loadgen_cpu_us_per_request: f64,
+    /// Average response body size, bytes.
+    pub response_bytes: f64,
+    /// Latency from the scheduled send time.
+    pub latency: Option<Latency>,
+    /// The first failure.
+    pub first_error: Option<String>,
+}
+
+/// The run where every request opens a new mTLS connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewConnections {
+    /// Offered rate (connections = requests per second).
+    pub offered_rps: f64,
+    /// Measured seconds.
+    pub seconds: f64,
+    /// Successful requests.
+    pub ok: u64,
+    /// Failed requests.
+    pub errors: u64,
+    /// Target CPU per request (handshake + request + close), microseconds.
+    pub cpu_us_per_request: f64,
+    /// 1 / the above: new mTLS connections (with one request each) per CPU-second.
+    pub connections_per_cpu_second: f64,
+    /// This run's CPU per request minus the keep-alive run's: the connection's own cost.
+    pub connection_only_cpu_us: Option<f64>,
+    /// Latency from the scheduled time (connect, handshake, request).
+    pub latency: Option<Latency>,
+    /// The first failure.
+    pub first_error: Option<String>,
+}
+
+/// The closed-loop run at saturation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Saturation {
+    /// Concurrent requests.
+    pub concurrency: usize,
+    /// Measured seconds.
+    pub seconds: f64,
+    /// Successful requests.
+    pub ok: u64,
+    /// Failed requests.
+    pub errors: u64,
+    /// Successful requests per second.
+    pub rps: f64,
+    /// Target CPU seconds per wall second (1.0 = its whole core).
+    pub target_core_share: f64,
+    /// Load generator CPU seconds per wall second.
+    pub loadgen_core_share: f64,
+    /// Stub CPU seconds per wall second.
+    pub stub_core_share: f64,
+    /// Which side ran out of CPU.
+    pub saturated: String,
+    /// The first failure.
+    pub first_error: Option<String>,
+}
+
+/// Memory of the target.
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
+    /// VmHWM after the load runs, MB (10^6 bytes).
+    pub peak_rss_mb_after_load: Option<f64>,
+    /// Idle keep-alive mTLS connections asked for.
+    pub idle_requested: usize,
+    /// Connections opened and answered.
+    pub idle_opened: usize,
+    /// Connections that failed.
+    pub idle_failed: usize,
+    /// Seconds to open them.
+    pub idle_open_seconds: f64,
+    /// The first failure.
+    pub idle_first_error: Option<String>,
+    /// Open descriptors of the target while they were held.
+    pub target_fds: Option<usize>,
+    /// VmRSS before opening them, MB.
+    pub rss_mb_before_idle: Option<f64>,
+    /// VmRSS while holding them, MB.
+    pub rss_mb_with_idle: Option<f64>,
+    /// VmHWM after holding them, MB.
+    pub peak_rss_mb_with_idle: Option<f64>,
+    /// (RSS with − RSS before) / opened, KB (10^3 bytes).
+    pub kb_per_idle_connection: Option<f64>,
+    /// RSS before + 10 000 × the per-connection cost, MB (when fewer were opened).
+    pub extrapolated_rss_mb_at_10000: Option<f64>,
+}
+
+/// Everything measured for one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetResult {
+    /// Short id: `direct`, `nginx`, `gateway-a`, `gateway-b`, `gateway-c`.
+    pub id: String,
+    /// Description.
+    pub label: String,
+    /// Whether it could be measured.
+    pub available: bool,
+    /// Why not, or caveats.
+    pub note: Option<String>,
+    /// A failure that ended its measurement.
+    pub error: Option<String>,
+    /// Fixed-rate keep-alive run.
+    pub fixed: Option<FixedRate>,
+    /// New connection per request.
+    pub new_connections: Option<NewConnections>,
+    /// Saturation.
+    pub saturation: Option<Saturation>,
+    /// Memory.
+    pub memory: Option<Memory>,
+    /// `perf report` summary file, when `--perf` was given.
+    pub profile: Option<String>,
+}
+
+impl TargetResult {
+    /// An empty result for `id`.
+    pub fn new(id: &str, label: &str) -> Self {
+        TargetResult {
+            id: id.to_owned(),
+            label: label.to_owned(),
+            available: true,
+            note: None,
+            error: None,
+            fixed: None,
+            new_connections: None,
+            saturation: None,
+            memory: None,
+            profile: None,
+        }
+    }
+}
+
+/// One pass/fail target of the issue (a benchmark, not an assertion).
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What is checked.
+    pub criterion: String,
+    /// Measured value (ratio, ms or MB).
+    pub measured: Option<f64>,
+    /// The limit.
+    pub limit: Option<f64>,
+    /// Unit of both.
+    pub unit: String,
+    /// `met`, `missed`, `indicative met`, `indicative missed`, `n/a`.
+    pub verdict: String,
+}
+
+/// The machine and software measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Environment {
+    /// Logical CPUs (from /proc/cpuinfo, not the harness's affinity).
+    pub cpus: usize,
+    /// CPU model.
+    pub cpu_model: String,
+    /// Kernel release.
+    pub kernel: String,
+    /// Load average when the run started (1, 5, 15 min).
+    pub load_average_at_start: String,
+    /// The run's temporary directory (gateway journals) and its file system type.
+    pub state_dir: String,
+    /// `getconf CLK_TCK`.
+    pub clock_ticks_per_second: f64,
+    /// How processes were pinned.
+    pub pinning: String,
+    /// `nginx -v`.
+    pub nginx: String,
+    /// `rustc -V`.
+    pub rustc: String,
+    /// `datagate --version`.
+    pub datagate: String,
+    /// `git describe`.
+    pub git: String,
+}
+
+/// Settings of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// `quick` or `full`.
+    pub mode: String,
+    /// Offered rate of the keep-alive run.
+    pub rate: f64,
+    /// Its measured seconds per target.
+    pub seconds: f64,
+    /// Interleaved rounds it was split into.
+    pub rounds: usize,
+    /// Warm-up seconds before it.
+    pub warmup_seconds: f64,
+    /// Offered rate of the new-connection run.
+    pub new_connection_rate: f64,
+    /// Its seconds.
+    pub new_connection_seconds: f64,
+    /// Concurrency of the saturation run.
+    pub saturation_concurrency: usize,
+    /// Its measured seconds.
+    pub saturation_seconds: f64,
+    /// Idle keep-alive connections held for the memory figure.
+    pub idle_connections: usize,
+    /// Size of the stub's record.
+    pub record_bytes: usize,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    /// RFC 3339, UTC.
+    pub date: String,
+    /// Machine and versions.
+    pub environment: Environment,
+    /// Settings.
+    pub settings: Settings,
+    /// Per target.
+    pub targets: Vec<TargetResult>,
+    /// The issue's targets.
+    pub checks: Vec<Check>,
+    /// Seconds the whole run took.
+    pub total_seconds: f64,
+}
+
+fn target<'a>(targets: &'a [TargetResult], id: &str) -> Option<&'a TargetResult> {
+    targets.iter().find(|t| t.id == id && t.available)
+}
+
+fn cpu(t: Option<&TargetResult>) -> Option<f64> {
+    t?.fixed
+        .as_ref()
+        .map(|f| f.cpu_us_per_request)
+        .filter(|v| v.is_finite())
+}
+
+fn p99(t: Option<&TargetResult>) -> Option<f64> {
+    Some(t?.fixed.as_ref()?.latency.as_ref()?.p99_ms)
+}
+
+fn conn_cpu(t: Option<&TargetResult>) -> Option<f64> {
+    t?.new_connections
+        .as_ref()
+        .map(|n| n.cpu_us_per_request)
+        .filter(|v| v.is_finite())
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn check(
+    criterion: &str,
+    measured: Option<f64>,
+    limit: Option<f64>,
+    unit: &str,
+    strict: bool,
+    indicative: bool,
+) -> Check {
+    let verdict = match (measured, limit) {
+        (Some(m), Some(l)) => {
+            let met = if strict { m < l } else { m <= l };
+            let word = if met { "met" } else { "missed" };
+            if indicative {
+                format!("indicative {word}")
+            } else {
+                word.to_owned()
+            }
+        }
+        _ => "n/a".to_owned(),
+    };
+    Check {
+        criterion: criterion.to_owned(),
+        measured,
+        limit,
+        unit: unit.to_owned(),
+        verdict,
+    }
+}
+
+/// The issue's targets, evaluated on `targets`.
+pub fn checks(targets: &[TargetResult], idle_connections: usize) -> Vec<Check> {
+    let direct = target(targets, "direct");
+    let nginx = target(targets, "nginx");
+    let a = target(targets, "gateway-a");
+    let b = target(targets, "gateway-b");
+    let added = |t| Some(p99(t)? - p99(direct)?);
+    let nginx_added = added(nginx);
+    let mut out = vec![
+        check(
+            "(a) pass-through: CPU/request ÷ nginx's",
+            ratio(cpu(a), cpu(nginx)),
+            Some(1.0),
+            "×",
+            false,
+            false,
+        ),
+        check(
+            "(b) full pipeline: CPU/request ÷ nginx's",
+            ratio(cpu(b), cpu(nginx)),
+            Some(1.25),
+            "×",
+            false,
+            false,
+        ),
+        check(
+            "(c) signed + encrypted, two gateways: CPU/request ÷ nginx's (not available yet)",
+            None,
+            Some(2.5),
+            "×",
+            false,
+            false,
+        ),
+        check(
+            "(a) added p99 over the direct call ≤ nginx's",
+            added(a),
+            nginx_added,
+            "ms",
+            false,
+            false,
+        ),
+        check(
+            "(b) added p99 over the direct call ≤ nginx's + 0.5 ms",
+            added(b),
+            nginx_added.map(|n| n + 0.5),
+            "ms",
+            false,
+            false,
+        ),
+        check(
+            "(a) CPU per new mTLS connection ÷ nginx's",
+            ratio(conn_cpu(a), conn_cpu(nginx)),
+            Some(0.5),
+            "×",
+            false,
+            false,
+        ),
+        check(
+            "(b) CPU per new mTLS connection ÷ nginx's",
+            ratio(conn_cpu(b), conn_cpu(nginx)),
+            Some(0.5),
+            "×",
+            false,
+            false,
+        ),
+    ];
+    for (name, t) in [("(a)", a), ("(b)", b)] {
+        let memory = t.and_then(|t| t.memory.as_ref());
+        let (value, indicative) = match memory {
+            Some(m) if m.idle_opened >= 10_000 => (m.peak_rss_mb_with_idle, false),
+            Some(m) => (m.extrapolated_rss_mb_at_10000, true),
+            None => (None, false),
+        };
+        let how = if idle_connections >= 10_000 {
+            "peak RSS with 10 000 idle keep-alive mTLS connections".to_owned()
+        } else {
+            format!(
+                "RSS with 10 000 idle keep-alive mTLS connections, extrapolated from {idle_connections}"
+            )
+        };
+        out.push(check(
+            &format!("{name} {how} < 200 MB"),
+            value,
+            Some(200.0),
+            "MB",
+            true,
+            indicative,
+        ));
+    }
+    out
+}
+
+fn f(value: Option<f64>, digits: usize) -> String {
+    match value {
+        Some(v) if v.is_finite() => format!("{v:.digits$}"),
+        _ => "–".to_owned(),
+    }
+}
+
+fn x(value: Option<f64>) -> String {
+    match value {
+        Some(v) if v.is_finite() => format!("{v:.2}×"),
+        _ => "–".to_owned(),
+    }
+}
+
+/// The Markdown report.
+pub fn markdown(run: &Run) -> String {
+    let mut md = String::new();
+    let e = &run.environment;
+    let s = &run.settings;
+    let _ = writeln!(md, "### Load harness — {} mode, {}\n", s.mode, run.date);
+    let _ = writeln!(
+        md,
+        "Machine: {} × {} (kernel {}, load average at start {}); {}; journals in {}. {}; {}; {}; {}.\n",
+        e.cpus,
+        e.cpu_model,
+        e.kernel,
+        e.load_average_at_start,
+        e.pinning,
+        e.state_dir,
+        e.datagate,
+        e.nginx,
+        e.rustc,
+        e.git
+    );
+    let direct = target(&run.targets, "direct");
+    let nginx = target(&run.targets, "nginx");
+
+    let _ = writeln!(
+        md,
+        "**Keep-alive, open loop at {:.0} req/s, {:.0} s per target in {} interleaved rounds** (after {:.0} s warm-up; latency from the scheduled send time; {} B record):\n",
+        s.rate, s.seconds, s.rounds, s.warmup_seconds, s.record_bytes
+    );
+    md.push_str("| target | CPU µs/req | × nginx | × direct | context switches/req | p50 ms | p99 ms | p99.9 ms | added p99 vs direct, ms | ok / errors |\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for t in &run.targets {
+        if !t.available {
+            let _ = writeln!(
+                md,
+                "| {} | {} | | | | | | | | |",
+                t.label,
+                t.note.as_deref().unwrap_or("not available")
+            );
+            continue;
+        }
+        let Some(fixed) = &t.fixed else {
+            let _ = writeln!(
+                md,
+                "| {} | failed: {} | | | | | | | | |",
+                t.label,
+                t.error
+                    .as_deref()
+                    .unwrap_or("no data")
+                    .replace('\n', " ")
+                    .replace('|', "/")
+            );
+            continue;
+        };
+        let l = fixed.latency.as_ref();
+        let added = match (l, p99(direct)) {
+            (Some(l), Some(d)) => Some(l.p99_ms - d),
+            _ => None,
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+            t.label,
+            f(Some(fixed.cpu_us_per_request), 1),
+            x(ratio(Some(fixed.cpu_us_per_request), cpu(nginx))),
+            x(ratio(Some(fixed.cpu_us_per_request), cpu(direct))),
+            f(Some(fixed.context_switches_per_request), 1),
+            f(l.map(|l| l.p50_ms), 3),
+            f(l.map(|l| l.p99_ms), 3),
+            f(l.map(|l| l.p999_ms), 3),
+            if t.id == "direct" {
+                "0".to_owned()
+            } else {
+                f(added, 3)
+            },
+            fixed.ok,
+            fixed.errors,
+        );
+    }
+
+    let _ = writeln!(
+        md,
+        "\n**New mTLS connection per request** (full TLS 1.3 handshake, X25519, ECDSA P-256 certificates, one request, close), open loop at {:.0} conn/s for {:.0} s:\n",
+        s.new_connection_rate, s.new_connection_seconds
+    );
+    md.push_str("| target | CPU µs/req | connections per CPU-second | × nginx (CPU) | connection only, µs | p50 ms | p99 ms | ok / errors |\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for t in run.targets.iter().filter(|t| t.available) {
+        let Some(n) = &t.new_connections else {
+            continue;
+        };
+        let l = n.latency.as_ref();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+            t.label,
+            f(Some(n.cpu_us_per_request), 0),
+            f(Some(n.connections_per_cpu_second), 0),
+            x(ratio(Some(n.cpu_us_per_request), conn_cpu(nginx))),
+            f(n.connection_only_cpu_us, 0),
+            f(l.map(|l| l.p50_ms), 3),
+            f(l.map(|l| l.p99_ms), 3),
+            n.ok,
+            n.errors
+        );
+    }
+
+    let _ = writeln!(
+        md,
+        "\n**Saturation** (closed loop, {} concurrent requests, {:.0} s) **and memory** ({} idle keep-alive mTLS connections):\n",
+        s.saturation_concurrency, s.saturation_seconds, s.idle_connections
+    );
+    md.push_str("| target | req/s | × nginx | core 0 (target) | core 1 (load gen. + stub) | saturated | peak RSS after load, MB | RSS with idle conns, MB | KB per idle conn | RSS at 10 000, MB |\n");
+    md.push_str("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n");
+    let nginx_rps = nginx.and_then(|t| t.saturation.as_ref()).map(|s| s.rps);
+    for t in run.targets.iter().filter(|t| t.available) {
+        let sat = t.saturation.as_ref();
+        let mem = t.memory.as_ref();
+        let core0 = if t.id == "direct" {
+            "–".to_owned()
+        } else {
+            sat.map(|s| format!("{:.0}%", s.target_core_share * 100.0))
+                .unwrap_or_else(|| "–".into())
+        };
+        // The stub runs on core 1 with the load generator (for the direct call it is the target).
+        let core1 = sat
+            .map(|s| format!("{:.0}%", (s.loadgen_core_share + s.stub_core_share) * 100.0))
+            .unwrap_or_else(|| "–".into());
+        let at_10000 = mem.and_then(|m| {
+            if m.idle_opened >= 10_000 {
+                m.peak_rss_mb_with_idle
+            } else {
+                m.extrapolated_rss_mb_at_10000
+            }
+        });
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            t.label,
+            f(sat.map(|s| s.rps), 0),
+            x(ratio(sat.map(|s| s.rps), nginx_rps)),
+            core0,
+            core1,
+            sat.map(|s| s.saturated.as_str()).unwrap_or("–"),
+            f(mem.and_then(|m| m.peak_rss_mb_after_load), 1),
+            f(mem.and_then(|m| m.rss_mb_with_idle), 1),
+            f(mem.and_then(|m| m.kb_per_idle_connection), 1),
+            f(at_10000, 1),
+        );
+    }
+
+    md.push_str("\n**Targets** (benchmarks, not assertions):\n\n| criterion | measured | limit | verdict |\n|---|---:|---:|---|\n");
+    for c in &run.checks {
+        let digits = match c.unit.as_str() {
+            "×" => 2,
+            "ms" => 3,
+            _ => 1,
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} {} | {} {} | {} |",
+            c.criterion,
+            f(c.measured, digits),
+            c.unit,
+            f(c.limit, digits),
+            c.unit,
+            c.verdict
+        );
+    }
+    let notes: Vec<String> = run
+        .targets
+        .iter()
+        .filter_map(|t| {
+            let mut parts = Vec::new();
+            if let Some(note) = &t.note
+                && t.available
+            {
+                parts.push(note.clone());
+            }
+            if let Some(error) = &t.error {
+                parts.push(format!("error: {}", error.replace('\n', " ")));
+            }
+            for (what, first) in [
+                (
+                    "fixed-rate",
+                    t.fixed.as_ref().and_then(|f| f.first_error.clone()),
+                ),
+                (
+                    "new-connection",
+                    t.new_connections
+                        .as_ref()
+                        .and_then(|n| n.first_error.clone()),
+                ),
+                (
+                    "saturation",
+                    t.saturation.as_ref().and_then(|s| s.first_error.clone()),
+                ),
+                (
+                    "idle connections",
+                    t.memory.as_ref().and_then(|m| m.idle_first_error.clone()),
+                ),
+            ] {
+                if let Some(first) = first {
+                    parts.push(format!(
+                        "first {what} failure: {}",
+                        first.replace('\n', " ")
+                    ));
+                }
+            }
+            (!parts.is_empty()).then(|| format!("- {}: {}", t.label, parts.join("; ")))
+        })
+        .collect();
+    if !notes.is_empty() {
+        md.push_str("\nNotes:\n\n");
+        md.push_str(&notes.join("\n"));
+        md.push('\n');
+    }
+    let _ = writeln!(md, "\nWhole run: {:.0} s.", run.total_seconds);
+    md
+}
