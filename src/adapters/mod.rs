@@ -387,11 +387,54 @@ pub struct AdapterRequest<'a> {
     pub deadline: tokio::time::Instant,
 }
 
-/// What a backend answered, mapped to JSON.
+/// A backend's record: mapped to a JSON value, or the backend's own JSON bytes, kept
+/// unparsed until someone needs the tree (a pass-through contract never does).
+#[derive(Debug)]
+pub enum Record {
+    /// Mapped or parsed JSON.
+    Value(serde_json::Value),
+    /// The backend's JSON document as received.
+    Json(bytes::Bytes),
+}
+
+fn not_json(error: &serde_json::Error) -> AdapterError {
+    AdapterError::Malformed(format!(
+        "not JSON (line {}, column {})",
+        error.line(),
+        error.column()
+    ))
+}
+
+impl Record {
+    /// The record as a JSON tree.
+    pub fn into_value(self) -> Result<serde_json::Value, AdapterError> {
+        match self {
+            Record::Value(value) => Ok(value),
+            Record::Json(bytes) => serde_json::from_slice(&bytes).map_err(|e| not_json(&e)),
+        }
+    }
+
+    /// The record as JSON bytes; raw bytes are checked to be well-formed JSON without
+    /// building a tree.
+    pub fn into_json_bytes(self) -> Result<bytes::Bytes, AdapterError> {
+        match self {
+            Record::Value(value) => serde_json::to_vec(&value)
+                .map(bytes::Bytes::from)
+                .map_err(|e| not_json(&e)),
+            Record::Json(bytes) => {
+                serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
+                    .map_err(|e| not_json(&e))?;
+                Ok(bytes)
+            }
+        }
+    }
+}
+
+/// What a backend answered.
 #[derive(Debug)]
 pub struct AdapterResponse {
-    /// The record (or document) as JSON.
-    pub record: serde_json::Value,
+    /// The record (or document).
+    pub record: Record,
     /// Bytes received from the backend.
     pub bytes: usize,
 }

@@ -7,7 +7,7 @@
 //! pointers); without it the backend's document is the record.
 
 use super::transport::Transport;
-use super::{AdapterError, AdapterRequest, AdapterResponse};
+use super::{AdapterError, AdapterRequest, AdapterResponse, Record};
 use crate::contract::projection::{insert_at, pointer_tokens};
 use crate::pattern::OperationPattern;
 use serde::Deserialize;
@@ -125,15 +125,12 @@ pub async fn call(
     if !(200..300).contains(&answer.status) {
         return Err(AdapterError::Status(answer.status));
     }
-    let document: serde_json::Value = serde_json::from_slice(&answer.body).map_err(|e| {
-        AdapterError::Malformed(format!(
-            "not JSON (line {}, column {})",
-            e.line(),
-            e.column()
-        ))
-    })?;
-    Ok(AdapterResponse {
-        record: mapping.map(document),
-        bytes: answer.body.len(),
-    })
+    let bytes = answer.body.len();
+    let record = if mapping.fields.is_empty() {
+        // The document is the record: parse it only if the gateway needs the tree.
+        Record::Json(answer.body)
+    } else {
+        Record::Value(mapping.map(Record::Json(answer.body).into_value()?))
+    };
+    Ok(AdapterResponse { record, bytes })
 }

@@ -7,7 +7,7 @@
 
 use super::soap_mapping::{self, ParamSource, SoapError, SoapOperation};
 use super::transport::Transport;
-use super::{AdapterError, AdapterRequest, AdapterResponse};
+use super::{AdapterError, AdapterRequest, AdapterResponse, Record};
 use std::collections::BTreeMap;
 
 fn to_adapter_error(error: SoapError) -> AdapterError {
@@ -78,7 +78,7 @@ pub async fn call(
     }
     let record = soap_mapping::extract_record(operation, &answer.body).map_err(to_adapter_error)?;
     Ok(AdapterResponse {
-        record,
+        record: Record::Value(record),
         bytes: answer.body.len(),
     })
 }

@@ -386,15 +386,22 @@ async fn run(
         .record(upstream_started.elapsed().as_secs_f64());
     let answer = answer.map_err(|error| error.to_gateway_error())?;
 
-    // Response schema, projection, provenance headers.
-    contract.validate_response(&answer.record)?;
-    let projected = contract.projection.apply(answer.record);
-    let body = bytes::Bytes::from(serde_json::to_vec(&projected).map_err(|_| {
-        GatewayError::new(
-            ErrorCode::InternalUnexpected,
-            "the answer could not be serialised",
-        )
-    })?);
+    // Response schema and projection. A pass-through contract (whole answer, no
+    // response schema) forwards the backend's bytes once they are known to be JSON.
+    let to_error = |error: crate::adapters::AdapterError| error.to_gateway_error();
+    let body = if contract.response_schema.is_none() && contract.projection.is_whole_document() {
+        answer.record.into_json_bytes().map_err(to_error)?
+    } else {
+        let record = answer.record.into_value().map_err(to_error)?;
+        contract.validate_response(&record)?;
+        let projected = contract.projection.apply(record);
+        bytes::Bytes::from(serde_json::to_vec(&projected).map_err(|_| {
+            GatewayError::new(
+                ErrorCode::InternalUnexpected,
+                "the answer could not be serialised",
+            )
+        })?)
+    };
     let mut response = (
         [(
             header::CONTENT_TYPE,

@@ -313,3 +313,70 @@ async fn malformed_xml_from_soap_upstream_is_a_bad_gateway() {
     assert!(!body.to_string().contains(CITIZEN_ID), "{body}");
     assert_eq!(upstream.hits(), 1);
 }
+
+/// The portal's contract turned pass-through: the whole answer, no schemas.
+fn pass_through_contract() -> String {
+    let contract = portal_citizen_contract()
+        .replace(
+            "allowed_fields: [/citizen_id, /full_name, /date_of_birth, /permanent_address/province]",
+            "allowed_fields: [\"\"]",
+        )
+        .replace("request_schema: schemas/citizen-request.json\n", "")
+        .replace("response_schema: schemas/citizen.json\n", "");
+    assert!(contract.contains("allowed_fields: [\"\"]"), "{contract}");
+    assert!(!contract.contains("schema"), "{contract}");
+    contract
+}
+
+#[tokio::test]
+async fn pass_through_contract_forwards_the_backend_document_unchanged() {
+    init();
+    let pki = TestPki::new();
+    let document = format!(
+        "{{\"citizen_id\": \"{CITIZEN_ID}\",  \"full_name\": \"Trần Thị B\", \"extra\": [1, 2]}}"
+    );
+    let upstream = MockUpstream::start(Reply::Raw {
+        status: 200,
+        content_type: "application/json",
+        body: document.clone().into_bytes(),
+    })
+    .await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .contract("portal-citizen", &pass_through_contract())
+        .start()
+        .await;
+    let response = node
+        .lookup(&node.client(&pki.portal), CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.expect("body"),
+        document,
+        "byte for byte"
+    );
+}
+
+#[tokio::test]
+async fn pass_through_contract_still_refuses_malformed_json() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Raw {
+        status: 200,
+        content_type: "application/json",
+        body: format!("{{\"citizen_id\": \"{CITIZEN_ID}\", \"full_name\": ").into_bytes(),
+    })
+    .await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .contract("portal-citizen", &pass_through_contract())
+        .start()
+        .await;
+    let response = node
+        .lookup(&node.client(&pki.portal), CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    let body = expect_problem(response, 502, "upstream.malformed").await;
+    assert!(!body.to_string().contains(CITIZEN_ID), "{body}");
+}
