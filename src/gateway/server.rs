@@ -67,7 +67,17 @@ impl std::fmt::Debug for Node {
 /// runtime and TLS, binds both listeners.
 pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
     // Install the recorder before the first request so no sample is lost.
-    let _ = crate::observe::metrics_handle();
+    if let Some(handle) = crate::observe::metrics_handle() {
+        // Histogram samples are buffered until upkeep folds them in; without it they
+        // would pile up between scrapes.
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                ticker.tick().await;
+                handle.run_upkeep();
+            }
+        });
+    }
     let tls = crate::trust::tls::server_config(&config.tls)?;
     let key = match &config.journal_key_file {
         Some(path) => journal::load_or_create_key(path)?,
