@@ -100,11 +100,11 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
         },
     };
 
+    let journaling = gateway.journal().is_enabled();
     let (mut response, response_body_len, response_digest, error_code) = match outcome {
         Ok((response, bytes)) => {
-            let digest = gateway.journal().digest(&[&bytes]);
-            let len = bytes.len() as u64;
-            (response, len, Some(digest), None)
+            let digest = journaling.then(|| gateway.journal().digest(&[&bytes]));
+            (response, bytes.len() as u64, digest, None)
         }
         Err(error) => {
             let code = error.code();
@@ -119,40 +119,42 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
         }
     };
 
-    let record = ExchangeRecord {
-        message_id: message_id.clone(),
-        client: facts.client.clone(),
-        service: facts.service.clone(),
-        method: parts.method.to_string(),
-        operation: facts.operation.clone(),
-        purpose: facts.purpose.clone(),
-        contract_id: facts.contract_id.clone(),
-        peer_fingerprint: peer.map(|p| p.fingerprint_sha256),
-        status: response.status().as_u16(),
-        error_code: error_code.map(|c| c.as_str().to_owned()),
-        request_in_at,
-        request_out_at: facts.request_out_at,
-        response_in_at: facts.response_in_at,
-        response_out_at: OffsetDateTime::now_utc(),
-        request_bytes: facts.request_bytes,
-        response_bytes: response_body_len,
-        request_digest: gateway.journal().digest(&[
-            parts.method.as_str().as_bytes(),
-            parts.uri.to_string().as_bytes(),
-            &facts.request_body,
-        ]),
-        response_digest,
-        subject_digest: facts.subject_digest.clone(),
-    };
-    // Invariant 3: journaled before acknowledged. A journal failure turns the
-    // answer into 503 so the consumer never holds data the journal lacks.
-    if let Err(error) = gateway.journal().append(record).await {
-        tracing::error!(error = %error, "journal append failed; refusing to answer");
-        response = GatewayError::new(
-            ErrorCode::JournalUnavailable,
-            "the exchange could not be journaled",
-        )
-        .into_problem(Some(&message_id));
+    if journaling {
+        let record = ExchangeRecord {
+            message_id: message_id.clone(),
+            client: facts.client.clone(),
+            service: facts.service.clone(),
+            method: parts.method.to_string(),
+            operation: facts.operation.clone(),
+            purpose: facts.purpose.clone(),
+            contract_id: facts.contract_id.clone(),
+            peer_fingerprint: peer.map(|p| p.fingerprint_sha256),
+            status: response.status().as_u16(),
+            error_code: error_code.map(|c| c.as_str().to_owned()),
+            request_in_at,
+            request_out_at: facts.request_out_at,
+            response_in_at: facts.response_in_at,
+            response_out_at: OffsetDateTime::now_utc(),
+            request_bytes: facts.request_bytes,
+            response_bytes: response_body_len,
+            request_digest: gateway.journal().digest(&[
+                parts.method.as_str().as_bytes(),
+                parts.uri.to_string().as_bytes(),
+                &facts.request_body,
+            ]),
+            response_digest,
+            subject_digest: facts.subject_digest.clone(),
+        };
+        // Invariant 3: journaled before acknowledged. A journal failure turns the
+        // answer into 503 so the consumer never holds data the journal lacks.
+        if let Err(error) = gateway.journal().append(record).await {
+            tracing::error!(error = %error, "journal append failed; refusing to answer");
+            response = GatewayError::new(
+                ErrorCode::JournalUnavailable,
+                "the exchange could not be journaled",
+            )
+            .into_problem(Some(&message_id));
+        }
     }
 
     let status = response.status().as_u16().to_string();
@@ -360,7 +362,9 @@ async fn run(
     facts.request_bytes = bytes.len() as u64;
     facts.request_body = bytes.clone();
     let json_body = parse_body(parts, &bytes)?;
-    if let Some(subject) = subject_value(&contract, &params, json_body.as_ref()) {
+    if gateway.journal().is_enabled()
+        && let Some(subject) = subject_value(&contract, &params, json_body.as_ref())
+    {
         facts.subject_digest = Some(gateway.journal().digest(&[b"subject", subject.as_bytes()]));
     }
     if contract.request_schema.is_some() {

@@ -137,6 +137,11 @@ impl Journal {
         }
     }
 
+    /// Whether exchanges are journaled (false only with `[dangerous] disable_journal`).
+    pub fn is_enabled(&self) -> bool {
+        self.sender.is_some()
+    }
+
     /// Appends a record and waits until it is durable.
     pub async fn append(&self, record: ExchangeRecord) -> Result<(), JournalError> {
         let Some(sender) = &self.sender else {
