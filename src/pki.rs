@@ -527,7 +527,11 @@ pub fn write_dev_pki(dir: &Path) -> Result<DevPki, PkiError> {
             fingerprint_sha256: issued.fingerprint_sha256,
         });
     }
-    write_public(&dir.join("README.md"), DEV_README)?;
+    // An operator's own README (such as the repository's certs/README.md) is kept.
+    let readme = dir.join("README.md");
+    if !readme.exists() {
+        write_public(&readme, DEV_README)?;
+    }
 
     Ok(DevPki {
         ca_cert,
