@@ -6,6 +6,7 @@
 mod support;
 
 mod adapters;
+mod cases;
 mod check;
 mod contracts;
 mod errors;
