@@ -309,8 +309,8 @@ pub async fn closed_loop(
     }
 }
 
-/// Opens an mTLS connection and sends one request; keeps the connection.
-async fn open_tls(
+/// Connects and completes the mTLS handshake.
+async fn connect_tls(
     connector: &tokio_rustls::TlsConnector,
     endpoint: &Endpoint,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
@@ -319,10 +319,18 @@ async fn open_tls(
         .map_err(|e| format!("connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
     let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
-    let mut tls = connector
+    connector
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("handshake: {e}"))?;
+        .map_err(|e| format!("handshake: {e}"))
+}
+
+/// Opens an mTLS connection and sends one request; keeps the connection.
+async fn open_tls(
+    connector: &tokio_rustls::TlsConnector,
+    endpoint: &Endpoint,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let mut tls = connect_tls(connector, endpoint).await?;
     exchange(&mut tls, &endpoint.raw_request).await?;
     Ok(tls)
 }
@@ -332,15 +340,7 @@ async fn one_connection(
     connector: &tokio_rustls::TlsConnector,
     endpoint: &Endpoint,
 ) -> Result<usize, String> {
-    let tcp = TcpStream::connect(("127.0.0.1", endpoint.port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
-    let mut tls = connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
+    let mut tls = connect_tls(connector, endpoint).await?;
     let bytes = exchange(&mut tls, &endpoint.raw_request).await?;
     let _ = tls.shutdown().await;
     Ok(bytes)

@@ -587,7 +587,7 @@ fn parse_tree(xml: &[u8]) -> Result<Node, SoapError> {
             Event::Start(_) | Event::Empty(_) if root.is_some() => {
                 return Err(malformed_at("element after the root element", pos));
             }
-            Event::Start(start) => {
+            Event::Start(ref start) | Event::Empty(ref start) => {
                 elements += 1;
                 if elements > MAX_ELEMENTS {
                     return Err(SoapError::Malformed(format!(
@@ -599,24 +599,16 @@ fn parse_tree(xml: &[u8]) -> Result<Node, SoapError> {
                         "nesting deeper than {MAX_DEPTH} elements at byte {pos}"
                     )));
                 }
-                stack.push(Node::from_start(&start, pos)?);
-            }
-            Event::Empty(start) => {
-                elements += 1;
-                if elements > MAX_ELEMENTS {
-                    return Err(SoapError::Malformed(format!(
-                        "more than {MAX_ELEMENTS} elements"
-                    )));
-                }
-                if stack.len() >= MAX_DEPTH {
-                    return Err(SoapError::Malformed(format!(
-                        "nesting deeper than {MAX_DEPTH} elements at byte {pos}"
-                    )));
-                }
-                let node = Node::from_start(&start, pos)?;
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(node),
-                    None => root = Some(node),
+                let node = Node::from_start(start, pos)?;
+                if matches!(event, Event::Start(_)) {
+                    // Completed by its end tag.
+                    stack.push(node);
+                } else {
+                    // An empty element is complete at once.
+                    match stack.last_mut() {
+                        Some(parent) => parent.children.push(node),
+                        None => root = Some(node),
+                    }
                 }
             }
             Event::End(end) => {
