@@ -296,7 +296,7 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
     let mut stub = Proc::spawn("stub upstream", command, &dir.join("stub.log"), true)?;
     procs::wait_listening(&mut stub, stub_port, Duration::from_secs(10))?;
 
-    let nginx = which("nginx");
+    let nginx = which("nginx").or_else(install_nginx);
     let datagate = PathBuf::from(env!("CARGO_BIN_EXE_datagate"));
     let environment = report::Environment {
         cpus: cpu_count(),
@@ -558,6 +558,31 @@ fn git_state(scratch: &Path) -> String {
             changed.join(", ")
         )
     }
+}
+
+/// Installs nginx from Debian's packages when it is missing (as root, with apt-get),
+/// unless `DATAGATE_BENCH_NO_INSTALL` is set. Each apt-get call is bounded by `timeout`.
+fn install_nginx() -> Option<PathBuf> {
+    if std::env::var_os("DATAGATE_BENCH_NO_INSTALL").is_some() || which("apt-get").is_none() {
+        return None;
+    }
+    eprintln!("load: nginx is missing; installing nginx-light from Debian's packages");
+    let apt = |args: &[&str]| {
+        Command::new("timeout")
+            .arg("600")
+            .arg("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    let installed = apt(&["install", "-y", "-q", "nginx-light"])
+        || (apt(&["update", "-q"]) && apt(&["install", "-y", "-q", "nginx-light"]));
+    if !installed {
+        eprintln!("load: could not install nginx; it will be reported as not available");
+    }
+    which("nginx")
 }
 
 fn which(program: &str) -> Option<PathBuf> {
