@@ -1,6 +1,6 @@
 //! Logs and metrics.
 //!
-//! Logs are `tracing` events, JSON when `DATAGATE_LOG_FORMAT=json`, filtered by
+//! Logs are `tracing` events on stderr, JSON when `DATAGATE_LOG_FORMAT=json`, filtered by
 //! `RUST_LOG` (default `info`). They never carry payloads, paths (which may
 //! hold personal ids) or tokens.
 //!
@@ -41,7 +41,8 @@ pub fn init_tracing() {
     let json = std::env::var("DATAGATE_LOG_FORMAT").is_ok_and(|v| v == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()
     } else {
