@@ -13,6 +13,7 @@ use crate::config::{self, NodeConfig};
 use crate::error::{ErrorCode, GatewayError};
 use crate::journal::{self, Journal};
 use crate::trust::PeerCertificate;
+use anyhow::Context;
 use arc_swap::ArcSwap;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -94,13 +95,26 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
         );
         Journal::disabled(&key)
     } else {
-        let store = journal::sqlite::SqliteJournal::open(&config.journal_path).await?;
+        let store = journal::sqlite::SqliteJournal::open(&config.journal_path)
+            .await
+            .with_context(|| {
+                format!("cannot open the journal {}", config.journal_path.display())
+            })?;
         Journal::start(store, &key)
     };
     let runtime = Runtime::build(&mut config).map_err(anyhow::Error::msg)?;
     let gateway = Gateway::new(runtime, journal);
-    let consumer = TcpListener::bind(config.consumer_listener).await?;
-    let ops = TcpListener::bind(config.ops_listener).await?;
+    let consumer = TcpListener::bind(config.consumer_listener)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot bind the consumer listener on {}",
+                config.consumer_listener
+            )
+        })?;
+    let ops = TcpListener::bind(config.ops_listener)
+        .await
+        .with_context(|| format!("cannot bind the ops listener on {}", config.ops_listener))?;
     Ok(Node {
         gateway,
         tls: Arc::new(ArcSwap::from_pointee(tls)),
