@@ -89,6 +89,8 @@ pub struct NodeConfig {
     pub ops_listener: SocketAddr,
     /// TLS files of the consumer listener.
     pub tls: TlsFiles,
+    /// The rustls configuration built from those files while validating them.
+    pub tls_config: std::sync::Arc<rustls::ServerConfig>,
     /// Secure-server registry.
     pub registry: SecureServerRegistry,
     /// Compiled contracts.
@@ -228,9 +230,10 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
             "at least one trusted CA is required".into(),
         ));
     }
-    if let Err(e) = crate::trust::tls::server_config(&tls) {
-        errors.push(ConfigError::new(file, "tls", e.to_string()));
-    }
+    let tls_config = crate::trust::tls::server_config(&tls)
+        .map(std::sync::Arc::new)
+        .map_err(|e| errors.push(ConfigError::new(file, "tls", e.to_string())))
+        .ok();
 
     let mut holidays = Vec::new();
     for (i, day) in raw.calendar.holidays.iter().enumerate() {
@@ -331,23 +334,26 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
         ));
     }
 
-    match (member, registry, contracts) {
-        (Some(member), Some(registry), Some(contracts)) if errors.is_empty() => Ok(NodeConfig {
-            file: file.to_owned(),
-            member,
-            name: raw.node.name,
-            consumer_listener: raw.listeners.consumer,
-            ops_listener: raw.listeners.ops,
-            tls,
-            registry,
-            contracts,
-            adapters,
-            services,
-            journal_path: resolve(&raw.journal.path),
-            journal_key_file: raw.journal.hmac_key_file.as_deref().map(resolve),
-            dangerous_disable_journal: raw.dangerous.disable_journal,
-            limits,
-        }),
+    match (member, registry, contracts, tls_config) {
+        (Some(member), Some(registry), Some(contracts), Some(tls_config)) if errors.is_empty() => {
+            Ok(NodeConfig {
+                file: file.to_owned(),
+                member,
+                name: raw.node.name,
+                consumer_listener: raw.listeners.consumer,
+                ops_listener: raw.listeners.ops,
+                tls,
+                tls_config,
+                registry,
+                contracts,
+                adapters,
+                services,
+                journal_path: resolve(&raw.journal.path),
+                journal_key_file: raw.journal.hmac_key_file.as_deref().map(resolve),
+                dangerous_disable_journal: raw.dangerous.disable_journal,
+                limits,
+            })
+        }
         _ => Err(errors),
     }
 }

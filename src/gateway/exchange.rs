@@ -139,7 +139,7 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
             response_bytes: response_body_len,
             request_digest: gateway.journal().digest(&[
                 parts.method.as_str().as_bytes(),
-                parts.uri.to_string().as_bytes(),
+                request_target(&parts),
                 &facts.request_body,
             ]),
             response_digest,
@@ -178,6 +178,14 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
         "exchange"
     );
     response
+}
+
+/// The request target (path and query) as sent, borrowed: what the digests cover.
+fn request_target(parts: &Parts) -> &[u8] {
+    parts
+        .uri
+        .path_and_query()
+        .map_or(b"/".as_slice(), |target| target.as_str().as_bytes())
 }
 
 /// Renders the request document the request schema validates.
@@ -418,7 +426,7 @@ async fn run(
     let mut request_hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for part in [
         parts.method.as_str().as_bytes(),
-        parts.uri.to_string().as_bytes(),
+        request_target(parts),
         &bytes,
     ] {
         request_hash.update(&(part.len() as u64).to_be_bytes());

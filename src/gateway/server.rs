@@ -79,7 +79,6 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
             }
         });
     }
-    let tls = crate::trust::tls::server_config(&config.tls)?;
     let key = match &config.journal_key_file {
         Some(path) => journal::load_or_create_key(path)?,
         None => {
@@ -117,7 +116,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
         .with_context(|| format!("cannot bind the ops listener on {}", config.ops_listener))?;
     Ok(Node {
         gateway,
-        tls: Arc::new(ArcSwap::from_pointee(tls)),
+        tls: Arc::new(ArcSwap::new(config.tls_config.clone())),
         consumer,
         ops,
         config_file: config.file.clone(),
@@ -260,14 +259,6 @@ fn reload(gateway: &Gateway, tls: &ArcSwap<rustls::ServerConfig>, file: &Path) -
             return false;
         }
     };
-    let server_config = match crate::trust::tls::server_config(&config.tls) {
-        Ok(server_config) => server_config,
-        Err(error) => {
-            tracing::error!(error = %error, "reload refused: TLS material invalid");
-            metrics::counter!("datagate_reloads_total", "outcome" => "invalid").increment(1);
-            return false;
-        }
-    };
     config
         .contracts
         .inherit_quotas(&gateway.runtime().contracts);
@@ -284,7 +275,7 @@ fn reload(gateway: &Gateway, tls: &ArcSwap<rustls::ServerConfig>, file: &Path) -
                 }
             }
             gateway.replace_runtime(runtime);
-            tls.store(Arc::new(server_config));
+            tls.store(config.tls_config.clone());
             metrics::counter!("datagate_reloads_total", "outcome" => "applied").increment(1);
             tracing::info!("configuration reloaded");
             true

@@ -58,7 +58,7 @@ pub struct ExchangeRecord {
     pub request_bytes: u64,
     /// Response body size.
     pub response_bytes: u64,
-    /// HMAC-SHA256 (hex) of method, path, query and body.
+    /// HMAC-SHA256 (hex) of method, request target (path and query) and body.
     pub request_digest: String,
     /// HMAC-SHA256 (hex) of the response body.
     pub response_digest: Option<String>,
