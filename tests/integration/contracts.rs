@@ -93,13 +93,8 @@ async fn denies_client_without_contract() {
 
     // The portal's member is registered, but this subsystem has no contract.
     let response = node
-        .client(&pki.portal)
-        .get(node.citizen_url(CITIZEN_ID))
-        .header("X-Road-Client", "VN/GOV/000.00.00.H29/tax-kiosk")
-        .header("X-Purpose", PURPOSE)
-        .send()
-        .await
-        .expect("request");
+        .lookup_citizen_as(&pki.portal, "VN/GOV/000.00.00.H29/tax-kiosk", Some(PURPOSE))
+        .await;
     expect_problem(response, 403, "contract.not_found").await;
     assert_eq!(upstream.hits(), 0);
 }
@@ -112,13 +107,8 @@ async fn denies_purpose_the_contract_does_not_list() {
     let node = NodeBuilder::standard(&pki, &upstream.url()).start().await;
 
     let response = node
-        .client(&pki.portal)
-        .get(node.citizen_url(CITIZEN_ID))
-        .header("X-Road-Client", PORTAL)
-        .header("X-Purpose", "MARKETING")
-        .send()
-        .await
-        .expect("request");
+        .lookup_citizen_as(&pki.portal, PORTAL, Some("MARKETING"))
+        .await;
     expect_problem(response, 403, "contract.purpose_not_allowed").await;
     assert_eq!(upstream.hits(), 0);
 }
@@ -130,13 +120,7 @@ async fn requires_a_purpose_when_the_contract_lists_purposes() {
     let upstream = MockUpstream::start(Reply::Citizen).await;
     let node = NodeBuilder::standard(&pki, &upstream.url()).start().await;
 
-    let response = node
-        .client(&pki.portal)
-        .get(node.citizen_url(CITIZEN_ID))
-        .header("X-Road-Client", PORTAL)
-        .send()
-        .await
-        .expect("request");
+    let response = node.lookup_citizen_as(&pki.portal, PORTAL, None).await;
     expect_problem(response, 400, "request.purpose_missing").await;
     assert_eq!(upstream.hits(), 0);
 }
@@ -150,13 +134,8 @@ async fn denies_request_outside_the_contract_validity() {
 
     // The ministry's pilot contract ended in 2021.
     let response = node
-        .client(&pki.ministry)
-        .get(node.citizen_url(CITIZEN_ID))
-        .header("X-Road-Client", MINISTRY)
-        .header("X-Purpose", "LAND-TITLE")
-        .send()
-        .await
-        .expect("request");
+        .lookup_citizen_as(&pki.ministry, MINISTRY, Some("LAND-TITLE"))
+        .await;
     let body = expect_problem(response, 403, "contract.outside_validity").await;
     assert!(
         body["detail"]

@@ -172,13 +172,8 @@ async fn rejects_certificate_registered_for_another_member() {
 
     // The portal's certificate claims to act for the ministry.
     let response = node
-        .client(&pki.portal)
-        .get(node.citizen_url(CITIZEN_ID))
-        .header("X-Road-Client", MINISTRY)
-        .header("X-Purpose", "LAND-TITLE")
-        .send()
-        .await
-        .expect("request");
+        .lookup_citizen_as(&pki.portal, MINISTRY, Some("LAND-TITLE"))
+        .await;
     expect_problem(response, 403, "trust.member_mismatch").await;
     assert_eq!(upstream.hits(), 0);
 }

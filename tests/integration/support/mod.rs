@@ -673,6 +673,23 @@ impl TestNode {
             .header("X-Purpose", PURPOSE)
     }
 
+    /// Looks up [`CITIZEN_ID`] with `cert`, claiming `client`, with an optional purpose.
+    pub async fn lookup_citizen_as(
+        &self,
+        cert: &IssuedCertificate,
+        client: &str,
+        purpose: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client(cert)
+            .get(self.citizen_url(CITIZEN_ID))
+            .header("X-Road-Client", client);
+        if let Some(purpose) = purpose {
+            request = request.header("X-Purpose", purpose);
+        }
+        request.send().await.expect("request")
+    }
+
     /// Asks the node to shut down.
     pub fn shutdown(&self) {
         self.stop.send(true).expect("node is running");
