@@ -307,7 +307,7 @@ impl GatewayError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         if let Some(id) = message_id.and_then(|id| HeaderValue::from_str(id).ok()) {
-            headers.insert(crate::protocol::X_ROAD_ID, id);
+            headers.insert(crate::base::headers::X_ROAD_ID, id);
         }
         response
     }

@@ -21,12 +21,14 @@
 //! - [`adapters`]: backend kinds (REST/JSON, SOAP/XML) behind one transport;
 //! - [`journal`]: the durable record of every exchange;
 //! - [`error`]: the one error type and its problem+json rendering;
+//! - [`base`]: the ground floor (diagnostics, JSON pointers, clock, hex, header names);
 //! - [`observe`]: logs and metrics;
 //! - [`pki`]: the dev PKI; [`demo`]: the local federation of `datagate demo`.
 
 #![forbid(unsafe_code)]
 
 pub mod adapters;
+pub mod base;
 pub mod config;
 pub mod contract;
 pub mod demo;

@@ -16,7 +16,7 @@ pub mod soap;
 pub mod soap_mapping;
 pub mod transport;
 
-use crate::config::ConfigError;
+use crate::base::diagnostics::ConfigError;
 use crate::error::{ErrorCode, GatewayError};
 use crate::pattern::OperationPattern;
 use serde::Deserialize;

@@ -8,7 +8,7 @@
 
 use super::transport::Transport;
 use super::{AdapterError, AdapterRequest, AdapterResponse, Record};
-use crate::contract::projection::{insert_at, pointer_tokens};
+use crate::base::json_pointer::{insert_at, pointer_tokens};
 use crate::pattern::OperationPattern;
 use serde::Deserialize;
 use std::collections::BTreeMap;

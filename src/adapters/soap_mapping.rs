@@ -371,7 +371,7 @@ fn parse_pointer(pointer: &str) -> Result<Vec<String>, &'static str> {
     if !pointer.starts_with('/') {
         return Err("must start with '/'");
     }
-    let tokens = crate::contract::projection::pointer_tokens(pointer)
+    let tokens = crate::base::json_pointer::pointer_tokens(pointer)
         .ok_or("has an invalid escape ('~' must be followed by 0 or 1)")?;
     if tokens.iter().any(String::is_empty) {
         return Err("must not contain empty reference tokens");

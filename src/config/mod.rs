@@ -11,6 +11,8 @@
 
 pub mod raw;
 
+pub use crate::base::diagnostics::ConfigError;
+
 use crate::adapters::AdapterSpec;
 use crate::contract::{self, CompiledContract, ContractSet, RawContract};
 use crate::identity::{MemberId, ServiceId};
@@ -22,44 +24,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// One configuration problem: which file, where in it, and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file.
-    pub file: PathBuf,
-    /// The path inside the file (`operations[0].path`), or empty for the whole file.
-    pub path: String,
-    /// What is wrong. Never a secret or a payload value.
-    pub message: String,
-}
-
-impl ConfigError {
-    /// A new problem.
-    pub fn new(file: &Path, path: &str, message: String) -> Self {
-        ConfigError {
-            file: file.to_owned(),
-            path: path.to_owned(),
-            message,
-        }
-    }
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.message)
-        } else {
-            write!(
-                f,
-                "{}: {}: {}",
-                self.file.display(),
-                self.path,
-                self.message
-            )
-        }
-    }
-}
 
 /// Limits applied to every request of the consumer listener.
 #[derive(Debug, Clone, Copy)]

@@ -13,7 +13,7 @@
 pub mod projection;
 pub mod quota;
 
-use crate::config::ConfigError;
+use crate::base::diagnostics::ConfigError;
 use crate::error::{ErrorCode, GatewayError, SchemaViolation};
 use crate::identity::{ClientId, ServiceId};
 use crate::pattern::OperationPattern;
@@ -455,7 +455,7 @@ pub fn compile(
                 }
                 Some(SubjectRef::Path(name.to_owned()))
             } else if let Some(pointer) = text.strip_prefix("body:") {
-                if projection::pointer_tokens(pointer).is_none() {
+                if crate::base::json_pointer::pointer_tokens(pointer).is_none() {
                     error("subject", "body: must be followed by a JSON pointer".into());
                 }
                 Some(SubjectRef::Body(pointer.to_owned()))

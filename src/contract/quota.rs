@@ -83,7 +83,7 @@ impl ContractQuota {
         });
         let daily = daily.map(|limit| {
             let today = OffsetDateTime::now_utc()
-                .to_offset(crate::trust::registry::VIETNAM_OFFSET)
+                .to_offset(crate::base::clock::VIETNAM_OFFSET)
                 .date();
             (limit, Mutex::new((today, 0)))
         });
@@ -111,7 +111,7 @@ impl ContractQuota {
             })?;
         }
         if let Some((limit, state)) = &self.daily {
-            let local = now.to_offset(crate::trust::registry::VIETNAM_OFFSET);
+            let local = now.to_offset(crate::base::clock::VIETNAM_OFFSET);
             let mut guard = state
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -82,7 +82,7 @@ fn toml_path(path: &Path) -> String {
 
 /// Writes the registry: both clients registered well ahead of time.
 fn write_registry(path: &Path, pki: &DevPki) -> anyhow::Result<()> {
-    let now = OffsetDateTime::now_utc().to_offset(crate::trust::registry::VIETNAM_OFFSET);
+    let now = OffsetDateTime::now_utc().to_offset(crate::base::clock::VIETNAM_OFFSET);
     let submitted = (now - Duration::days(30)).replace_nanosecond(0)?;
     let effective = (now - Duration::days(20)).replace_nanosecond(0)?;
     let fmt = &time::format_description::well_known::Rfc3339;

@@ -433,7 +433,7 @@ async fn run(
         request_hash.update(part);
     }
     let request_hash = request_hash.finish();
-    if let Ok(value) = HeaderValue::from_str(&crate::trust::to_hex(request_hash.as_ref())) {
+    if let Ok(value) = HeaderValue::from_str(&crate::base::hex::encode(request_hash.as_ref())) {
         headers.insert(X_ROAD_REQUEST_HASH, value);
     }
     if let Ok(value) = HeaderValue::from_str(message_id) {

@@ -162,7 +162,7 @@ impl Journal {
             context.update(&(part.len() as u64).to_be_bytes());
             context.update(part);
         }
-        crate::trust::to_hex(context.sign().as_ref())
+        crate::base::hex::encode(context.sign().as_ref())
     }
 }
 

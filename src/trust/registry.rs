@@ -7,20 +7,15 @@
 //! (in Vietnam's time zone, UTC+7) is rejected when the registry is loaded.
 
 use super::calendar::WorkingCalendar;
+use crate::base::clock::VIETNAM_OFFSET;
 use crate::error::{ErrorCode, GatewayError};
 use crate::identity::{ClientId, MemberId};
 use serde::Deserialize;
 use std::collections::HashMap;
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 
 /// Working days of notice a registration needs (003 Điều 50 khoản 2).
 pub const NOTICE_WORKING_DAYS: u32 = 3;
-
-/// Vietnam's time zone, in which "working day" is counted.
-pub const VIETNAM_OFFSET: UtcOffset = match UtcOffset::from_hms(7, 0, 0) {
-    Ok(offset) => offset,
-    Err(_) => UtcOffset::UTC,
-};
 
 /// The registry file as written (`registry.toml`).
 #[derive(Debug, Clone, Deserialize)]
