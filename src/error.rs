@@ -34,13 +34,20 @@ pub enum ErrorCode {
     RequestClientMissing,
     RequestClientInvalid,
     RequestMessageIdInvalid,
+    RequestHeaderDuplicated,
+    RequestPurposeInvalid,
     RequestPurposeMissing,
     RequestBodyTooLarge,
     RequestBodyInvalid,
     RequestSchemaInvalid,
+    RequestQueryNotAllowed,
+    RequestTimeout,
+    RequestUriTooLong,
+    RequestHeadersTooLarge,
     TrustCertificateMissing,
     TrustCertificateUnregistered,
     TrustMemberMismatch,
+    TrustSubsystemNotBound,
     TrustRegistrationNotEffective,
     ContractNotFound,
     ContractOperationNotAllowed,
@@ -48,10 +55,12 @@ pub enum ErrorCode {
     ContractOutsideValidity,
     RateLimitExceeded,
     DailyQuotaExceeded,
+    InFlightShareExceeded,
     ServiceUnknown,
     UpstreamTimeout,
     UpstreamUnavailable,
     UpstreamStatus,
+    UpstreamRejected,
     UpstreamBodyTooLarge,
     UpstreamMalformed,
     UpstreamFault,
@@ -65,19 +74,26 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of `docs/ERRORS.md`.
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 41] = [
         ErrorCode::RequestRouteNotFound,
         ErrorCode::RequestPathInvalid,
         ErrorCode::RequestClientMissing,
         ErrorCode::RequestClientInvalid,
         ErrorCode::RequestMessageIdInvalid,
+        ErrorCode::RequestHeaderDuplicated,
+        ErrorCode::RequestPurposeInvalid,
         ErrorCode::RequestPurposeMissing,
         ErrorCode::RequestBodyTooLarge,
         ErrorCode::RequestBodyInvalid,
         ErrorCode::RequestSchemaInvalid,
+        ErrorCode::RequestQueryNotAllowed,
+        ErrorCode::RequestTimeout,
+        ErrorCode::RequestUriTooLong,
+        ErrorCode::RequestHeadersTooLarge,
         ErrorCode::TrustCertificateMissing,
         ErrorCode::TrustCertificateUnregistered,
         ErrorCode::TrustMemberMismatch,
+        ErrorCode::TrustSubsystemNotBound,
         ErrorCode::TrustRegistrationNotEffective,
         ErrorCode::ContractNotFound,
         ErrorCode::ContractOperationNotAllowed,
@@ -85,10 +101,12 @@ impl ErrorCode {
         ErrorCode::ContractOutsideValidity,
         ErrorCode::RateLimitExceeded,
         ErrorCode::DailyQuotaExceeded,
+        ErrorCode::InFlightShareExceeded,
         ErrorCode::ServiceUnknown,
         ErrorCode::UpstreamTimeout,
         ErrorCode::UpstreamUnavailable,
         ErrorCode::UpstreamStatus,
+        ErrorCode::UpstreamRejected,
         ErrorCode::UpstreamBodyTooLarge,
         ErrorCode::UpstreamMalformed,
         ErrorCode::UpstreamFault,
@@ -108,13 +126,20 @@ impl ErrorCode {
             ErrorCode::RequestClientMissing => "request.client_missing",
             ErrorCode::RequestClientInvalid => "request.client_invalid",
             ErrorCode::RequestMessageIdInvalid => "request.message_id_invalid",
+            ErrorCode::RequestHeaderDuplicated => "request.header_duplicated",
+            ErrorCode::RequestPurposeInvalid => "request.purpose_invalid",
             ErrorCode::RequestPurposeMissing => "request.purpose_missing",
             ErrorCode::RequestBodyTooLarge => "request.body_too_large",
             ErrorCode::RequestBodyInvalid => "request.body_invalid",
             ErrorCode::RequestSchemaInvalid => "request.schema_invalid",
+            ErrorCode::RequestQueryNotAllowed => "request.query_not_allowed",
+            ErrorCode::RequestTimeout => "request.timeout",
+            ErrorCode::RequestUriTooLong => "request.uri_too_long",
+            ErrorCode::RequestHeadersTooLarge => "request.headers_too_large",
             ErrorCode::TrustCertificateMissing => "trust.certificate_missing",
             ErrorCode::TrustCertificateUnregistered => "trust.certificate_unregistered",
             ErrorCode::TrustMemberMismatch => "trust.member_mismatch",
+            ErrorCode::TrustSubsystemNotBound => "trust.subsystem_not_bound",
             ErrorCode::TrustRegistrationNotEffective => "trust.registration_not_effective",
             ErrorCode::ContractNotFound => "contract.not_found",
             ErrorCode::ContractOperationNotAllowed => "contract.operation_not_allowed",
@@ -122,10 +147,12 @@ impl ErrorCode {
             ErrorCode::ContractOutsideValidity => "contract.outside_validity",
             ErrorCode::RateLimitExceeded => "ratelimit.exceeded",
             ErrorCode::DailyQuotaExceeded => "ratelimit.daily_quota_exceeded",
+            ErrorCode::InFlightShareExceeded => "ratelimit.in_flight_share_exceeded",
             ErrorCode::ServiceUnknown => "route.service_unknown",
             ErrorCode::UpstreamTimeout => "upstream.timeout",
             ErrorCode::UpstreamUnavailable => "upstream.unavailable",
             ErrorCode::UpstreamStatus => "upstream.bad_status",
+            ErrorCode::UpstreamRejected => "upstream.rejected",
             ErrorCode::UpstreamBodyTooLarge => "upstream.body_too_large",
             ErrorCode::UpstreamMalformed => "upstream.malformed",
             ErrorCode::UpstreamFault => "upstream.fault",
@@ -141,6 +168,15 @@ impl ErrorCode {
     /// The HTTP status the code is answered with.
     pub fn status(self) -> StatusCode {
         match self {
+            ErrorCode::RequestHeaderDuplicated => StatusCode::BAD_REQUEST,
+            ErrorCode::RequestPurposeInvalid => StatusCode::BAD_REQUEST,
+            ErrorCode::RequestQueryNotAllowed => StatusCode::BAD_REQUEST,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::RequestUriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorCode::RequestHeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::TrustSubsystemNotBound => StatusCode::FORBIDDEN,
+            ErrorCode::InFlightShareExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::UpstreamRejected => StatusCode::BAD_GATEWAY,
             ErrorCode::RequestRouteNotFound => StatusCode::NOT_FOUND,
             ErrorCode::RequestPathInvalid
             | ErrorCode::RequestClientMissing
@@ -179,6 +215,15 @@ impl ErrorCode {
     /// Who caused the failure.
     pub fn origin(self) -> Origin {
         match self {
+            ErrorCode::RequestHeaderDuplicated => Origin::Consumer,
+            ErrorCode::RequestPurposeInvalid => Origin::Consumer,
+            ErrorCode::RequestQueryNotAllowed => Origin::Consumer,
+            ErrorCode::RequestTimeout => Origin::Consumer,
+            ErrorCode::RequestUriTooLong => Origin::Consumer,
+            ErrorCode::RequestHeadersTooLarge => Origin::Consumer,
+            ErrorCode::TrustSubsystemNotBound => Origin::Consumer,
+            ErrorCode::InFlightShareExceeded => Origin::Consumer,
+            ErrorCode::UpstreamRejected => Origin::Upstream,
             ErrorCode::RequestRouteNotFound
             | ErrorCode::RequestPathInvalid
             | ErrorCode::RequestClientMissing
@@ -214,12 +259,35 @@ impl ErrorCode {
         }
     }
 
+    /// The X-Road error type of pr-rest 1.0 (§4.3, §4.6) that goes in `X-Road-Error`
+    /// before the stable code: `Client` for the caller's own faults; `Server.ClientProxy`
+    /// when the node refused on entry, before any provider was involved (shedding);
+    /// `Server.ServerProxy` when the provider side failed (its backend, its deadline,
+    /// its journal). A provider's own answer never carries the header.
+    pub fn xroad_error_type(self) -> &'static str {
+        match self.origin() {
+            Origin::Consumer => "Client",
+            Origin::Upstream => "Server.ServerProxy",
+            Origin::Internal => match self {
+                ErrorCode::GatewayOverloaded => "Server.ClientProxy",
+                _ => "Server.ServerProxy",
+            },
+        }
+    }
+
+    /// The whole `X-Road-Error` value: type, then the stable code.
+    pub fn xroad_error(self) -> String {
+        format!("{}.{}", self.xroad_error_type(), self.as_str())
+    }
+
     /// Whether the same request may succeed if sent again later, unchanged.
     pub fn retryable(self) -> bool {
         matches!(
             self,
             ErrorCode::RateLimitExceeded
                 | ErrorCode::DailyQuotaExceeded
+                | ErrorCode::RequestTimeout
+                | ErrorCode::InFlightShareExceeded
                 | ErrorCode::UpstreamTimeout
                 | ErrorCode::UpstreamUnavailable
                 | ErrorCode::UpstreamStatus
@@ -306,6 +374,9 @@ impl GatewayError {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
+        if let Ok(value) = HeaderValue::from_str(&self.code.xroad_error()) {
+            headers.insert(crate::base::headers::X_ROAD_ERROR, value);
+        }
         if let Some(id) = message_id.and_then(|id| HeaderValue::from_str(id).ok()) {
             headers.insert(crate::base::headers::X_ROAD_ID, id);
         }
@@ -366,6 +437,37 @@ mod tests {
         assert_eq!(
             response.headers()[header::CONTENT_TYPE],
             "application/problem+json"
+        );
+    }
+
+    /// pr-rest 1.0 §4.3/§4.6: every error the node produces carries `X-Road-Error`.
+    #[test]
+    fn every_refusal_names_its_xroad_error_type() {
+        for code in ErrorCode::ALL {
+            let response = GatewayError::new(code, "x").into_problem(Some("id"));
+            let value = response.headers()["x-road-error"]
+                .to_str()
+                .expect("ASCII")
+                .to_owned();
+            assert!(value.ends_with(code.as_str()), "{value}");
+            let expected = match code.origin() {
+                Origin::Consumer => "Client.",
+                Origin::Upstream => "Server.ServerProxy.",
+                Origin::Internal => "Server.",
+            };
+            assert!(value.starts_with(expected), "{value}");
+        }
+        assert_eq!(
+            ErrorCode::GatewayOverloaded.xroad_error(),
+            "Server.ClientProxy.gateway.overloaded"
+        );
+        assert_eq!(
+            ErrorCode::UpstreamTimeout.xroad_error(),
+            "Server.ServerProxy.upstream.timeout"
+        );
+        assert_eq!(
+            ErrorCode::ContractNotFound.xroad_error(),
+            "Client.contract.not_found"
         );
     }
 

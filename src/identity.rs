@@ -43,7 +43,8 @@ impl MemberClass {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    /// The class as written in identifiers.
+    pub fn as_str(self) -> &'static str {
         match self {
             MemberClass::Gov => "GOV",
             MemberClass::Com => "COM",
@@ -52,9 +53,11 @@ impl MemberClass {
     }
 }
 
+/// A part is 1–64 characters of its alphabet and starts with a letter or digit,
+/// so `.`, `..` and other dot-led names can never be a part.
 fn check_part(part: &str, what: &'static str, extra: &[char]) -> Result<(), IdError> {
-    let ok = !part.is_empty()
-        && part.len() <= 64
+    let ok = part.len() <= 64
+        && part.starts_with(|c: char| c.is_ascii_alphanumeric())
         && part
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c));
@@ -220,6 +223,9 @@ mod tests {
             "VN/GOV//portal",
             "VN/GOV/a/b/c",
             "VN/GOV/000.00.00.H29/<script>",
+            "VN/GOV/000.00.00.H29/..",
+            "VN/GOV/000.00.00.H29/.",
+            "VN/GOV/../portal",
         ] {
             let err = bad.parse::<ClientId>().expect_err(bad);
             assert!(!err.to_string().contains(bad));

@@ -72,7 +72,7 @@ fn main() -> ExitCode {
         Command::Check { config } => match datagate::config::load(&config) {
             Ok(loaded) => {
                 println!(
-                    "configuration valid: {} contracts, {} adapters, {} services, {} secure servers",
+                    "configuration valid: {} contracts, {} adapters, {} services, {} registrations",
                     loaded.contracts.len(),
                     loaded.adapters.len(),
                     loaded.services.len(),

@@ -6,6 +6,7 @@
 
 use crate::error::{ErrorCode, GatewayError};
 use crate::identity::{ClientId, ServiceId};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub use crate::base::headers::*;
 
@@ -14,11 +15,73 @@ pub use crate::base::headers::*;
 pub struct Target {
     /// The addressed service.
     pub service: ServiceId,
-    /// The rest of the path after the service code, always starting with `/`.
+    /// The rest of the path after the service code in its one canonical
+    /// spelling, always starting with `/` (`/` alone when there is none).
     pub path: String,
 }
 
-/// Parses `/r1/{instance}/{class}/{member}/{subsystem}/{service}[/{path}]`.
+fn path_invalid(detail: &'static str) -> GatewayError {
+    GatewayError::new(ErrorCode::RequestPathInvalid, detail)
+}
+
+/// Checks that one path segment is in canonical form: not empty, not a dot
+/// segment, percent-escapes well-formed with uppercase hex, no escaped
+/// unreserved character (RFC 3986 §6.2.2.2 says those are spelled plain), and
+/// nothing that decodes to `/`, `\`, NUL or another control character. One
+/// request therefore has one spelling, and one request hash.
+fn check_segment(segment: &str) -> Result<(), GatewayError> {
+    if segment.is_empty() {
+        return Err(path_invalid(
+            "empty path segments (// or a trailing /) are not allowed",
+        ));
+    }
+    if segment == "." || segment == ".." {
+        return Err(path_invalid("dot segments are not allowed in the path"));
+    }
+    let bytes = segment.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        if byte == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .ok_or_else(|| path_invalid("a percent-escape in the path is cut short"))?;
+            let digit = |b: u8| match b {
+                b'0'..=b'9' => Some(b - b'0'),
+                b'A'..=b'F' => Some(b - b'A' + 10),
+                _ => None,
+            };
+            let (Some(high), Some(low)) = (digit(hex[0]), digit(hex[1])) else {
+                return Err(path_invalid(
+                    "percent-escapes in the path must be two uppercase hex digits",
+                ));
+            };
+            let decoded = high * 16 + low;
+            if decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded) {
+                return Err(path_invalid(
+                    "unreserved characters must not be percent-encoded in the path",
+                ));
+            }
+            if decoded == b'/' || decoded == b'\\' || decoded.is_ascii_control() {
+                return Err(path_invalid(
+                    "the path encodes a separator or a control character",
+                ));
+            }
+            i += 3;
+        } else {
+            if byte == b'\\' || byte.is_ascii_control() {
+                return Err(path_invalid(
+                    "the path holds a backslash or a control character",
+                ));
+            }
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Parses `/r1/{instance}/{class}/{member}/{subsystem}/{service}[/{path}]`,
+/// refusing every spelling but the canonical one (see [`check_segment`]).
 pub fn parse_target(path: &str) -> Result<Target, GatewayError> {
     let rest = path.strip_prefix("/r1/").ok_or_else(|| {
         GatewayError::new(
@@ -26,30 +89,71 @@ pub fn parse_target(path: &str) -> Result<Target, GatewayError> {
             "only /r1/{instance}/{class}/{member}/{subsystem}/{service}[/path] is served here",
         )
     })?;
-    let mut parts = rest.splitn(6, '/');
-    let mut next = || parts.next().unwrap_or("");
-    let ids = [next(), next(), next(), next(), next()];
-    let tail = next();
+    let mut segments = rest.split('/');
+    let mut ids = [""; 5];
+    for id in &mut ids {
+        *id = segments.next().unwrap_or("");
+        check_segment(id)?;
+    }
     let service = ServiceId::from_parts(ids).map_err(|error| {
         GatewayError::new(
             ErrorCode::RequestPathInvalid,
             format!("the service id in the path is invalid: {error}"),
         )
     })?;
-    if tail.split('/').any(|s| s == ".." || s == ".") {
-        return Err(GatewayError::new(
-            ErrorCode::RequestPathInvalid,
-            "dot segments are not allowed in the service path",
-        ));
+    let mut tail = String::with_capacity(path.len());
+    for segment in segments {
+        check_segment(segment)?;
+        tail.push('/');
+        tail.push_str(segment);
+    }
+    if tail.is_empty() {
+        tail.push('/');
     }
     Ok(Target {
         service,
-        path: format!("/{tail}"),
+        path: tail,
     })
 }
 
+/// The one value of a header that must not be repeated: `None` when absent,
+/// `request.header_duplicated` when sent more than once (first-wins or
+/// last-wins would let two parties read one request differently).
+pub fn single_header<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'h HeaderValue>, GatewayError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(GatewayError::new(
+            ErrorCode::RequestHeaderDuplicated,
+            format!("the {name} header is sent more than once"),
+        ));
+    }
+    Ok(first)
+}
+
+/// Headers of the protocol that must appear at most once.
+pub const SINGLE_HEADERS: [HeaderName; 6] = [
+    X_ROAD_CLIENT,
+    X_ROAD_ID,
+    X_PURPOSE,
+    X_ROAD_USER_ID,
+    X_ROAD_ISSUE,
+    http::header::CONTENT_TYPE,
+];
+
+/// Refuses a request that repeats any of [`SINGLE_HEADERS`].
+pub fn check_single_headers(headers: &HeaderMap) -> Result<(), GatewayError> {
+    for name in &SINGLE_HEADERS {
+        single_header(headers, name)?;
+    }
+    Ok(())
+}
+
 /// Parses the `X-Road-Client` header value.
-pub fn parse_client(value: Option<&axum::http::HeaderValue>) -> Result<ClientId, GatewayError> {
+pub fn parse_client(value: Option<&HeaderValue>) -> Result<ClientId, GatewayError> {
     let value = value.ok_or_else(|| {
         GatewayError::new(
             ErrorCode::RequestClientMissing,
@@ -70,9 +174,84 @@ pub fn parse_client(value: Option<&axum::http::HeaderValue>) -> Result<ClientId,
     })
 }
 
+/// A purpose code as sent in `X-Purpose`: 1–64 characters of `A-Z a-z 0-9 - _ .`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Purpose(String);
+
+impl Purpose {
+    /// The code.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Parses `X-Purpose`: absent is `None`; anything that is not a purpose code
+/// (non-ASCII, free text, too long) is `request.purpose_invalid`.
+pub fn parse_purpose(value: Option<&HeaderValue>) -> Result<Option<Purpose>, GatewayError> {
+    let Some(value) = value else { return Ok(None) };
+    let bytes = value.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b));
+    if !ok {
+        return Err(GatewayError::new(
+            ErrorCode::RequestPurposeInvalid,
+            "X-Purpose must be a purpose code: 1-64 characters of A-Z a-z 0-9 - _ .",
+        ));
+    }
+    Ok(Some(Purpose(String::from_utf8_lossy(bytes).into_owned())))
+}
+
+/// The longest query string accepted, in bytes.
+pub const MAX_QUERY_BYTES: usize = 2048;
+
+/// The query parameters of a request, decoded, checked against the names an
+/// operation declares and sorted by name: what is forwarded and what the
+/// request hash covers. Anything undeclared, repeated, or a query longer than
+/// [`MAX_QUERY_BYTES`] is `request.query_not_allowed`.
+pub fn parse_query(
+    query: Option<&str>,
+    declared: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, String)>, GatewayError> {
+    let Some(query) = query.filter(|q| !q.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let refuse =
+        |detail: &'static str| GatewayError::new(ErrorCode::RequestQueryNotAllowed, detail);
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(refuse("the query string is longer than 2048 bytes"));
+    }
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if !declared(&name) {
+            return Err(refuse(
+                "the query holds a parameter the operation does not declare",
+            ));
+        }
+        if pairs.iter().any(|(seen, _)| *seen == name) {
+            return Err(refuse("a query parameter is repeated"));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(refuse("a query value holds a control character"));
+        }
+        pairs.push((name.into_owned(), value.into_owned()));
+    }
+    pairs.sort();
+    Ok(pairs)
+}
+
+/// The canonical query string of sorted, decoded pairs (form-urlencoded).
+pub fn canonical_query(pairs: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
 /// Takes the caller's `X-Road-Id` or makes one. A caller's id must be 1–128
 /// characters of `[A-Za-z0-9._:-]`, so it is safe in logs and headers.
-pub fn message_id(value: Option<&axum::http::HeaderValue>) -> Result<String, GatewayError> {
+pub fn message_id(value: Option<&HeaderValue>) -> Result<String, GatewayError> {
     match value {
         None => Ok(uuid::Uuid::new_v4().to_string()),
         Some(value) => {
@@ -126,6 +305,111 @@ mod tests {
         assert_eq!(
             parse_target("/r2/VN").expect_err("prefix").code(),
             ErrorCode::RequestRouteNotFound
+        );
+    }
+
+    /// Finding 7 of issue 7: one request, one spelling.
+    #[test]
+    fn refuses_every_non_canonical_spelling_of_a_path() {
+        let base = "/r1/VN/GOV/000.00.00.G10/population-db/citizen";
+        for bad in [
+            "/r1/VN/GOV/000.00.00.G10/../population-db/citizen/1",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen//001097175464",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/001097175464/",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/%2e%2e/x",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/%30%30",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/a%2Fb",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/a%2fb",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/a%00b",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/a%5Cb",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/a%2",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/a%zz",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/./1",
+            "/r1/VN/GOV//population-db/citizen/1",
+        ] {
+            assert_eq!(
+                parse_target(bad).expect_err(bad).code(),
+                ErrorCode::RequestPathInvalid,
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_target(base).expect("bare service").path, "/");
+        assert_eq!(
+            parse_target(&format!("{base}/a%20b"))
+                .expect("escaped space")
+                .path,
+            "/a%20b"
+        );
+    }
+
+    /// Finding 6 of issue 7: an X-Road header sent twice is ambiguous.
+    #[test]
+    fn refuses_repeated_protocol_headers() {
+        for name in SINGLE_HEADERS {
+            let mut headers = HeaderMap::new();
+            headers.append(&name, HeaderValue::from_static("a"));
+            assert!(check_single_headers(&headers).is_ok());
+            headers.append(&name, HeaderValue::from_static("b"));
+            assert_eq!(
+                check_single_headers(&headers).expect_err("twice").code(),
+                ErrorCode::RequestHeaderDuplicated
+            );
+        }
+    }
+
+    #[test]
+    fn purpose_must_be_a_code() {
+        let ok = HeaderValue::from_static("HOUSEHOLD-REGISTRATION");
+        assert_eq!(
+            parse_purpose(Some(&ok))
+                .expect("code")
+                .expect("some")
+                .as_str(),
+            "HOUSEHOLD-REGISTRATION"
+        );
+        assert_eq!(parse_purpose(None).expect("absent"), None);
+        let accented = HeaderValue::from_bytes("MỤC-ĐÍCH".as_bytes()).expect("bytes");
+        for bad in [
+            accented,
+            HeaderValue::from_static("for marketing"),
+            HeaderValue::from_static(""),
+        ] {
+            assert_eq!(
+                parse_purpose(Some(&bad)).expect_err("not a code").code(),
+                ErrorCode::RequestPurposeInvalid
+            );
+        }
+    }
+
+    /// Finding 5 of issue 7: only declared query parameters pass.
+    #[test]
+    fn query_keeps_only_declared_parameters() {
+        let declared = |name: &str| name == "include" || name == "lang";
+        assert_eq!(
+            parse_query(Some("lang=vi&include=a+b"), declared).expect("declared"),
+            vec![
+                ("include".into(), "a b".into()),
+                ("lang".into(), "vi".into())
+            ]
+        );
+        for bad in [
+            "include=x&fields=all",
+            "%00=%00",
+            "include=a&include=b",
+            "include=%07",
+        ] {
+            assert_eq!(
+                parse_query(Some(bad), declared).expect_err(bad).code(),
+                ErrorCode::RequestQueryNotAllowed
+            );
+        }
+        let long = format!("include={}", "a".repeat(MAX_QUERY_BYTES));
+        assert!(parse_query(Some(&long), declared).is_err());
+        assert_eq!(parse_query(Some(""), declared).expect("empty"), vec![]);
+        assert_eq!(
+            canonical_query(&parse_query(Some("lang=vi&include=a+b"), declared).expect("ok")),
+            canonical_query(&parse_query(Some("include=a%20b&lang=vi"), declared).expect("ok"))
         );
     }
 

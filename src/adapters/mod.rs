@@ -107,6 +107,11 @@ pub struct RawAdapterOperation {
     pub method: String,
     /// Path pattern after the service code, e.g. `/{citizen_id}`.
     pub path: String,
+    /// Query parameters consumers may send and the backend receives; any other is
+    /// refused (`request.query_not_allowed`). A SOAP operation's `query:NAME`
+    /// parameters are declared by their mapping. Default: none.
+    #[serde(default)]
+    pub query: Vec<String>,
     /// REST mapping (kind = "rest").
     #[serde(default)]
     pub rest: Option<rest::RestMapping>,
@@ -131,9 +136,21 @@ pub struct AdapterOperation {
     pub name: String,
     /// Consumer-facing pattern.
     pub pattern: OperationPattern,
+    /// Query parameter names the operation accepts.
+    pub query: Vec<String>,
     /// Backend mapping.
     pub mapping: OperationMapping,
 }
+
+impl AdapterOperation {
+    /// Whether consumers may send the query parameter `name`.
+    pub fn declares_query(&self, name: &str) -> bool {
+        self.query.iter().any(|declared| declared == name)
+    }
+}
+
+/// The largest bulkhead or in-flight limit accepted (far below the semaphore's own limit).
+pub const MAX_IN_FLIGHT_LIMIT: usize = 1_000_000;
 
 /// A validated adapter file.
 #[derive(Debug, Clone)]
@@ -207,8 +224,20 @@ impl AdapterSpec {
         if raw.max_response_bytes == 0 {
             error("max_response_bytes", "must be positive".into());
         }
-        if raw.max_in_flight == 0 {
-            error("max_in_flight", "must be positive".into());
+        if raw.max_in_flight == 0 || raw.max_in_flight > MAX_IN_FLIGHT_LIMIT {
+            error(
+                "max_in_flight",
+                format!("must be between 1 and {MAX_IN_FLIGHT_LIMIT}"),
+            );
+        }
+        // Fail here, where `datagate check` sees it, not only when the node starts.
+        if let Some(var) = &credentials_env
+            && std::env::var_os(var).is_none()
+        {
+            error(
+                "credentials",
+                format!("the environment variable {var} (the credentials) is not set"),
+            );
         }
         let health = raw.health.as_ref().and_then(|h| {
             parse_http_url(&h.url)
@@ -265,10 +294,41 @@ impl AdapterSpec {
                     None
                 }
             };
+            let mut query = Vec::new();
+            for (q, name) in op.query.iter().enumerate() {
+                let ok = !name.is_empty()
+                    && name.len() <= 64
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                if !ok {
+                    error(
+                        &format!("operations[{i}].query[{q}]"),
+                        "query parameter names are 1-64 characters of A-Z a-z 0-9 - _ .".into(),
+                    );
+                } else if query.contains(name) {
+                    error(
+                        &format!("operations[{i}].query[{q}]"),
+                        "listed twice".into(),
+                    );
+                } else {
+                    query.push(name.clone());
+                }
+            }
+            if let Some(OperationMapping::Soap(soap)) = &mapping {
+                for param in &soap.params {
+                    if let soap_mapping::ParamSource::Query(name) = param.source()
+                        && !query.iter().any(|q| q == name)
+                    {
+                        query.push(name.to_owned());
+                    }
+                }
+            }
             if let (Some(pattern), Some(mapping)) = (pattern, mapping) {
                 operations.push(Arc::new(AdapterOperation {
                     name: op.name.clone(),
                     pattern,
+                    query,
                     mapping,
                 }));
             }
@@ -311,9 +371,9 @@ pub enum AdapterError {
     /// No answer within the deadline.
     #[error("the backend did not answer in time")]
     Timeout,
-    /// Could not connect or the connection broke.
+    /// Could not connect or the connection broke; the cause is for the log.
     #[error("the backend is unreachable: {0}")]
-    Unavailable(String),
+    Unavailable(TransportCause),
     /// The bulkhead is full.
     #[error("too many calls in flight to the backend")]
     Saturated,
@@ -339,6 +399,7 @@ impl AdapterError {
     pub fn retryable(&self) -> bool {
         match self {
             AdapterError::Timeout | AdapterError::Unavailable(_) => true,
+            // A 4xx is the backend refusing this very request: the same again is refused again.
             AdapterError::Status(status) => *status >= 500,
             AdapterError::Saturated
             | AdapterError::BodyTooLarge(_)
@@ -355,6 +416,9 @@ impl AdapterError {
             AdapterError::Unavailable(_) | AdapterError::Saturated => {
                 ErrorCode::UpstreamUnavailable
             }
+            AdapterError::Status(status) if (400..500).contains(status) => {
+                ErrorCode::UpstreamRejected
+            }
             AdapterError::Status(_) => ErrorCode::UpstreamStatus,
             AdapterError::BodyTooLarge(_) => ErrorCode::UpstreamBodyTooLarge,
             AdapterError::Malformed(_) => ErrorCode::UpstreamMalformed,
@@ -370,6 +434,47 @@ impl AdapterError {
     }
 }
 
+/// Why a backend could not be reached: kept for the log, so an operator can
+/// tell a name that does not resolve from a refused connection or a TLS failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportCause {
+    /// The backend's name did not resolve.
+    Dns,
+    /// The connection was refused.
+    Refused,
+    /// The TCP connect timed out.
+    ConnectTimeout,
+    /// The TLS handshake with the backend failed.
+    Tls,
+    /// The connection was reset or closed early.
+    Reset,
+    /// The answer's body was cut off or undecodable.
+    Body,
+    /// Anything else the HTTP client reported.
+    Other,
+}
+
+impl TransportCause {
+    /// A stable name for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportCause::Dns => "dns",
+            TransportCause::Refused => "connection_refused",
+            TransportCause::ConnectTimeout => "connect_timeout",
+            TransportCause::Tls => "tls",
+            TransportCause::Reset => "connection_reset",
+            TransportCause::Body => "body_cut_off",
+            TransportCause::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for TransportCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One call of an operation.
 #[derive(Debug)]
 pub struct AdapterRequest<'a> {
@@ -377,8 +482,8 @@ pub struct AdapterRequest<'a> {
     pub operation: &'a AdapterOperation,
     /// Path parameters named by the operation's pattern.
     pub params: &'a BTreeMap<String, String>,
-    /// The raw query string, if any.
-    pub query: Option<&'a str>,
+    /// The query parameters, decoded, each declared by the operation, sorted.
+    pub query: &'a [(String, String)],
     /// The JSON body, if any.
     pub body: Option<&'a serde_json::Value>,
     /// The exchange's message id, forwarded as `X-Road-Id`.

@@ -1,8 +1,9 @@
 //! The REST/JSON adapter kind.
 //!
 //! The operation's `[operations.rest]` table gives the backend method and a
-//! path template filled with the operation's path parameters; the consumer's
-//! query string and JSON body are forwarded. An optional `fields` table maps
+//! path template filled with the operation's path parameters; the query
+//! parameters the operation declares (and nothing else) and the JSON body are
+//! forwarded. An optional `fields` table maps
 //! the backend's JSON (source pointers) to the service's record (target
 //! pointers); without it the backend's document is the record.
 
@@ -98,7 +99,10 @@ pub async fn call(
         )
     })?;
     let mut url = transport.endpoint(&path)?;
-    url.set_query(request.query);
+    if !request.query.is_empty() {
+        // Only the operation's declared parameters, as the gateway re-encoded them.
+        url.query_pairs_mut().extend_pairs(request.query);
+    }
     let method = match &mapping.method {
         Some(method) => {
             reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET)

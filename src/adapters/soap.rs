@@ -31,20 +31,17 @@ pub async fn call(
     operation: &SoapOperation,
     request: &AdapterRequest<'_>,
 ) -> Result<AdapterResponse, AdapterError> {
-    let query: BTreeMap<String, String> = request
+    let query: BTreeMap<&str, &String> = request
         .query
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
+        .iter()
+        .map(|(name, value)| (name.as_str(), value))
+        .collect();
     let mut values = BTreeMap::new();
     for param in &operation.params {
         let source = param.source();
         let value = match source {
             ParamSource::Path(name) => request.params.get(name),
-            ParamSource::Query(name) => query.get(name),
+            ParamSource::Query(name) => query.get(name).copied(),
         };
         if let Some(value) = value {
             values.insert(source.name().to_owned(), value.clone());

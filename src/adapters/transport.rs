@@ -6,7 +6,7 @@
 //! pooled client → capped body read (Content-Length checked first, then the
 //! stream counted, so an oversized answer is never buffered whole).
 
-use super::{AdapterError, AdapterSpec};
+use super::{AdapterError, AdapterSpec, TransportCause};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,16 +34,50 @@ pub struct Transport {
     max_response_bytes: usize,
 }
 
-fn describe(error: &reqwest::Error) -> AdapterError {
-    if error.is_timeout() {
-        AdapterError::Timeout
-    } else if error.is_connect() {
-        AdapterError::Unavailable("connection failed".into())
-    } else if error.is_body() || error.is_decode() {
-        AdapterError::Unavailable("the answer's body was cut off".into())
-    } else {
-        AdapterError::Unavailable("request failed".into())
+/// Classifies a client error by walking its chain of sources, so the log can
+/// tell DNS from a refused connection from TLS.
+fn cause_of(error: &reqwest::Error) -> TransportCause {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut text = String::new();
+    while let Some(current) = source {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return TransportCause::Refused,
+                std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof => return TransportCause::Reset,
+                std::io::ErrorKind::TimedOut => return TransportCause::ConnectTimeout,
+                _ => {}
+            }
+        }
+        if current.downcast_ref::<rustls::Error>().is_some() {
+            return TransportCause::Tls;
+        }
+        text.push_str(&current.to_string().to_ascii_lowercase());
+        text.push(' ');
+        source = current.source();
     }
+    if text.contains("dns") || text.contains("resolve") || text.contains("lookup") {
+        TransportCause::Dns
+    } else if text.contains("tls") || text.contains("certificate") {
+        TransportCause::Tls
+    } else if error.is_connect() && text.contains("timed out") {
+        TransportCause::ConnectTimeout
+    } else if error.is_body() || error.is_decode() {
+        TransportCause::Body
+    } else {
+        TransportCause::Other
+    }
+}
+
+fn describe(error: &reqwest::Error) -> AdapterError {
+    if error.is_timeout() && !error.is_connect() {
+        return AdapterError::Timeout;
+    }
+    let cause = cause_of(error);
+    tracing::debug!(cause = cause.as_str(), error = %error, "backend call failed");
+    AdapterError::Unavailable(cause)
 }
 
 impl Transport {

@@ -23,3 +23,5 @@ pub const X_ROAD_SERVICE: HeaderName = HeaderName::from_static("x-road-service")
 pub const X_CONTRACT_ID: HeaderName = HeaderName::from_static("x-contract-id");
 /// `X-Legal-Basis`: the legal basis of that contract.
 pub const X_LEGAL_BASIS: HeaderName = HeaderName::from_static("x-legal-basis");
+/// `X-Road-Error`: set on every error this node produces (pr-rest 1.0 §4.3, §4.6).
+pub const X_ROAD_ERROR: HeaderName = HeaderName::from_static("x-road-error");

@@ -36,6 +36,96 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// Exchanges one authenticated consumer may have in flight.
+    pub max_in_flight_per_consumer: usize,
+    /// Deadline for receiving a request's headers and body.
+    pub request_receive_timeout: Duration,
+    /// TLS handshake deadline.
+    pub handshake_timeout: Duration,
+    /// Idle connection timeout, from accept or the last request.
+    pub idle_timeout: Duration,
+    /// Open connections of the consumer listener.
+    pub max_connections: usize,
+    /// Open connections per IP address.
+    pub max_connections_per_ip: usize,
+    /// Open connections per client certificate.
+    pub max_connections_per_certificate: usize,
+    /// Longest request target.
+    pub max_uri_bytes: usize,
+    /// Most header fields.
+    pub max_headers: usize,
+    /// Largest header section.
+    pub max_header_bytes: usize,
+}
+
+impl Limits {
+    /// Validates the raw limits, reporting each problem against `file`.
+    pub fn build(raw: &raw::RawLimits, file: &Path, errors: &mut Vec<ConfigError>) -> Self {
+        let mut positive = |name: &str, value: u64| {
+            if value == 0 {
+                errors.push(ConfigError::new(
+                    file,
+                    &format!("limits.{name}"),
+                    "must be positive".into(),
+                ));
+            }
+        };
+        positive("request_timeout_ms", raw.request_timeout_ms);
+        positive("request_receive_timeout_ms", raw.request_receive_timeout_ms);
+        positive("handshake_timeout_ms", raw.handshake_timeout_ms);
+        positive("idle_timeout_ms", raw.idle_timeout_ms);
+        positive("max_connections", raw.max_connections as u64);
+        positive("max_connections_per_ip", raw.max_connections_per_ip as u64);
+        positive(
+            "max_connections_per_certificate",
+            raw.max_connections_per_certificate as u64,
+        );
+        let share = raw
+            .max_in_flight_per_consumer
+            .unwrap_or((raw.max_concurrent_requests / 4).max(1));
+        let mut bounded = |name: &str, value: usize, low: usize, high: usize| {
+            if !(low..=high).contains(&value) {
+                errors.push(ConfigError::new(
+                    file,
+                    &format!("limits.{name}"),
+                    format!("must be between {low} and {high}"),
+                ));
+            }
+        };
+        let in_flight_cap = crate::adapters::MAX_IN_FLIGHT_LIMIT;
+        bounded(
+            "max_concurrent_requests",
+            raw.max_concurrent_requests,
+            1,
+            in_flight_cap,
+        );
+        bounded(
+            "max_in_flight_per_consumer",
+            share,
+            1,
+            raw.max_concurrent_requests.max(1),
+        );
+        // hyper's own limits sit above these (see gateway::server), so our layer answers first.
+        bounded("max_uri_bytes", raw.max_uri_bytes, 256, 60_000);
+        bounded("max_headers", raw.max_headers, 8, 256);
+        bounded("max_header_bytes", raw.max_header_bytes, 1_024, 60_000);
+        Limits {
+            request_body_bytes: raw.request_body_bytes,
+            request_timeout: Duration::from_millis(raw.request_timeout_ms),
+            max_concurrent_requests: raw.max_concurrent_requests,
+            shutdown_grace: Duration::from_millis(raw.shutdown_grace_ms),
+            max_in_flight_per_consumer: share,
+            request_receive_timeout: Duration::from_millis(raw.request_receive_timeout_ms),
+            handshake_timeout: Duration::from_millis(raw.handshake_timeout_ms),
+            idle_timeout: Duration::from_millis(raw.idle_timeout_ms),
+            max_connections: raw.max_connections,
+            max_connections_per_ip: raw.max_connections_per_ip,
+            max_connections_per_certificate: raw.max_connections_per_certificate,
+            max_uri_bytes: raw.max_uri_bytes,
+            max_headers: raw.max_headers,
+            max_header_bytes: raw.max_header_bytes,
+        }
+    }
 }
 
 /// A validated node configuration with its contracts, registry and adapters.
@@ -267,6 +357,29 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
     for (contract, path) in &compiled {
         if !served.contains(&contract.service) {
             errors.push(ConfigError::new(path, "service", "this node does not serve that service (see [[services]] in the node configuration)".into()));
+            continue;
+        }
+        // Every operation a contract allows must be one the service's adapter offers,
+        // spelled the same (method, literals and parameter names): the request's
+        // parameters, the contract's subject and its schema all use the adapter's names.
+        let Some(adapter) = services
+            .get(&contract.service)
+            .and_then(|name| adapters.get(name))
+        else {
+            continue;
+        };
+        for (i, operation) in contract.operations.iter().enumerate() {
+            if !adapter.operations.iter().any(|op| op.pattern == *operation) {
+                errors.push(ConfigError::new(
+                    path,
+                    &format!("operations[{i}]"),
+                    format!(
+                        "the adapter {} offers no operation with this method and path \
+                         (parameter names must match the adapter's)",
+                        adapter.name
+                    ),
+                ));
+            }
         }
     }
     let contracts = match ContractSet::new(compiled) {
@@ -277,26 +390,7 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
         }
     };
 
-    let limits = Limits {
-        request_body_bytes: raw.limits.request_body_bytes,
-        request_timeout: Duration::from_millis(raw.limits.request_timeout_ms),
-        max_concurrent_requests: raw.limits.max_concurrent_requests,
-        shutdown_grace: Duration::from_millis(raw.limits.shutdown_grace_ms),
-    };
-    if limits.request_timeout.is_zero() {
-        errors.push(ConfigError::new(
-            file,
-            "limits.request_timeout_ms",
-            "must be positive".into(),
-        ));
-    }
-    if limits.max_concurrent_requests == 0 {
-        errors.push(ConfigError::new(
-            file,
-            "limits.max_concurrent_requests",
-            "must be positive".into(),
-        ));
-    }
+    let limits = Limits::build(&raw.limits, file, &mut errors);
 
     match (member, registry, contracts, tls_config) {
         (Some(member), Some(registry), Some(contracts), Some(tls_config)) if errors.is_empty() => {

@@ -129,6 +129,31 @@ pub struct RawLimits {
     pub max_concurrent_requests: usize,
     /// Grace period for in-flight requests at shutdown, in milliseconds. Default 10 000.
     pub shutdown_grace_ms: u64,
+    /// Exchanges one authenticated consumer (subsystem) may have in flight at once, so one
+    /// tenant can never take the whole node. Default: a quarter of
+    /// `max_concurrent_requests` (at least 1).
+    pub max_in_flight_per_consumer: Option<usize>,
+    /// Deadline for receiving a request's headers and its body, in milliseconds, separate
+    /// from (and shorter than) the exchange deadline; a slow sender gets 408. Default 5 000.
+    pub request_receive_timeout_ms: u64,
+    /// TLS handshake deadline in milliseconds. Default 5 000.
+    pub handshake_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed, counted from the
+    /// moment the connection is accepted; HTTP/2 pings do not reset it. Milliseconds.
+    /// Default 30 000.
+    pub idle_timeout_ms: u64,
+    /// Open connections of the consumer listener. Default 8 192.
+    pub max_connections: usize,
+    /// Open connections from one IP address, checked before the TLS handshake. Default 256.
+    pub max_connections_per_ip: usize,
+    /// Open connections per client certificate, checked after the handshake. Default 64.
+    pub max_connections_per_certificate: usize,
+    /// Longest request target (path and query) in bytes; longer gets 414. Default 8 192.
+    pub max_uri_bytes: usize,
+    /// Most header fields in one request; more gets 431. Default 64.
+    pub max_headers: usize,
+    /// Largest total size of a request's header fields in bytes; more gets 431. Default 16 384.
+    pub max_header_bytes: usize,
 }
 
 impl Default for RawLimits {
@@ -138,6 +163,16 @@ impl Default for RawLimits {
             request_timeout_ms: 15_000,
             max_concurrent_requests: 1024,
             shutdown_grace_ms: 10_000,
+            max_in_flight_per_consumer: None,
+            request_receive_timeout_ms: 5_000,
+            handshake_timeout_ms: 5_000,
+            idle_timeout_ms: 30_000,
+            max_connections: 8_192,
+            max_connections_per_ip: 256,
+            max_connections_per_certificate: 64,
+            max_uri_bytes: 8_192,
+            max_headers: 64,
+            max_header_bytes: 16_384,
         }
     }
 }

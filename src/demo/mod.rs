@@ -6,9 +6,9 @@
 //! - the provider gateway in front of them, with the repository's `adapters/`
 //!   and `contracts/`, its mTLS consumer listener on `127.0.0.1:8443` and its ops
 //!   listener on `127.0.0.1:9090`;
-//! - a dev PKI and a registry of secure servers in which the provincial portal
-//!   (`VN/GOV/000.00.00.H29`) and a ministry (`VN/GOV/000.00.00.G12`) are
-//!   registered, each with its client certificate;
+//! - a dev PKI and a registry in which the provincial portal's system
+//!   (`VN/GOV/000.00.00.H29/dvc-portal`) and a ministry's (`VN/GOV/000.00.00.G12/land-registry`)
+//!   are registered as information systems, each certificate bound to its subsystem;
 //! - `demo.json` listing every endpoint, certificate and key path, and ready-to-run `curl` commands.
 //!
 //! Everything it writes goes under the state directory. Nothing here is for production.
@@ -21,7 +21,6 @@ use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use time::{Duration, OffsetDateTime};
 
 /// Where the population register (SOAP) listens; must match `adapters/population-db.toml`.
 pub const POPULATION_ADDR: &str = "127.0.0.1:18081";
@@ -80,28 +79,23 @@ fn toml_path(path: &Path) -> String {
     toml::Value::String(path.display().to_string()).to_string()
 }
 
-/// Writes the registry: both clients registered well ahead of time.
+/// Writes the registry: each client certificate registered as an information system
+/// bound to its own subsystem (information systems need no notice period).
 fn write_registry(path: &Path, pki: &DevPki) -> anyhow::Result<()> {
-    let now = OffsetDateTime::now_utc().to_offset(crate::base::clock::VIETNAM_OFFSET);
-    let submitted = (now - Duration::days(30)).replace_nanosecond(0)?;
-    let effective = (now - Duration::days(20)).replace_nanosecond(0)?;
-    let fmt = &time::format_description::well_known::Rfc3339;
     let mut text = String::from(
-        "# Registry of secure servers (dev). Each entry binds a certificate fingerprint to a\n\
-         # member; effective_from must be >= 3 working days after submitted_at.\n",
+        "# Registry (dev). An information system's certificate is bound to the subsystems it\n\
+         # may claim in X-Road-Client; secure servers ([[secure_servers]]) are registered with\n\
+         # 3 working days' notice and call the exchange listener, not this one.\n",
     );
     for client in &pki.clients {
-        let member = match client.name.as_str() {
-            "portal" => "VN/GOV/000.00.00.H29",
-            "ministry" => "VN/GOV/000.00.00.G12",
+        let (member, subsystem) = match client.name.as_str() {
+            "portal" => ("VN/GOV/000.00.00.H29", "dvc-portal"),
+            "ministry" => ("VN/GOV/000.00.00.G12", "land-registry"),
             _ => continue,
         };
         text.push_str(&format!(
-            "\n[[secure_servers]]\nmember = \"{member}\"\nname = \"{}\"\nfingerprint_sha256 = \"{}\"\nsubmitted_at = \"{}\"\neffective_from = \"{}\"\n",
-            client.name,
-            client.fingerprint_sha256,
-            submitted.format(fmt)?,
-            effective.format(fmt)?,
+            "\n[[information_systems]]\nmember = \"{member}\"\nname = \"{}\"\nsubsystems = [\"{subsystem}\"]\nfingerprint_sha256 = \"{}\"\n",
+            client.name, client.fingerprint_sha256,
         ));
     }
     std::fs::write(path, text)?;
@@ -195,7 +189,7 @@ async fn serve_register(addr: &str, router: axum::Router) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Runs the demo until SIGINT/SIGTERM.
+/// Runs the demo until SIGINT/SIGTERM; SIGHUP reloads its configuration.
 pub async fn run(project_dir: &Path, state_dir: &Path) -> anyhow::Result<()> {
     let project = absolute(project_dir)?;
     for needed in ["contracts", "adapters"] {
@@ -292,10 +286,7 @@ pub async fn run(project_dir: &Path, state_dir: &Path) -> anyhow::Result<()> {
     }
     println!("Press Ctrl-C to stop.");
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        crate::gateway::server::shutdown_signal().await;
-        let _ = stop.send(true);
-    });
-    node.run(stopped).await
+    // Same signals as `serve`: SIGHUP reloads (contracts, adapters, registry), SIGINT and
+    // SIGTERM drain and stop.
+    crate::gateway::server::run_until_signalled(node).await
 }

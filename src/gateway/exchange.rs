@@ -1,44 +1,77 @@
 //! The consumer-facing exchange pipeline.
 //!
-//! [`handle`] is the one place that turns an exchange into a response: it runs
-//! the phases of [`run`] under the exchange deadline, renders any
-//! [`GatewayError`] as problem+json, journals the outcome **before** the
-//! response leaves, and records metrics. The phases, in order, and why there:
+//! [`handle`] is the one place that turns an exchange into a response: it
+//! parses the request head once into a typed [`Exchange`], runs the phases
+//! under the exchange deadline, renders any [`GatewayError`] as problem+json,
+//! journals the outcome **before** the response leaves, and records metrics.
+//! The phases, in order, and why there:
 //!
-//! 1. message id: taken or generated first, so every answer and log line carries it;
-//! 2. load shedding: refuse at once when too many exchanges are in flight (never queue);
-//! 3. identity: `X-Road-Client` must be registered to the peer's certificate;
-//!    before any contract work, so strangers learn nothing about contracts;
-//! 4. contract: deny by default; purpose and validity window;
-//! 5. quota: after the contract, because the quota is the contract's;
-//! 6. body: read (capped) only now, so refused requests cost no body read;
-//! 7. request schema: before any backend is touched;
-//! 8. adapter call, under the exchange deadline;
-//! 9. response schema, then projection to the allowed fields, then headers.
+//! 1. message id: taken or generated first, so every answer and log line carries it
+//!    (a repeated or invalid `X-Road-Id` is refused, under a fresh id);
+//! 2. head: size limits of the target and headers, repeated protocol headers,
+//!    the canonical `/r1` target, `X-Road-Client`, `X-Purpose`: all parsed once,
+//!    before anything is looked up, so malformed requests cost nothing more;
+//! 3. identity: the peer's certificate must be a registered information system
+//!    bound to the subsystem in `X-Road-Client`; from here on the **authenticated**
+//!    client is what limits, shares and metric labels are keyed on;
+//! 4. admission: the node's in-flight cap and this consumer's share of it, refused
+//!    at once, never queued; after identity so a share is per authenticated consumer;
+//! 5. contract: deny by default; purpose and validity window;
+//! 6. quota: after the contract, because the quota is the contract's;
+//! 7. route and query: the adapter operation, and only its declared query parameters;
+//! 8. body: read (capped, under the receive deadline) only now, so refused requests
+//!    cost no body read and a slow sender gets 408, not the exchange deadline;
+//! 9. request schema: before any backend is touched;
+//! 10. adapter call, under the exchange deadline;
+//! 11. response schema, then projection to the allowed fields, then headers.
 
+use super::admission::Ticket;
 use super::{Gateway, Runtime};
-use crate::adapters::AdapterRequest;
+use crate::adapters::{AdapterError, AdapterRequest};
 use crate::contract::{CompiledContract, SubjectRef};
-use crate::error::{ErrorCode, GatewayError};
+use crate::error::{ErrorCode, GatewayError, Origin};
+use crate::identity::ClientId;
 use crate::journal::ExchangeRecord;
 use crate::protocol::{
-    self, X_CONTRACT_ID, X_PURPOSE, X_ROAD_ID, X_ROAD_REQUEST_HASH, X_ROAD_SERVICE,
+    self, Purpose, Target, X_CONTRACT_ID, X_PURPOSE, X_ROAD_ID, X_ROAD_REQUEST_HASH, X_ROAD_SERVICE,
 };
 use crate::trust::PeerCertificate;
+use crate::trust::registry::Authenticated;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header, request::Parts};
+use axum::http::{HeaderValue, Method, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+/// One exchange as the edge parsed it: built once per request, passed by reference.
+#[derive(Debug)]
+pub struct Exchange {
+    /// `X-Road-Id`, the caller's or ours.
+    pub message_id: String,
+    /// The method.
+    pub method: Method,
+    /// The addressed service and the canonical path after it.
+    pub target: Target,
+    /// The raw query string; checked against the operation once it is known.
+    pub query: Option<String>,
+    /// The subsystem the caller claims in `X-Road-Client` (not yet authenticated).
+    pub claimed: ClientId,
+    /// The purpose code, if sent.
+    pub purpose: Option<Purpose>,
+    /// When the whole exchange must be over.
+    pub deadline: Instant,
+    /// When the request's body must have arrived.
+    pub receive_deadline: Instant,
+}
+
 /// What the phases learn, for the journal and the metrics.
 #[derive(Debug, Default)]
 struct Facts {
     client: Option<String>,
-    authenticated_client: Option<String>,
+    authenticated: Option<ClientId>,
     service: Option<String>,
     operation: Option<String>,
     purpose: Option<String>,
@@ -48,13 +81,15 @@ struct Facts {
     request_bytes: u64,
     /// The request body, once read (kept for the journal's keyed digest).
     request_body: bytes::Bytes,
+    /// `/r1/{service}{path}[?{sorted query}]`: what the digests cover, one spelling per request.
+    canonical_target: Option<String>,
     subject_digest: Option<String>,
 }
 
 /// Serves one exchange.
 pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let started = Instant::now();
-    let request_in_at = OffsetDateTime::now_utc();
+    let request_in_at = gateway.clock().now();
     let (parts, body) = request.into_parts();
     let peer = parts.extensions.get::<PeerCertificate>().cloned();
     let mut facts = Facts::default();
@@ -62,42 +97,26 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
 
     // An unusable caller id is refused, but the refusal still gets an id of its own
     // so the answer, the log line and the journal record can be matched.
-    let (message_id, refusal) = match protocol::message_id(parts.headers.get(X_ROAD_ID)) {
-        Ok(id) => (id, None),
-        Err(error) => (uuid::Uuid::new_v4().to_string(), Some(error)),
-    };
+    let (message_id, refusal) =
+        match protocol::single_header(&parts.headers, &X_ROAD_ID).and_then(protocol::message_id) {
+            Ok(id) => (id, None),
+            Err(error) => (uuid::Uuid::new_v4().to_string(), Some(error)),
+        };
     let outcome = match refusal {
         Some(error) => Err(error),
-        None => match gateway.in_flight.clone().try_acquire_owned() {
-            Err(_) => Err(GatewayError::new(
-                ErrorCode::GatewayOverloaded,
-                "too many exchanges in flight; try again shortly",
-            )),
-            Ok(_permit) => {
-                let deadline = started + runtime.limits.request_timeout;
-                match tokio::time::timeout_at(
-                    deadline,
-                    run(
-                        &gateway,
-                        &runtime,
-                        peer.as_ref(),
-                        &parts,
-                        body,
-                        &message_id,
-                        deadline,
-                        &mut facts,
-                    ),
-                )
-                .await
-                {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(GatewayError::new(
-                        ErrorCode::GatewayTimeout,
-                        "the exchange did not complete within the node's deadline",
-                    )),
-                }
-            }
-        },
+        None => {
+            admit_and_run(
+                &gateway,
+                &runtime,
+                peer.as_ref(),
+                &parts,
+                body,
+                message_id.clone(),
+                started,
+                &mut facts,
+            )
+            .await
+        }
     };
 
     let journaling = gateway.journal().is_enabled();
@@ -108,7 +127,10 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
         }
         Err(error) => {
             let code = error.code();
-            if code.origin() != crate::error::Origin::Consumer {
+            // The caller's own faults are not the node's: they never reach WARN.
+            if code.origin() == Origin::Consumer {
+                tracing::debug!(code = code.as_str(), "exchange refused");
+            } else {
                 tracing::warn!(
                     code = code.as_str(),
                     detail = error.detail(),
@@ -120,6 +142,10 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
     };
 
     if journaling {
+        let target = facts
+            .canonical_target
+            .as_deref()
+            .map_or_else(|| raw_target(&parts), str::as_bytes);
         let record = ExchangeRecord {
             message_id: message_id.clone(),
             client: facts.client.clone(),
@@ -134,12 +160,12 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
             request_in_at,
             request_out_at: facts.request_out_at,
             response_in_at: facts.response_in_at,
-            response_out_at: OffsetDateTime::now_utc(),
+            response_out_at: gateway.clock().now(),
             request_bytes: facts.request_bytes,
             response_bytes: response_body_len,
             request_digest: gateway.journal().digest(&[
                 parts.method.as_str().as_bytes(),
-                request_target(&parts),
+                target,
                 &facts.request_body,
             ]),
             response_digest,
@@ -158,9 +184,12 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
     }
 
     let status = response.status().as_u16().to_string();
+    // Labels only from values configuration bounds: the authenticated client (one of
+    // the registry's bindings) and the service only once a contract matched.
     let consumer = facts
-        .authenticated_client
-        .unwrap_or_else(|| "unauthenticated".into());
+        .authenticated
+        .as_ref()
+        .map_or_else(|| "unauthenticated".to_owned(), ClientId::to_string);
     let service = facts
         .contract_id
         .as_ref()
@@ -168,6 +197,9 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
         .unwrap_or_else(|| "unknown".into());
     let elapsed = started.elapsed().as_secs_f64();
     metrics::counter!("datagate_requests_total", "service" => service.clone(), "consumer" => consumer, "status" => status.clone()).increment(1);
+    if let Some(code) = error_code {
+        metrics::counter!("datagate_refusals_total", "code" => code.as_str()).increment(1);
+    }
     metrics::histogram!("datagate_request_duration_seconds", "service" => service).record(elapsed);
     tracing::info!(
         message_id = %message_id,
@@ -180,27 +212,126 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
     response
 }
 
-/// The request target (path and query) as sent, borrowed: what the digests cover.
-fn request_target(parts: &Parts) -> &[u8] {
+/// The request target (path and query) as sent, borrowed: what the digests cover
+/// when the request did not parse far enough to have a canonical target.
+fn raw_target(parts: &Parts) -> &[u8] {
     parts
         .uri
         .path_and_query()
         .map_or(b"/".as_slice(), |target| target.as_str().as_bytes())
 }
 
+/// Phase 2: the request head, parsed once. Limits first (they bound the work of
+/// everything after), then ambiguity, then the values.
+fn parse_head(
+    parts: &Parts,
+    runtime: &Runtime,
+    message_id: String,
+    started: Instant,
+) -> Result<Exchange, GatewayError> {
+    let limits = &runtime.limits;
+    if raw_target(parts).len() > limits.max_uri_bytes {
+        return Err(GatewayError::new(
+            ErrorCode::RequestUriTooLong,
+            format!("the request target exceeds {} bytes", limits.max_uri_bytes),
+        ));
+    }
+    let header_bytes: usize = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if parts.headers.len() > limits.max_headers || header_bytes > limits.max_header_bytes {
+        return Err(GatewayError::new(
+            ErrorCode::RequestHeadersTooLarge,
+            format!(
+                "at most {} header fields and {} bytes of them are accepted",
+                limits.max_headers, limits.max_header_bytes
+            ),
+        ));
+    }
+    protocol::check_single_headers(&parts.headers)?;
+    let target = protocol::parse_target(parts.uri.path())?;
+    let claimed = protocol::parse_client(parts.headers.get(protocol::X_ROAD_CLIENT))?;
+    let purpose = protocol::parse_purpose(parts.headers.get(X_PURPOSE))?;
+    Ok(Exchange {
+        message_id,
+        method: parts.method.clone(),
+        target,
+        query: parts.uri.query().map(str::to_owned),
+        claimed,
+        purpose,
+        deadline: started + limits.request_timeout,
+        receive_deadline: started + limits.request_receive_timeout,
+    })
+}
+
+/// Phases 2–4, then the rest under the exchange deadline.
+#[allow(clippy::too_many_arguments)]
+async fn admit_and_run(
+    gateway: &Gateway,
+    runtime: &Runtime,
+    peer: Option<&PeerCertificate>,
+    parts: &Parts,
+    body: Body,
+    message_id: String,
+    started: Instant,
+    facts: &mut Facts,
+) -> Result<(Response, bytes::Bytes), GatewayError> {
+    let exchange = parse_head(parts, runtime, message_id, started)?;
+    facts.service = Some(exchange.target.service.to_string());
+    facts.client = Some(exchange.claimed.to_string());
+    facts.purpose = exchange.purpose.as_ref().map(|p| p.as_str().to_owned());
+
+    let peer = peer.ok_or_else(|| {
+        GatewayError::new(
+            ErrorCode::TrustCertificateMissing,
+            "a client certificate is required",
+        )
+    })?;
+    let authenticated = runtime.registry.authenticate_client(
+        &peer.fingerprint_sha256,
+        &exchange.claimed,
+        gateway.clock().now(),
+    )?;
+    facts.authenticated = Some(authenticated.client.clone());
+
+    let ticket: Ticket = gateway
+        .admission()
+        .admit(&authenticated.client, &runtime.limits)?;
+    let outcome = tokio::time::timeout_at(
+        exchange.deadline,
+        run(
+            gateway,
+            runtime,
+            &exchange,
+            &authenticated,
+            parts,
+            body,
+            facts,
+        ),
+    )
+    .await;
+    drop(ticket);
+    match outcome {
+        Ok(outcome) => outcome,
+        Err(_) => Err(GatewayError::new(
+            ErrorCode::GatewayTimeout,
+            "the exchange did not complete within the node's deadline",
+        )),
+    }
+}
+
 /// Renders the request document the request schema validates.
 fn request_document(
     params: &std::collections::BTreeMap<String, String>,
-    query: Option<&str>,
+    query: &[(String, String)],
     body: Option<&serde_json::Value>,
 ) -> serde_json::Value {
     let query: serde_json::Map<String, serde_json::Value> = query
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
     let mut document = serde_json::json!({ "path": params, "query": query });
     if let Some(body) = body {
         document["body"] = body.clone();
@@ -222,7 +353,14 @@ fn subject_value(
     }
 }
 
-async fn read_body(parts: &Parts, body: Body, limit: usize) -> Result<bytes::Bytes, GatewayError> {
+/// Reads the body, capped at `limit` bytes and bounded by `receive_deadline`: a
+/// sender that has not finished by then gets `request.timeout` (408, its fault).
+async fn read_body(
+    parts: &Parts,
+    body: Body,
+    limit: usize,
+    receive_deadline: Instant,
+) -> Result<bytes::Bytes, GatewayError> {
     let too_large = || {
         GatewayError::new(
             ErrorCode::RequestBodyTooLarge,
@@ -238,10 +376,16 @@ async fn read_body(parts: &Parts, body: Body, limit: usize) -> Result<bytes::Byt
     {
         return Err(too_large());
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+    #[allow(clippy::disallowed_methods)] // Bounded: `Limited` caps it, the deadline ends it.
+    let collect = http_body_util::Limited::new(body, limit).collect();
+    match tokio::time::timeout_at(receive_deadline, collect).await {
         Err(_) => Err(GatewayError::new(
+            ErrorCode::RequestTimeout,
+            "the request body did not arrive within the node's receive deadline",
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(_)) => Err(GatewayError::new(
             ErrorCode::RequestBodyInvalid,
             "the request body could not be read",
         )),
@@ -282,62 +426,26 @@ fn parse_body(parts: &Parts, bytes: &[u8]) -> Result<Option<serde_json::Value>, 
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Phases 5–11.
 async fn run(
     gateway: &Gateway,
     runtime: &Runtime,
-    peer: Option<&PeerCertificate>,
+    exchange: &Exchange,
+    authenticated: &Authenticated,
     parts: &Parts,
     body: Body,
-    message_id: &str,
-    deadline: Instant,
     facts: &mut Facts,
 ) -> Result<(Response, bytes::Bytes), GatewayError> {
-    let now = OffsetDateTime::now_utc();
-    let path = parts.uri.path();
-    let query = parts.uri.query();
+    let now = gateway.clock().now();
+    let target = &exchange.target;
 
-    // Identity.
-    let target = protocol::parse_target(path)?;
-    facts.service = Some(target.service.to_string());
-    let client = protocol::parse_client(parts.headers.get(protocol::X_ROAD_CLIENT))?;
-    facts.client = Some(client.to_string());
-    let peer = peer.ok_or_else(|| {
-        GatewayError::new(
-            ErrorCode::TrustCertificateMissing,
-            "a client certificate is required",
-        )
-    })?;
-    runtime
-        .registry
-        .authorise(&peer.fingerprint_sha256, &client, now)?;
-    facts.authenticated_client = facts.client.clone();
-
-    // Contract.
-    let purpose = match parts.headers.get(X_PURPOSE) {
-        None => None,
-        Some(value) => Some(value.to_str().map_err(|_| {
-            GatewayError::new(
-                ErrorCode::ContractPurposeNotAllowed,
-                "X-Purpose is not ASCII",
-            )
-        })?),
-    };
-    // Journal the purpose only when it has the shape of a purpose code, so free text never lands there.
-    facts.purpose = purpose
-        .filter(|p| {
-            !p.is_empty()
-                && p.len() <= 64
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        })
-        .map(str::to_owned);
+    // Contract, for the authenticated client.
     let grant = runtime.contracts.authorise(
-        &client,
+        &authenticated.client,
         &target.service,
-        &parts.method,
+        &exchange.method,
         &target.path,
-        purpose,
+        exchange.purpose.as_ref().map(Purpose::as_str),
         now,
     )?;
     let contract = grant.contract;
@@ -365,8 +473,25 @@ async fn run(
         })?;
     facts.operation = Some(operation.name.clone());
 
+    // Query: only what the operation declares, decoded and sorted.
+    let query = protocol::parse_query(exchange.query.as_deref(), |name| {
+        operation.declares_query(name)
+    })?;
+    let mut canonical_target = format!("/r1/{}{}", target.service, target.path);
+    if !query.is_empty() {
+        canonical_target.push('?');
+        canonical_target.push_str(&protocol::canonical_query(&query));
+    }
+    facts.canonical_target = Some(canonical_target);
+
     // Body and request schema.
-    let bytes = read_body(parts, body, runtime.limits.request_body_bytes).await?;
+    let bytes = read_body(
+        parts,
+        body,
+        runtime.limits.request_body_bytes,
+        exchange.receive_deadline,
+    )
+    .await?;
     facts.request_bytes = bytes.len() as u64;
     facts.request_body = bytes.clone();
     let json_body = parse_body(parts, &bytes)?;
@@ -376,27 +501,32 @@ async fn run(
         facts.subject_digest = Some(gateway.journal().digest(&[b"subject", subject.as_bytes()]));
     }
     if contract.request_schema.is_some() {
-        contract.validate_request(&request_document(&params, query, json_body.as_ref()))?;
+        contract.validate_request(&request_document(&params, &query, json_body.as_ref()))?;
     }
 
     // Backend call.
-    facts.request_out_at = Some(OffsetDateTime::now_utc());
+    facts.request_out_at = Some(gateway.clock().now());
     let upstream_started = Instant::now();
     let answer = backend
         .adapter
         .call(AdapterRequest {
             operation: &operation,
             params: &params,
-            query,
+            query: &query,
             body: json_body.as_ref(),
-            message_id,
-            deadline,
+            message_id: &exchange.message_id,
+            deadline: exchange.deadline,
         })
         .await;
-    facts.response_in_at = Some(OffsetDateTime::now_utc());
+    facts.response_in_at = Some(gateway.clock().now());
     metrics::histogram!("datagate_upstream_duration_seconds", "adapter" => backend.adapter.spec.name.clone())
         .record(upstream_started.elapsed().as_secs_f64());
-    let answer = answer.map_err(|error| error.to_gateway_error())?;
+    let answer = answer.map_err(|error| {
+        if let AdapterError::Unavailable(cause) = &error {
+            tracing::warn!(adapter = %backend.adapter.spec.name, cause = cause.as_str(), "backend unreachable");
+        }
+        error.to_gateway_error()
+    })?;
 
     // Response schema and projection. A pass-through contract (whole answer, no
     // response schema) forwards the backend's bytes once they are known to be JSON.
@@ -424,9 +554,10 @@ async fn run(
         .into_response();
     let headers = response.headers_mut();
     let mut request_hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let canonical = facts.canonical_target.as_deref().unwrap_or_default();
     for part in [
-        parts.method.as_str().as_bytes(),
-        request_target(parts),
+        exchange.method.as_str().as_bytes(),
+        canonical.as_bytes(),
         &bytes,
     ] {
         request_hash.update(&(part.len() as u64).to_be_bytes());
@@ -436,7 +567,7 @@ async fn run(
     if let Ok(value) = HeaderValue::from_str(&crate::base::hex::encode(request_hash.as_ref())) {
         headers.insert(X_ROAD_REQUEST_HASH, value);
     }
-    if let Ok(value) = HeaderValue::from_str(message_id) {
+    if let Ok(value) = HeaderValue::from_str(&exchange.message_id) {
         headers.insert(X_ROAD_ID, value);
     }
     if let Ok(value) = HeaderValue::from_str(&target.service.to_string()) {
@@ -466,12 +597,17 @@ mod tests {
             contracts: Default::default(),
             services: Default::default(),
             backends: Default::default(),
-            limits: crate::config::Limits {
-                request_body_bytes: 1024,
-                request_timeout: std::time::Duration::from_secs(5),
-                max_concurrent_requests: 8,
-                shutdown_grace: std::time::Duration::from_secs(1),
-            },
+            limits: crate::config::Limits::build(
+                &crate::config::raw::RawLimits {
+                    request_body_bytes: 1024,
+                    request_timeout_ms: 5_000,
+                    max_concurrent_requests: 8,
+                    shutdown_grace_ms: 1_000,
+                    ..Default::default()
+                },
+                std::path::Path::new("test"),
+                &mut Vec::new(),
+            ),
         };
         (
             Gateway::new(runtime, crate::journal::Journal::start(store, &[7; 32])),

@@ -2,12 +2,18 @@
 //! the journal, health state, and the routers of its listeners.
 //!
 //! - [`exchange`]: the consumer-facing pipeline, one ordered function per phase;
+//! - [`admission`]: the in-flight cap and each authenticated consumer's share of it;
+//! - [`connections`]: connection caps in all, per IP and per certificate;
 //! - [`server`]: the mTLS accept loop, the ops listener, graceful shutdown, reload;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 
+pub mod admission;
+pub mod connections;
 pub mod exchange;
 pub mod ops;
 pub mod server;
+
+use crate::base::clock::{Clock, SystemClock};
 
 use crate::adapters::Adapter;
 use crate::config::{Limits, NodeConfig};
@@ -99,20 +105,41 @@ impl Runtime {
 pub struct Gateway {
     runtime: ArcSwap<Runtime>,
     journal: Journal,
-    in_flight: Arc<tokio::sync::Semaphore>,
+    admission: Arc<admission::Admission>,
+    connections: Arc<connections::Connections>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Gateway {
-    /// A gateway over a runtime and a journal.
+    /// A gateway over a runtime and a journal, on the system clock.
     pub fn new(runtime: Runtime, journal: Journal) -> Arc<Self> {
-        let in_flight = Arc::new(tokio::sync::Semaphore::new(
-            runtime.limits.max_concurrent_requests,
-        ));
+        Gateway::with_clock(runtime, journal, Arc::new(SystemClock))
+    }
+
+    /// A gateway that reads wall-clock time from `clock` (tests set the time).
+    pub fn with_clock(runtime: Runtime, journal: Journal, clock: Arc<dyn Clock>) -> Arc<Self> {
         Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             journal,
-            in_flight,
+            admission: admission::Admission::new(),
+            connections: connections::Connections::new(),
+            clock,
         })
+    }
+
+    /// The wall clock decisions are made by.
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    /// The in-flight count and shares.
+    pub fn admission(&self) -> &Arc<admission::Admission> {
+        &self.admission
+    }
+
+    /// The consumer listener's open connections.
+    pub fn connections(&self) -> &Arc<connections::Connections> {
+        &self.connections
     }
 
     /// The current runtime snapshot; hold it for the whole request.

@@ -7,9 +7,22 @@
 //! extension on every request of that connection, so no layer re-reads TLS
 //! state. A failed handshake (unknown CA, expired, not yet valid, revoked,
 //! no certificate) never reaches HTTP; it is logged with its reason and counted.
+//!
+//! Every connection is bounded from the moment it is accepted:
+//! - a place in the listener's total and its IP's count before the handshake,
+//!   and in its certificate's count after it ([`super::connections`]);
+//! - a handshake deadline;
+//! - an idle deadline that starts at accept and restarts when the last request
+//!   in flight ends: a connection that completes the handshake and never sends a
+//!   request, an HTTP/2 connection kept alive only by PINGs, or one left after a
+//!   refused TLS renegotiation is closed when it runs out;
+//! - HTTP/1 header and body receive deadlines (`limits.request_receive_timeout_ms`);
+//! - hyper's own limits on headers set above ours, so our layer answers first
+//!   with problem+json; what hyper still refuses itself is counted.
 
+use super::connections::Slot;
 use super::{Gateway, Runtime};
-use crate::config::{self, NodeConfig};
+use crate::config::{self, Limits, NodeConfig};
 use crate::error::{ErrorCode, GatewayError};
 use crate::journal::{self, Journal};
 use crate::trust::PeerCertificate;
@@ -17,20 +30,18 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tower::ServiceExt;
 
-/// How long a TLS handshake may take before the connection is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a keep-alive connection may sit idle before it is closed (nginx's default is 75 s).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a connection told to close may take to finish its last answer.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// The consumer router: every path is an exchange; panics become problem+json.
 pub fn consumer_router(gateway: Arc<Gateway>) -> Router {
@@ -160,7 +171,7 @@ impl Node {
                 .await
         });
         let router = consumer_router(self.gateway.clone());
-        let graceful = GracefulShutdown::new();
+        let connections = self.gateway.connections().clone();
         tracing::info!(address = %self.consumer.local_addr()?, "consumer listener (mTLS) ready");
         loop {
             tokio::select! {
@@ -170,65 +181,47 @@ impl Node {
                     let (stream, remote) = match accepted {
                         Ok(pair) => pair,
                         Err(error) => {
+                            // Out of descriptors: wait a little rather than spin; the caps
+                            // below keep this rare, and the ops listener has its own socket.
                             tracing::warn!(error = %error, "accept failed");
+                            metrics::counter!("datagate_accept_failures_total").increment(1);
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
                     };
-                    let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.load_full());
-                    let router = router.clone();
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let _ = stream.set_nodelay(true);
-                        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => tls,
-                            Ok(Err(error)) => {
-                                let reason = handshake_reason(&error);
-                                tracing::info!(remote = %remote.ip(), reason, "TLS handshake refused");
-                                metrics::counter!("datagate_tls_handshake_failures_total", "reason" => reason).increment(1);
-                                return;
-                            }
-                            Err(_) => {
-                                metrics::counter!("datagate_tls_handshake_failures_total", "reason" => "timeout").increment(1);
-                                return;
-                            }
-                        };
-                        let peer = tls
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|chain| chain.first())
-                            .map(|leaf| PeerCertificate {
-                                fingerprint_sha256: crate::trust::fingerprint_sha256(leaf),
-                            });
-                        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                            if let Some(peer) = &peer {
-                                request.extensions_mut().insert(peer.clone());
-                            }
-                            router.clone().oneshot(request.map(axum::body::Body::new))
-                        });
-                        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                        // Idle keep-alive connections are closed after IDLE_TIMEOUT (the wait for
-                        // the next request's headers); HTTP/2 peers are pinged as often.
-                        builder
-                            .http1()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(IDLE_TIMEOUT);
-                        builder
-                            .http2()
-                            .timer(TokioTimer::new())
-                            .keep_alive_interval(IDLE_TIMEOUT);
-                        let connection = builder.serve_connection(TokioIo::new(tls), service);
-                        if let Err(error) = watcher.watch(connection.into_owned()).await {
-                            tracing::debug!(error = %error, "connection ended with an error");
+                    let limits = self.gateway.runtime().limits;
+                    let slot = match connections.accept(
+                        remote.ip(),
+                        limits.max_connections,
+                        limits.max_connections_per_ip,
+                    ) {
+                        Ok(slot) => slot,
+                        Err(refusal) => {
+                            metrics::counter!("datagate_connections_refused_total", "reason" => refusal.as_str()).increment(1);
+                            continue;
                         }
-                    });
+                    };
+                    let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.load_full());
+                    tokio::spawn(serve_connection(
+                        stream,
+                        remote,
+                        slot,
+                        acceptor,
+                        router.clone(),
+                        limits,
+                        shutdown.clone(),
+                    ));
                 }
             }
         }
         tracing::info!("shutting down: draining in-flight requests");
         drop(self.consumer);
-        if tokio::time::timeout(self.shutdown_grace, graceful.shutdown())
+        let drained = async {
+            while connections.open() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        if tokio::time::timeout(self.shutdown_grace, drained)
             .await
             .is_err()
         {
@@ -246,6 +239,198 @@ impl Node {
         let file = self.config_file.clone();
         move || reload(&gateway, &tls, &file)
     }
+}
+
+/// Requests in flight on one connection and when the last one ended: what the
+/// idle deadline is measured from (HTTP/2 PINGs do not count as activity).
+#[derive(Debug)]
+struct Activity {
+    in_flight: AtomicUsize,
+    idle_since: Mutex<Instant>,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            in_flight: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+        })
+    }
+
+    fn begin(self: &Arc<Self>) -> ActivityGuard {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        ActivityGuard(self.clone())
+    }
+
+    /// When the connection counts as idle for `timeout`, or `None` while a request runs.
+    fn idle_deadline(&self, timeout: Duration) -> Option<Instant> {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        Some(*self.idle_since.lock().unwrap_or_else(|p| p.into_inner()) + timeout)
+    }
+}
+
+struct ActivityGuard(Arc<Activity>);
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What hyper refused on its own (the request never reached our layer), as a
+/// bounded metric label.
+fn hyper_refusal(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let hyper = error.downcast_ref::<hyper::Error>()?;
+    if hyper.is_parse_too_large() {
+        Some("http.head_too_large")
+    } else if hyper.is_parse() {
+        Some("http.malformed")
+    } else if hyper.is_timeout() {
+        Some("http.header_timeout")
+    } else {
+        None
+    }
+}
+
+/// One connection: handshake, identity, HTTP, bounded in time from accept.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    mut slot: Slot,
+    acceptor: tokio_rustls::TlsAcceptor,
+    router: Router,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let accepted_at = Instant::now();
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            let reason = handshake_reason(&error);
+            tracing::info!(remote = %remote.ip(), reason, "TLS handshake refused");
+            metrics::counter!("datagate_tls_handshake_failures_total", "reason" => reason)
+                .increment(1);
+            return;
+        }
+        Err(_) => {
+            metrics::counter!("datagate_tls_handshake_failures_total", "reason" => "timeout")
+                .increment(1);
+            return;
+        }
+    };
+    let peer = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| PeerCertificate {
+            fingerprint_sha256: crate::trust::fingerprint_sha256(leaf),
+        });
+    if let Some(peer) = &peer
+        && let Err(refusal) = slot.identify(
+            &peer.fingerprint_sha256,
+            limits.max_connections_per_certificate,
+        )
+    {
+        metrics::counter!("datagate_connections_refused_total", "reason" => refusal.as_str())
+            .increment(1);
+        return;
+    }
+    let activity = Activity::new();
+    *activity
+        .idle_since
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = accepted_at;
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            let guard = activity.begin();
+            if let Some(peer) = &peer {
+                request.extensions_mut().insert(peer.clone());
+            }
+            let call = router.clone().oneshot(request.map(axum::body::Body::new));
+            async move {
+                let response = call.await;
+                drop(guard);
+                response
+            }
+        })
+    };
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // hyper's limits sit above ours (checked in the exchange's head phase), so a request
+    // a little over our limits is answered by us with problem+json; only far larger ones
+    // are refused by hyper itself, and those are counted below.
+    let head_bytes = limits.max_uri_bytes + limits.max_header_bytes;
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.request_receive_timeout)
+        .max_headers(limits.max_headers * 2)
+        .max_buf_size((head_bytes * 2).max(16 * 1024));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.idle_timeout / 2)
+        .keep_alive_timeout(limits.handshake_timeout)
+        .max_header_list_size(u32::try_from(head_bytes * 2).unwrap_or(u32::MAX))
+        .max_concurrent_streams(
+            u32::try_from(limits.max_in_flight_per_consumer)
+                .unwrap_or(u32::MAX)
+                .max(1),
+        );
+    let connection = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(connection);
+    let mut closing: Option<Instant> = None;
+    let mut shutting_down = *shutdown.borrow();
+    if shutting_down {
+        connection.as_mut().graceful_shutdown();
+        closing = Some(Instant::now() + CLOSE_GRACE);
+    }
+    loop {
+        let idle = activity.idle_deadline(limits.idle_timeout);
+        // Wake for whichever comes first: the idle deadline, the close deadline, or a
+        // recheck while a request runs (its end restarts the idle clock).
+        let wake = match (closing, idle) {
+            (Some(close), _) => close,
+            (None, Some(idle)) => idle,
+            (None, None) => Instant::now() + limits.idle_timeout,
+        };
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    if let Some(code) = hyper_refusal(error.as_ref()) {
+                        metrics::counter!("datagate_refusals_total", "code" => code).increment(1);
+                    }
+                    tracing::debug!(error = %error, "connection ended with an error");
+                }
+                break;
+            }
+            _ = shutdown.changed(), if !shutting_down => {
+                shutting_down = true;
+                connection.as_mut().graceful_shutdown();
+                closing = Some(Instant::now() + CLOSE_GRACE);
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                if closing.is_some() {
+                    // It did not finish in time: dropping the connection closes the socket.
+                    break;
+                }
+                if activity
+                    .idle_deadline(limits.idle_timeout)
+                    .is_some_and(|deadline| deadline <= Instant::now())
+                {
+                    metrics::counter!("datagate_connections_idle_closed_total").increment(1);
+                    connection.as_mut().graceful_shutdown();
+                    closing = Some(Instant::now() + CLOSE_GRACE);
+                }
+            }
+        }
+    }
+    drop(slot);
 }
 
 fn reload(gateway: &Gateway, tls: &ArcSwap<rustls::ServerConfig>, file: &Path) -> bool {
@@ -328,27 +513,47 @@ pub async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
 }
 
-/// Runs a node until SIGINT/SIGTERM; SIGHUP reloads the configuration.
-pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
-    let node = start(config).await?;
-    let (stop, stopped) = watch::channel(false);
+/// Reloads on every SIGHUP until the process ends. Each reload runs on a
+/// blocking thread (reading files and compiling schemas must not stall the
+/// runtime), and a panic in one is logged and counted; the next SIGHUP is still served.
+pub fn spawn_reload_on_hangup(reload: impl Fn() -> bool + Send + Sync + 'static) {
     #[cfg(unix)]
     {
-        let reload = node.reloader();
+        let reload = Arc::new(reload);
         tokio::spawn(async move {
             let Ok(mut hangup) =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             else {
+                tracing::error!("cannot listen for SIGHUP: reload by signal is unavailable");
                 return;
             };
             while hangup.recv().await.is_some() {
-                reload();
+                let reload = reload.clone();
+                tracing::info!("SIGHUP: reloading the configuration");
+                if tokio::task::spawn_blocking(move || reload()).await.is_err() {
+                    tracing::error!("reload failed unexpectedly; the running configuration stays");
+                    metrics::counter!("datagate_reloads_total", "outcome" => "panicked")
+                        .increment(1);
+                }
             }
         });
     }
+    #[cfg(not(unix))]
+    let _ = reload;
+}
+
+/// Runs a started node until SIGINT/SIGTERM; SIGHUP reloads its configuration.
+pub async fn run_until_signalled(node: Node) -> anyhow::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    spawn_reload_on_hangup(node.reloader());
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
     node.run(stopped).await
+}
+
+/// Runs a node until SIGINT/SIGTERM; SIGHUP reloads the configuration.
+pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
+    run_until_signalled(start(config).await?).await
 }

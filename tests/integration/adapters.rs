@@ -173,7 +173,7 @@ async fn upstream_not_found_is_a_not_found() {
 async fn soap_node(pki: &TestPki, upstream: &MockUpstream) -> TestNode {
     NodeBuilder::new(pki)
         .population_soap_service(&upstream.url())
-        .register(&pki.portal, PORTAL_MEMBER)
+        .register(&pki.portal, PORTAL)
         .start()
         .await
 }

@@ -68,8 +68,8 @@ async fn repository_contract_cases_hold() {
 
     // The repository's adapters, pointed at the registers, and every contract and schema.
     let mut builder = NodeBuilder::new(&pki)
-        .register(&pki.portal, PORTAL_MEMBER)
-        .register(&pki.ministry, MINISTRY_MEMBER)
+        .register(&pki.portal, PORTAL)
+        .register(&pki.ministry, MINISTRY)
         .adapter(
             "population-db",
             &read("adapters/population-db.toml")

@@ -103,7 +103,7 @@ fn check_accepts_a_valid_test_node_configuration() {
     );
     assert!(
         stdout
-            .contains("configuration valid: 3 contracts, 1 adapters, 1 services, 2 secure servers"),
+            .contains("configuration valid: 3 contracts, 1 adapters, 1 services, 2 registrations"),
         "{stdout}"
     );
 }
@@ -115,28 +115,17 @@ fn check_accepts_the_demo_configuration_with_the_repository_contracts_and_adapte
     init();
     let state = tempfile::tempdir().expect("temp dir");
     let pki = datagate::pki::write_dev_pki(&state.path().join("certs")).expect("dev PKI");
-    let now = time::OffsetDateTime::now_utc();
-    let format = &time::format_description::well_known::Rfc3339;
-    let submitted = (now - time::Duration::days(30))
-        .replace_nanosecond(0)
-        .expect("ns")
-        .format(format)
-        .expect("date");
-    let effective = (now - time::Duration::days(20))
-        .replace_nanosecond(0)
-        .expect("ns")
-        .format(format)
-        .expect("date");
     let mut registry = String::new();
     for client in &pki.clients {
-        let member = match client.name.as_str() {
-            "portal" => PORTAL_MEMBER,
-            "ministry" => MINISTRY_MEMBER,
+        let client_id = match client.name.as_str() {
+            "portal" => PORTAL,
+            "ministry" => MINISTRY,
             other => panic!("unexpected dev client {other}"),
         };
+        let (member, subsystem) = client_id.rsplit_once('/').expect("client id");
         registry.push_str(&format!(
-            "[[secure_servers]]\nmember = \"{member}\"\nname = \"{}\"\nfingerprint_sha256 = \"{}\"\n\
-             submitted_at = \"{submitted}\"\neffective_from = \"{effective}\"\n\n",
+            "[[information_systems]]\nmember = \"{member}\"\nname = \"{}\"\n\
+             subsystems = [\"{subsystem}\"]\nfingerprint_sha256 = \"{}\"\n\n",
             client.name, client.fingerprint_sha256
         ));
     }
@@ -198,7 +187,7 @@ adapter = "enterprise-db"
     );
     assert!(
         stdout
-            .contains("configuration valid: 3 contracts, 2 adapters, 2 services, 2 secure servers"),
+            .contains("configuration valid: 3 contracts, 2 adapters, 2 services, 2 registrations"),
         "{stdout}"
     );
 }

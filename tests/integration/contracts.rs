@@ -91,9 +91,9 @@ async fn denies_client_without_contract() {
     let upstream = MockUpstream::start(Reply::Citizen).await;
     let node = NodeBuilder::standard(&pki, &upstream.url()).start().await;
 
-    // The portal's member is registered, but this subsystem has no contract.
+    // The certificate is bound to this subsystem, but the subsystem has no contract.
     let response = node
-        .lookup_citizen_as(&pki.portal, "VN/GOV/000.00.00.H29/tax-kiosk", Some(PURPOSE))
+        .lookup_citizen_as(&pki.portal, PORTAL_KIOSK, Some(PURPOSE))
         .await;
     expect_problem(response, 403, "contract.not_found").await;
     assert_eq!(upstream.hits(), 0);

@@ -56,10 +56,18 @@ async fn every_error_is_problem_json_carrying_code_status_and_message_id() {
         (
             portal
                 .get(&citizen)
-                .header("X-Road-Client", "VN/GOV/000.00.00.H29/other")
+                .header("X-Road-Client", PORTAL_KIOSK)
                 .header("X-Purpose", PURPOSE),
             403,
             "contract.not_found",
+        ),
+        (
+            portal
+                .get(&citizen)
+                .header("X-Road-Client", "VN/GOV/000.00.00.H29/other")
+                .header("X-Purpose", PURPOSE),
+            403,
+            "trust.subsystem_not_bound",
         ),
         (
             portal

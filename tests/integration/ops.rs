@@ -102,11 +102,13 @@ async fn metrics_count_requests_by_service_consumer_and_status_without_citizen_i
     let contract = portal_citizen_contract()
         .replace("id: portal-citizen", "id: metrics-probe-citizen")
         .replace(PORTAL, consumer);
+    let probe = pki.client("metrics-probe");
     let node = NodeBuilder::standard(&pki, &upstream.url())
         .contract("metrics-probe", &contract)
+        .register(&probe, consumer)
         .start()
         .await;
-    let client = node.client(&pki.portal);
+    let client = node.client(&probe);
     let citizen_id = "048177665544";
 
     for _ in 0..2 {

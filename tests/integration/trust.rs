@@ -93,7 +93,7 @@ async fn rejects_expired_certificate() {
     let upstream = MockUpstream::start(Reply::Citizen).await;
     // Registered, so only the validity window can refuse it.
     let node = NodeBuilder::standard(&pki, &upstream.url())
-        .register(&expired, PORTAL_MEMBER)
+        .register(&expired, PORTAL)
         .start()
         .await;
 
@@ -113,7 +113,7 @@ async fn rejects_not_yet_valid_certificate() {
     );
     let upstream = MockUpstream::start(Reply::Citizen).await;
     let node = NodeBuilder::standard(&pki, &upstream.url())
-        .register(&future, PORTAL_MEMBER)
+        .register(&future, PORTAL)
         .start()
         .await;
 
@@ -129,7 +129,7 @@ async fn rejects_revoked_certificate_and_keeps_accepting_others() {
     let revoked = pki.client("revoked-portal");
     let upstream = MockUpstream::start(Reply::Citizen).await;
     let node = NodeBuilder::standard(&pki, &upstream.url())
-        .register(&revoked, PORTAL_MEMBER)
+        .register(&revoked, PORTAL)
         .revoke(&revoked)
         .start()
         .await;
@@ -185,7 +185,7 @@ async fn rejects_registration_that_is_not_yet_effective() {
     let newcomer = pki.client("new-portal-server");
     let upstream = MockUpstream::start(Reply::Citizen).await;
     let node = NodeBuilder::standard(&pki, &upstream.url())
-        .register_with(&newcomer, PORTAL_MEMBER, Effective::Later)
+        .register_with(&newcomer, PORTAL, Effective::Later)
         .start()
         .await;
 
@@ -204,8 +204,8 @@ async fn registry_entry_with_less_than_three_working_days_notice_is_rejected_at_
     let pki = TestPki::new();
     let written = NodeBuilder::new(&pki)
         .citizen_rest_service("http://127.0.0.1:9", "", None)
-        .register_with(&pki.portal, PORTAL_MEMBER, Effective::ShortNotice)
-        .register(&pki.ministry, MINISTRY_MEMBER)
+        .register_server(&pki.portal, PORTAL_MEMBER, Effective::ShortNotice)
+        .register(&pki.ministry, MINISTRY)
         .write();
 
     let errors = datagate::config::load(&written.config_file).expect_err("short notice is refused");

@@ -31,6 +31,8 @@ pub const NODE_MEMBER: &str = "VN/GOV/000.00.00.G10";
 /// The provincial portal's member and client.
 pub const PORTAL_MEMBER: &str = "VN/GOV/000.00.00.H29";
 pub const PORTAL: &str = "VN/GOV/000.00.00.H29/dvc-portal";
+/// A second subsystem the portal's certificate is bound to, with no contract.
+pub const PORTAL_KIOSK: &str = "VN/GOV/000.00.00.H29/tax-kiosk";
 /// A ministry whose contract has expired.
 pub const MINISTRY_MEMBER: &str = "VN/GOV/000.00.00.G12";
 pub const MINISTRY: &str = "VN/GOV/000.00.00.G12/land-registry";
@@ -274,6 +276,24 @@ fn rfc3339(at: OffsetDateTime) -> String {
         .expect("format")
 }
 
+/// One registry entry.
+#[derive(Debug, Clone)]
+pub enum Registration {
+    /// `[[secure_servers]]`: a member's secure server (3 working days' notice).
+    Server {
+        member: String,
+        fingerprint: String,
+        when: Effective,
+    },
+    /// `[[information_systems]]`: a certificate bound to subsystems of one member.
+    System {
+        member: String,
+        subsystems: Vec<String>,
+        fingerprint: String,
+        when: Effective,
+    },
+}
+
 /// A node configuration in a temporary directory.
 pub struct WrittenConfig {
     pub dir: TempDir,
@@ -289,7 +309,7 @@ impl WrittenConfig {
 /// Builds a node configuration: registry, contracts, schemas, adapters, limits.
 pub struct NodeBuilder<'a> {
     pki: &'a TestPki,
-    registry: Vec<(String, String, Effective)>,
+    registry: Vec<Registration>,
     contracts: BTreeMap<String, String>,
     schemas: BTreeMap<String, String>,
     adapters: BTreeMap<String, String>,
@@ -317,12 +337,18 @@ impl<'a> NodeBuilder<'a> {
 
     /// The usual node: the citizen service on a REST upstream at `upstream`,
     /// the portal's contracts (lookup and search), the ministry's expired
-    /// contract, and both the portal and the ministry registered.
+    /// contract, the portal's certificate bound to `dvc-portal` and `tax-kiosk`
+    /// (which has no contract) and the ministry's to `land-registry`.
     pub fn standard(pki: &'a TestPki, upstream: &str) -> Self {
         NodeBuilder::new(pki)
             .citizen_rest_service(upstream, "", None)
-            .register(&pki.portal, PORTAL_MEMBER)
-            .register(&pki.ministry, MINISTRY_MEMBER)
+            .register_system(
+                &pki.portal,
+                PORTAL_MEMBER,
+                &["dvc-portal", "tax-kiosk"],
+                Effective::Already,
+            )
+            .register(&pki.ministry, MINISTRY)
     }
 
     /// The citizen service backed by a REST adapter named `population-rest`, with contracts.
@@ -366,20 +392,47 @@ impl<'a> NodeBuilder<'a> {
             )
     }
 
-    /// Registers `cert` as a secure server of `member`, effective already.
-    pub fn register(self, cert: &IssuedCertificate, member: &str) -> Self {
-        self.register_with(cert, member, Effective::Already)
+    /// Registers `cert` as an information system bound to `client` (a full client id),
+    /// effective already.
+    pub fn register(self, cert: &IssuedCertificate, client: &str) -> Self {
+        self.register_with(cert, client, Effective::Already)
+    }
+
+    /// Registers `cert` as an information system bound to `client`, effective `when`.
+    pub fn register_with(self, cert: &IssuedCertificate, client: &str, when: Effective) -> Self {
+        let (member, subsystem) = client.rsplit_once('/').expect("a client id");
+        self.register_system(cert, member, &[subsystem], when)
+    }
+
+    /// Registers `cert` as an information system of `member` bound to `subsystems`.
+    pub fn register_system(
+        mut self,
+        cert: &IssuedCertificate,
+        member: &str,
+        subsystems: &[&str],
+        when: Effective,
+    ) -> Self {
+        self.registry.push(Registration::System {
+            member: member.to_owned(),
+            subsystems: subsystems.iter().map(|s| (*s).to_owned()).collect(),
+            fingerprint: cert.fingerprint_sha256.clone(),
+            when,
+        });
+        self
     }
 
     /// Registers `cert` as a secure server of `member` with the given timing.
-    pub fn register_with(
+    pub fn register_server(
         mut self,
         cert: &IssuedCertificate,
         member: &str,
         when: Effective,
     ) -> Self {
-        self.registry
-            .push((member.to_owned(), cert.fingerprint_sha256.clone(), when));
+        self.registry.push(Registration::Server {
+            member: member.to_owned(),
+            fingerprint: cert.fingerprint_sha256.clone(),
+            when,
+        });
         self
     }
 
@@ -462,21 +515,48 @@ impl<'a> NodeBuilder<'a> {
 
         let now = OffsetDateTime::now_utc();
         let mut registry = String::new();
-        for (index, (member, fingerprint, when)) in self.registry.iter().enumerate() {
-            let (submitted, effective) = match when {
-                Effective::Already => (
-                    now - time::Duration::days(30),
-                    now - time::Duration::days(20),
-                ),
-                Effective::Later => (now, now + time::Duration::days(14)),
-                Effective::ShortNotice => (now, now + time::Duration::days(1)),
-            };
-            registry.push_str(&format!(
-                "[[secure_servers]]\nmember = \"{member}\"\nname = \"client-{index}\"\n\
-                 fingerprint_sha256 = \"{fingerprint}\"\nsubmitted_at = \"{}\"\neffective_from = \"{}\"\n\n",
-                rfc3339(submitted),
-                rfc3339(effective),
-            ));
+        let timing = |when: &Effective| match when {
+            Effective::Already => (
+                now - time::Duration::days(30),
+                now - time::Duration::days(20),
+            ),
+            Effective::Later => (now, now + time::Duration::days(14)),
+            Effective::ShortNotice => (now, now + time::Duration::days(1)),
+        };
+        for (index, entry) in self.registry.iter().enumerate() {
+            match entry {
+                Registration::Server {
+                    member,
+                    fingerprint,
+                    when,
+                } => {
+                    let (submitted, effective) = timing(when);
+                    registry.push_str(&format!(
+                        "[[secure_servers]]\nmember = \"{member}\"\nname = \"server-{index}\"\n\
+                         fingerprint_sha256 = \"{fingerprint}\"\nsubmitted_at = \"{}\"\neffective_from = \"{}\"\n\n",
+                        rfc3339(submitted),
+                        rfc3339(effective),
+                    ));
+                }
+                Registration::System {
+                    member,
+                    subsystems,
+                    fingerprint,
+                    when,
+                } => {
+                    let (_, effective) = timing(when);
+                    let subsystems = subsystems
+                        .iter()
+                        .map(|s| format!("{s:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    registry.push_str(&format!(
+                        "[[information_systems]]\nmember = \"{member}\"\nname = \"system-{index}\"\n\
+                         subsystems = [{subsystems}]\nfingerprint_sha256 = \"{fingerprint}\"\neffective_from = \"{}\"\n\n",
+                        rfc3339(effective),
+                    ));
+                }
+            }
         }
         write("registry.toml", &registry);
 
