@@ -370,13 +370,13 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.request_receive_timeout)
         .max_headers(limits.max_headers * 2)
-        .max_buf_size((head_bytes * 2).max(16 * 1024));
+        .max_buf_size((head_bytes * 2).max(128 * 1024));
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(limits.idle_timeout / 2)
         .keep_alive_timeout(limits.handshake_timeout)
-        .max_header_list_size(u32::try_from(head_bytes * 2).unwrap_or(u32::MAX))
+        .max_header_list_size(u32::try_from((head_bytes * 2).max(128 * 1024)).unwrap_or(u32::MAX))
         .max_concurrent_streams(
             u32::try_from(limits.max_in_flight_per_consumer)
                 .unwrap_or(u32::MAX)

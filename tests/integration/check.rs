@@ -191,3 +191,83 @@ adapter = "enterprise-db"
         "{stdout}"
     );
 }
+
+/// Issue 7, finding 12: what would make `serve` fail, or silently weaken a contract,
+/// fails `check` first: an unset credentials variable, a contract operation the
+/// adapter does not offer (or spells with other parameter names, which would drop
+/// the subject digest), a bulkhead larger than the node can count.
+#[test]
+fn check_fails_where_serve_would_fail_or_a_contract_would_be_weakened() {
+    init();
+    let pki = TestPki::new();
+    let unset = "DATAGATE_TEST_CREDENTIALS_THAT_ARE_NEVER_SET";
+    assert!(std::env::var_os(unset).is_none());
+    let adapter = citizen_rest_adapter(
+        "population-rest",
+        "http://127.0.0.1:9",
+        &format!("credentials = \"env:{unset}\"\nmax_in_flight = 5000000"),
+        None,
+    );
+    let renamed = portal_citizen_contract()
+        .replace("id: portal-citizen", "id: renamed-param")
+        .replace("path: \"/{citizen_id}\"", "path: \"/{id}\"")
+        .replace("subject: path:citizen_id", "subject: path:id");
+    let unknown_operation = portal_citizen_contract()
+        .replace("id: portal-citizen", "id: unknown-operation")
+        .replace(
+            "method: GET, path: \"/{citizen_id}\"",
+            "method: DELETE, path: \"/{citizen_id}\"",
+        );
+    // An adapter file that `serve` could not build.
+    let written = NodeBuilder::standard(&pki, "http://127.0.0.1:9")
+        .adapter("population-rest", &adapter)
+        .write();
+    let output = check(&written.config_file);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "stderr:\n{stderr}");
+    let adapter_file = written.path("adapters/population-rest.toml");
+    for needle in [
+        format!("{}: credentials: ", adapter_file.display()),
+        format!("{}: max_in_flight: ", adapter_file.display()),
+    ] {
+        assert!(stderr.contains(&needle), "no {needle:?} in:\n{stderr}");
+    }
+
+    // Contracts whose operations the (valid) adapter does not offer as spelled.
+    let written = NodeBuilder::standard(&pki, "http://127.0.0.1:9")
+        .contract("renamed-param", &renamed)
+        .contract("unknown-operation", &unknown_operation)
+        .write();
+    let output = check(&written.config_file);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "stderr:\n{stderr}");
+    for name in ["renamed-param", "unknown-operation"] {
+        let needle = format!(
+            "{}: operations[0]: ",
+            written.path(&format!("contracts/{name}.yaml")).display()
+        );
+        assert!(stderr.contains(&needle), "no {needle:?} in:\n{stderr}");
+    }
+    assert!(
+        !stderr.contains("portal-citizen.yaml"),
+        "the valid contract is blamed:\n{stderr}"
+    );
+}
+
+/// The limits are checked as a whole: a share above the node's cap is refused.
+#[test]
+fn check_refuses_a_consumer_share_above_the_node_cap() {
+    init();
+    let pki = TestPki::new();
+    let written = NodeBuilder::standard(&pki, "http://127.0.0.1:9")
+        .limit("max_concurrent_requests = 10")
+        .limit("max_in_flight_per_consumer = 11")
+        .write();
+    let errors = datagate::config::load(&written.config_file).expect_err("share above cap");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.path == "limits.max_in_flight_per_consumer"),
+        "{errors:#?}"
+    );
+}

@@ -10,6 +10,7 @@ mod cases;
 mod check;
 mod contracts;
 mod errors;
+mod hardening;
 mod journal;
 mod ops;
 mod trust;

@@ -807,6 +807,45 @@ impl TestNode {
         config
     }
 
+    /// Opens a TLS connection to the consumer listener presenting `identity`,
+    /// optionally from a given local address (e.g. 127.0.0.2).
+    pub async fn tls_connect(
+        &self,
+        identity: Option<&IssuedCertificate>,
+        from: Option<IpAddr>,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let connector =
+            tokio_rustls::TlsConnector::from(Arc::new(self.tls_client_config(identity)));
+        let tcp = tcp_connect(self.consumer, from).await?;
+        let name = rustls_pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
+        connector.connect(name, tcp).await
+    }
+
+    /// Sends `head` (a whole HTTP/1.1 request head, `\r\n`-separated, without the
+    /// final blank line; `Connection: close` is added) and `body` over a fresh
+    /// mTLS connection as `cert`, and returns the raw answer. For requests a
+    /// well-behaved client library would refuse or rewrite.
+    pub async fn raw_request(
+        &self,
+        cert: &IssuedCertificate,
+        head: &str,
+        body: &[u8],
+    ) -> RawAnswer {
+        let mut tls = self
+            .tls_connect(Some(cert), None)
+            .await
+            .expect("TLS connect");
+        let mut bytes = format!("{head}\r\nConnection: close\r\n\r\n").into_bytes();
+        bytes.extend_from_slice(body);
+        tls.write_all(&bytes).await.expect("write");
+        tls.flush().await.expect("flush");
+        let mut answer = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "no complete answer within 10 s");
+        RawAnswer::parse(&answer)
+    }
+
     /// Connects with tokio-rustls, writes a request and reads the answer; returns
     /// the TLS error that ended the exchange. Panics if the node answered.
     pub async fn tls_refusal(&self, identity: Option<&IssuedCertificate>) -> rustls::Error {
@@ -852,6 +891,76 @@ impl TestNode {
     }
 }
 
+/// A TCP connection to `to`, from `from` when given (any 127.0.0.0/8 address works on Linux).
+pub async fn tcp_connect(
+    to: SocketAddr,
+    from: Option<IpAddr>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    match from {
+        None => tokio::net::TcpStream::connect(to).await,
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(to).await
+        }
+    }
+}
+
+/// An HTTP/1.1 answer read off the wire.
+#[derive(Debug)]
+pub struct RawAnswer {
+    /// The status code.
+    pub status: u16,
+    /// Header lines, lowercase names.
+    pub headers: Vec<(String, String)>,
+    /// The body bytes (de-chunking not attempted).
+    pub body: String,
+}
+
+impl RawAnswer {
+    fn parse(bytes: &[u8]) -> RawAnswer {
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|line| line.split(' ').nth(1))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+        let headers = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+            .collect();
+        RawAnswer {
+            status,
+            headers,
+            body: body.to_owned(),
+        }
+    }
+
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The problem document's `code`, asserting the status and problem+json.
+    pub fn expect_problem(&self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{self:?}"
+        );
+        let body: Value =
+            serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"));
+        assert_eq!(body["code"], code, "{self:?}");
+        body
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Assertions
 // ---------------------------------------------------------------------------
@@ -881,6 +990,20 @@ pub async fn expect_problem(response: reqwest::Response, status: u16, code: &str
     let body: Value =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     assert_eq!(body["code"], code, "{text}");
+    // pr-rest 1.0 §4.3/§4.6: an error the node produces names its type and our code.
+    let xroad_error = headers
+        .get("x-road-error")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no X-Road-Error on {code}: {headers:?}"));
+    let expected_type = match body["origin"].as_str() {
+        Some("consumer") => "Client.",
+        Some("upstream") => "Server.ServerProxy.",
+        _ => "Server.",
+    };
+    assert!(
+        xroad_error.starts_with(expected_type) && xroad_error.ends_with(&format!(".{code}")),
+        "X-Road-Error {xroad_error} for {code}"
+    );
     assert_eq!(body["status"], status, "{text}");
     assert_eq!(body["messageId"], id.as_str(), "{text}");
     body
@@ -962,6 +1085,7 @@ pub enum Reply {
 struct MockState {
     reply: Arc<Mutex<Reply>>,
     hits: Arc<AtomicUsize>,
+    last_uri: Arc<Mutex<Option<String>>>,
 }
 
 /// A plain-HTTP backend on 127.0.0.1 with a configurable reply.
@@ -969,6 +1093,7 @@ pub struct MockUpstream {
     pub addr: SocketAddr,
     reply: Arc<Mutex<Reply>>,
     hits: Arc<AtomicUsize>,
+    last_uri: Arc<Mutex<Option<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -985,6 +1110,7 @@ async fn mock_handler(
     body: Bytes,
 ) -> Response {
     state.hits.fetch_add(1, Ordering::SeqCst);
+    *state.last_uri.lock().expect("uri lock") = Some(uri.to_string());
     let reply = state.reply.lock().expect("reply lock").clone();
     render(reply, &method, uri.path(), &body).await
 }
@@ -1056,6 +1182,7 @@ impl MockUpstream {
         let state = MockState {
             reply: Arc::new(Mutex::new(reply)),
             hits: Arc::new(AtomicUsize::new(0)),
+            last_uri: Arc::new(Mutex::new(None)),
         };
         let router = Router::new()
             .route("/health", axum::routing::get(|| async { "ok" }))
@@ -1066,6 +1193,7 @@ impl MockUpstream {
             addr,
             reply: state.reply,
             hits: state.hits,
+            last_uri: state.last_uri,
             task,
         }
     }
@@ -1077,6 +1205,7 @@ impl MockUpstream {
             addr,
             reply: Arc::new(Mutex::new(Reply::Citizen)),
             hits: Arc::new(AtomicUsize::new(0)),
+            last_uri: Arc::new(Mutex::new(None)),
             task,
         }
     }
@@ -1089,6 +1218,11 @@ impl MockUpstream {
     /// Requests received (health checks excluded).
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// The path and query of the last request received (health checks excluded).
+    pub fn last_uri(&self) -> Option<String> {
+        self.last_uri.lock().expect("uri lock").clone()
     }
 
     /// Changes the reply.

@@ -1,0 +1,764 @@
+//! Issue 7: the core as an attacker tries it. Each test is one finding of the
+//! attack on the core, over real sockets with real certificates, named after
+//! what it checks.
+
+use crate::support::*;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A contract for the ministry that is valid now (its pilot contract has expired).
+fn ministry_current_contract() -> String {
+    ministry_expired_contract()
+        .replace("id: ministry-citizen-pilot", "id: ministry-citizen-current")
+        .replace("2021-01-01T00:00:00+07:00", "2099-01-01T00:00:00+07:00")
+}
+
+/// A citizen lookup head as the portal, for raw requests.
+fn lookup_head(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Road-Client: {PORTAL}\r\nX-Purpose: {PURPOSE}"
+    )
+}
+
+/// Polls an async condition every 20 ms for up to 5 s.
+async fn eventually_async<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn metrics(node: &TestNode) -> String {
+    reqwest::get(node.ops_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// The value of one Prometheus sample line starting with `prefix`, or 0.
+fn sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+// --- Finding 0: a certificate is bound to subsystems, not to a member --------------
+
+/// 003 Điều 50: only registered systems exchange data; a certificate speaks only for
+/// the subsystems it is registered for.
+#[tokio::test]
+async fn certificate_cannot_claim_a_sibling_subsystem_of_its_member() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    // A sibling subsystem of the portal's member with a contract of its own.
+    let sibling = "VN/GOV/000.00.00.H29/land-office";
+    let contract = portal_citizen_contract()
+        .replace("id: portal-citizen", "id: land-office-citizen")
+        .replace(PORTAL, sibling);
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .contract("land-office", &contract)
+        .start()
+        .await;
+
+    let response = node
+        .lookup_citizen_as(&pki.portal, sibling, Some(PURPOSE))
+        .await;
+    expect_problem(response, 403, "trust.subsystem_not_bound").await;
+    assert_eq!(upstream.hits(), 0);
+}
+
+#[tokio::test]
+async fn secure_server_certificate_is_not_a_caller_on_the_consumer_listener() {
+    init();
+    let pki = TestPki::new();
+    let server = pki.client("hcm-lgsp-1");
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .register_server(&server, PORTAL_MEMBER, Effective::Already)
+        .start()
+        .await;
+
+    let response = node.lookup_citizen_as(&server, PORTAL, Some(PURPOSE)).await;
+    expect_problem(response, 403, "trust.certificate_unregistered").await;
+    assert_eq!(upstream.hits(), 0);
+}
+
+// --- Finding 1: SIGHUP reloads the demo ---------------------------------------------
+
+#[cfg(unix)]
+#[tokio::test]
+async fn demo_reloads_on_sighup_and_keeps_serving() {
+    init();
+    let state = tempfile::tempdir().expect("temp dir");
+    let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_datagate"))
+        .args(["demo", "--state-dir"])
+        .arg(state.path())
+        .arg("--project-dir")
+        .arg(repo_root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the demo");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = demo.id().to_string();
+    let demo = Kill(&mut demo);
+    let ops = "http://127.0.0.1:9090";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = reqwest::get(format!("{ops}/healthz")).await
+            && response.status() == 200
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the demo did not start within 60 s (is another demo holding 127.0.0.1:9090?)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    for _ in 0..2 {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+    eventually_async("two applied reloads", || async {
+        let text = reqwest::get(format!("{ops}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        sample(&text, "datagate_reloads_total{outcome=\"applied\"}") >= 2.0
+    })
+    .await;
+    assert!(
+        demo.0.try_wait().expect("wait").is_none(),
+        "SIGHUP ended the demo"
+    );
+    let health = reqwest::get(format!("{ops}/healthz"))
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
+}
+
+// --- Finding 2: one tenant inside its quota cannot shut out the others --------------
+
+/// A GET whose chunked body never ends: answered 408 `request.timeout` (the
+/// sender's fault) at the receive deadline, long before the exchange deadline.
+#[tokio::test]
+async fn body_that_never_ends_gets_408_at_the_receive_deadline() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .limit("request_receive_timeout_ms = 300")
+        .limit("request_timeout_ms = 15000")
+        .start()
+        .await;
+
+    let started = std::time::Instant::now();
+    let answer = node
+        .raw_request(
+            &pki.portal,
+            &format!(
+                "{}\r\nTransfer-Encoding: chunked",
+                lookup_head(&format!("/r1/{CITIZEN_SERVICE}/{CITIZEN_ID}"))
+            ),
+            b"5\r\nhello\r\n",
+        )
+        .await;
+    let body = answer.expect_problem(408, "request.timeout");
+    assert_eq!(body["origin"], "consumer");
+    assert_eq!(
+        answer.header("x-road-error"),
+        Some("Client.request.timeout")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered at the exchange deadline, not the receive deadline"
+    );
+    assert_eq!(upstream.hits(), 0);
+}
+
+/// A consumer holding its whole share of in-flight exchanges with slow bodies is
+/// refused more, while another consumer is still served.
+#[tokio::test]
+async fn consumer_at_its_in_flight_share_leaves_room_for_the_others() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .contract("ministry-current", &ministry_current_contract())
+        .limit("max_concurrent_requests = 8")
+        .limit("max_in_flight_per_consumer = 2")
+        .limit("request_receive_timeout_ms = 3000")
+        .start()
+        .await;
+
+    // Two slow requests take the portal's whole share.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut tls = node
+            .tls_connect(Some(&pki.portal), None)
+            .await
+            .expect("connect");
+        let head = format!(
+            "{}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+            lookup_head(&format!("/r1/{CITIZEN_SERVICE}/{CITIZEN_ID}"))
+        );
+        tls.write_all(head.as_bytes()).await.expect("write");
+        tls.flush().await.expect("flush");
+        slow.push(tls);
+    }
+    let portal = node.client(&pki.portal);
+    eventually_async("the portal's share to be taken", || async {
+        let response = node.lookup(&portal, CITIZEN_ID).send().await.expect("send");
+        response.status() == 429
+    })
+    .await;
+    let refused = node.lookup(&portal, CITIZEN_ID).send().await.expect("send");
+    assert!(refused.headers().contains_key("retry-after"));
+    let body = expect_problem(refused, 429, "ratelimit.in_flight_share_exceeded").await;
+    assert_eq!(body["retryable"], true);
+
+    // The other ministry is served meanwhile.
+    let response = node
+        .lookup_citizen_as(&pki.ministry, MINISTRY, Some("LAND-TITLE"))
+        .await;
+    assert_eq!(response.status(), 200);
+
+    // The slow ones end as the sender's fault.
+    for mut tls in slow {
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut answer)).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+}
+
+// --- Finding 3: connections are bounded ---------------------------------------------
+
+/// A TLS connection that completes the handshake and never sends a request is closed
+/// at the idle deadline, counted from accept.
+#[tokio::test]
+async fn silent_connection_is_closed_at_the_idle_deadline() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .limit("idle_timeout_ms = 300")
+        .start()
+        .await;
+
+    let mut tls = node
+        .tls_connect(Some(&pki.portal), None)
+        .await
+        .expect("handshake");
+    let mut buffer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buffer)).await;
+    assert!(
+        closed.is_ok(),
+        "the node kept a silent connection open for 10 s"
+    );
+    assert!(buffer.is_empty(), "nothing was asked, nothing answered");
+}
+
+/// An HTTP/2 connection that answers every PING but sends no request is still
+/// closed at the idle deadline: pings are not activity.
+#[tokio::test]
+async fn http2_pings_do_not_keep_an_idle_connection_open() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .limit("idle_timeout_ms = 400")
+        .start()
+        .await;
+
+    let mut config = node.tls_client_config(Some(&pki.portal));
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(node.consumer)
+        .await
+        .expect("tcp");
+    let name = rustls_pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let tls = connector.connect(name, tcp).await.expect("handshake");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_millis(50))
+            .keep_alive_while_idle(true)
+            .handshake::<_, http_body_util::Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .expect("h2 handshake");
+    let driver = tokio::spawn(connection);
+    // One request, then only pings.
+    let request = http::Request::get(node.citizen_url(CITIZEN_ID))
+        .header("x-road-client", PORTAL)
+        .header("x-purpose", PURPOSE)
+        .body(http_body_util::Empty::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("answer");
+    assert_eq!(response.status(), 200);
+    let ended = tokio::time::timeout(Duration::from_secs(10), driver).await;
+    assert!(
+        ended.is_ok(),
+        "the node kept a pinging, idle HTTP/2 connection open for 10 s"
+    );
+}
+
+/// Connections from one IP are capped before the handshake; another IP is still served.
+#[tokio::test]
+async fn connections_per_ip_are_capped_before_the_handshake() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .limit("max_connections_per_ip = 3")
+        .limit("handshake_timeout_ms = 10000")
+        .start()
+        .await;
+    let flooder: std::net::IpAddr = "127.0.0.2".parse().expect("ip");
+
+    // Three bare TCP connections from the flooder hold its whole allowance.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(
+            tcp_connect(node.consumer, Some(flooder))
+                .await
+                .expect("tcp"),
+        );
+    }
+    let before = sample(
+        &metrics(&node).await,
+        "datagate_connections_refused_total{reason=\"max_connections_per_ip\"}",
+    );
+    // The fourth is closed at once, before any TLS.
+    let refused = node.tls_connect(Some(&pki.portal), Some(flooder)).await;
+    assert!(
+        refused.is_err(),
+        "a fourth connection from one IP completed a handshake"
+    );
+    let after = sample(
+        &metrics(&node).await,
+        "datagate_connections_refused_total{reason=\"max_connections_per_ip\"}",
+    );
+    assert!(after > before, "the refusal was not counted");
+
+    // 127.0.0.3 is served.
+    let client = reqwest::Client::builder()
+        .local_address(Some("127.0.0.3".parse().expect("ip")))
+        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca.cert_pem().as_bytes()).expect("CA")])
+        .identity(
+            reqwest::Identity::from_pem(
+                format!("{}{}", pki.ministry.cert_pem, pki.ministry.key_pem).as_bytes(),
+            )
+            .expect("identity"),
+        )
+        .no_proxy()
+        .build()
+        .expect("client");
+    let response = client
+        .get(node.citizen_url(CITIZEN_ID))
+        .header("X-Road-Client", MINISTRY)
+        .header("X-Purpose", "LAND-TITLE")
+        .send()
+        .await
+        .expect("served");
+    expect_problem(response, 403, "contract.outside_validity").await;
+    drop(held);
+}
+
+/// Connections per client certificate are capped after the handshake; another
+/// certificate is still served.
+#[tokio::test]
+async fn connections_per_certificate_are_capped() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .contract("ministry-current", &ministry_current_contract())
+        .limit("max_connections_per_certificate = 2")
+        .start()
+        .await;
+
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(
+            node.tls_connect(Some(&pki.portal), None)
+                .await
+                .expect("within the cap"),
+        );
+    }
+    // The third connection with the same certificate gets no answer.
+    let answer = async {
+        let mut tls = node.tls_connect(Some(&pki.portal), None).await?;
+        let head = format!(
+            "{}\r\nConnection: close\r\n\r\n",
+            lookup_head(&format!("/r1/{CITIZEN_SERVICE}/{CITIZEN_ID}"))
+        );
+        tls.write_all(head.as_bytes()).await?;
+        let mut answer = Vec::new();
+        tls.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    match tokio::time::timeout(Duration::from_secs(10), answer).await {
+        Ok(Ok(bytes)) => assert!(
+            bytes.is_empty(),
+            "the node answered over the cap: {}",
+            String::from_utf8_lossy(&bytes)
+        ),
+        Ok(Err(_)) => {}
+        Err(_) => panic!("the connection over the cap was neither answered nor closed"),
+    }
+    let response = node
+        .lookup_citizen_as(&pki.ministry, MINISTRY, Some("LAND-TITLE"))
+        .await;
+    assert_eq!(response.status(), 200);
+    drop(held);
+}
+
+// --- Finding 4: metric labels only from configuration ------------------------------
+
+#[tokio::test]
+async fn made_up_subsystems_create_no_metric_series() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url()).start().await;
+    let portal = node.client(&pki.portal);
+    for n in 0..20 {
+        let response = portal
+            .get(node.citizen_url(CITIZEN_ID))
+            .header("X-Road-Client", format!("VN/GOV/000.00.00.H29/made-up-{n}"))
+            .header("X-Purpose", PURPOSE)
+            .send()
+            .await
+            .expect("request");
+        expect_problem(response, 403, "trust.subsystem_not_bound").await;
+    }
+    let text = metrics(&node).await;
+    assert!(!text.contains("made-up"), "a caller chose a metric label");
+}
+
+// --- Finding 5: only declared query parameters reach the backend -------------------
+
+#[tokio::test]
+async fn only_declared_query_parameters_reach_the_backend() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let adapter = citizen_rest_adapter("population-rest", &upstream.url(), "", None).replacen(
+        "path = \"/{citizen_id}\"\n",
+        "path = \"/{citizen_id}\"\nquery = [\"lang\"]\n",
+        1,
+    );
+    let schema = CITIZEN_REQUEST_SCHEMA.replace(
+        r#""query": { "type": "object", "maxProperties": 0 }"#,
+        r#""query": { "type": "object" }"#,
+    );
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .adapter("population-rest", &adapter)
+        .schema("citizen-request.json", &schema)
+        .start()
+        .await;
+    let portal = node.client(&pki.portal);
+    let get = |query: &str| {
+        portal
+            .get(format!("{}?{query}", node.citizen_url(CITIZEN_ID)))
+            .header("X-Road-Client", PORTAL)
+            .header("X-Purpose", PURPOSE)
+            .send()
+    };
+
+    let response = get("lang=vi").await.expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        upstream.last_uri().as_deref(),
+        Some(format!("/citizens/{CITIZEN_ID}?lang=vi").as_str())
+    );
+    let hits = upstream.hits();
+    for query in [
+        "lang=vi&include=legal_representative&fields=all",
+        "%00=%00",
+        "lang=vi&lang=en",
+    ] {
+        let response = get(query).await.expect("request");
+        expect_problem(response, 400, "request.query_not_allowed").await;
+    }
+    let long = format!("lang={}", "a".repeat(60 * 1024));
+    let response = get(&long).await.expect("request");
+    expect_problem(response, 414, "request.uri_too_long").await;
+    assert_eq!(upstream.hits(), hits, "a refused query reached the backend");
+}
+
+// --- Finding 6: ambiguous headers ----------------------------------------------------
+
+#[tokio::test]
+async fn repeated_protocol_headers_are_refused() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url()).start().await;
+    let portal = node.client(&pki.portal);
+    let citizen = node.citizen_url(CITIZEN_ID);
+
+    let cases = [
+        portal
+            .get(&citizen)
+            .header("X-Road-Client", PORTAL)
+            .header("X-Road-Client", MINISTRY)
+            .header("X-Purpose", PURPOSE),
+        portal
+            .get(&citizen)
+            .header("X-Road-Client", PORTAL)
+            .header("X-Purpose", PURPOSE)
+            .header("X-Purpose", "MARKETING"),
+        portal
+            .get(&citizen)
+            .header("X-Road-Client", PORTAL)
+            .header("X-Purpose", PURPOSE)
+            .header("X-Road-Id", "first")
+            .header("X-Road-Id", "second"),
+    ];
+    for request in cases {
+        let response = request.send().await.expect("request");
+        let id = response.headers()["x-road-id"].clone();
+        assert_ne!(id, "first");
+        expect_problem(response, 400, "request.header_duplicated").await;
+    }
+    let accented = reqwest::header::HeaderValue::from_bytes("MỤC-ĐÍCH".as_bytes()).expect("bytes");
+    let response = portal
+        .get(&citizen)
+        .header("X-Road-Client", PORTAL)
+        .header("X-Purpose", accented)
+        .send()
+        .await
+        .expect("request");
+    expect_problem(response, 400, "request.purpose_invalid").await;
+    assert_eq!(upstream.hits(), 0);
+}
+
+// --- Finding 7: one canonical path ---------------------------------------------------
+
+#[tokio::test]
+async fn non_canonical_paths_and_dot_subsystems_are_refused() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url()).start().await;
+
+    for path in [
+        format!("/r1/VN/GOV/000.00.00.G10/../population-db/citizen/{CITIZEN_ID}"),
+        format!("/r1/{CITIZEN_SERVICE}//{CITIZEN_ID}"),
+        format!("/r1/{CITIZEN_SERVICE}/{CITIZEN_ID}/"),
+        format!("/r1/{CITIZEN_SERVICE}/%30{}", &CITIZEN_ID[1..]),
+    ] {
+        let answer = node
+            .raw_request(&pki.portal, &lookup_head(&path), b"")
+            .await;
+        answer.expect_problem(400, "request.path_invalid");
+    }
+    let answer = node
+        .raw_request(
+            &pki.portal,
+            &format!(
+                "GET /r1/{CITIZEN_SERVICE}/{CITIZEN_ID} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                 X-Road-Client: VN/GOV/000.00.00.H29/..\r\nX-Purpose: {PURPOSE}"
+            ),
+            b"",
+        )
+        .await;
+    answer.expect_problem(400, "request.client_invalid");
+    assert_eq!(upstream.hits(), 0);
+}
+
+// --- Finding 8: every refusal a client can see is ours, and counted -----------------
+
+#[tokio::test]
+async fn oversized_heads_are_refused_by_us_with_problem_json() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url()).start().await;
+
+    let many: String = (0..80).map(|n| format!("\r\nX-Filler-{n}: x")).collect();
+    let answer = node
+        .raw_request(
+            &pki.portal,
+            &format!(
+                "{}{many}",
+                lookup_head(&format!("/r1/{CITIZEN_SERVICE}/{CITIZEN_ID}"))
+            ),
+            b"",
+        )
+        .await;
+    answer.expect_problem(431, "request.headers_too_large");
+
+    let big = format!("\r\nX-Filler: {}", "x".repeat(20 * 1024));
+    let answer = node
+        .raw_request(
+            &pki.portal,
+            &format!(
+                "{}{big}",
+                lookup_head(&format!("/r1/{CITIZEN_SERVICE}/{CITIZEN_ID}"))
+            ),
+            b"",
+        )
+        .await;
+    answer.expect_problem(431, "request.headers_too_large");
+
+    let long = format!("/r1/{CITIZEN_SERVICE}/{}", "1".repeat(10 * 1024));
+    let answer = node
+        .raw_request(&pki.portal, &lookup_head(&long), b"")
+        .await;
+    answer.expect_problem(414, "request.uri_too_long");
+    assert_eq!(upstream.hits(), 0);
+}
+
+/// What hyper refuses before our layer (conflicting framing) is still counted.
+#[tokio::test]
+async fn framing_refused_by_the_http_layer_is_counted() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url()).start().await;
+    let counter = "datagate_refusals_total{code=\"http.malformed\"}";
+    let before = sample(&metrics(&node).await, counter);
+
+    let answer = node
+        .raw_request(
+            &pki.portal,
+            &format!(
+                "{}\r\nContent-Length: 5\r\nContent-Length: 6",
+                lookup_head(&format!("/r1/{CITIZEN_SERVICE}/{CITIZEN_ID}"))
+            ),
+            b"hello!",
+        )
+        .await;
+    assert_eq!(answer.status, 400);
+    eventually_async("the refusal to be counted", || async {
+        sample(&metrics(&node).await, counter) > before
+    })
+    .await;
+    assert_eq!(upstream.hits(), 0);
+}
+
+// --- Finding 9 and 13: whose error is it ---------------------------------------------
+
+/// pr-rest 1.0 §4.3/§4.6: a gateway error says so in `X-Road-Error`; a success does not.
+#[tokio::test]
+async fn xroad_error_names_who_failed_and_upstream_4xx_is_final() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::new(&pki)
+        .citizen_rest_service(&upstream.url(), "retries = 2", None)
+        .register(&pki.portal, PORTAL)
+        .start()
+        .await;
+    let portal = node.client(&pki.portal);
+
+    let ok = node
+        .lookup(&portal, CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(ok.status(), 200);
+    assert!(!ok.headers().contains_key("x-road-error"));
+
+    upstream.set(Reply::Json(503, serde_json::json!({"error": "down"})));
+    let response = node
+        .lookup(&portal, CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        response.headers()["x-road-error"],
+        "Server.ServerProxy.upstream.bad_status"
+    );
+    expect_problem(response, 502, "upstream.bad_status").await;
+
+    // A 4xx is the backend refusing this very request: not retried, not retryable.
+    upstream.set(Reply::Json(400, serde_json::json!({"error": "bad"})));
+    let hits = upstream.hits();
+    let response = node
+        .lookup(&portal, CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    let body = expect_problem(response, 502, "upstream.rejected").await;
+    assert_eq!(body["retryable"], false);
+    assert_eq!(upstream.hits(), hits + 1, "a 4xx was retried");
+}
+
+// --- Finding 11: reload resizes the in-flight limit ---------------------------------
+
+#[tokio::test]
+async fn reload_resizes_the_in_flight_limit() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Slow(
+        Duration::from_millis(600),
+        Box::new(Reply::Citizen),
+    ))
+    .await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .limit("max_concurrent_requests = 1")
+        .limit("max_in_flight_per_consumer = 1")
+        .start()
+        .await;
+    let pair = || async {
+        // Two clients, two connections: HTTP/2 would otherwise queue the second
+        // stream behind the connection's stream limit (the consumer's share).
+        let (one, two) = (node.client(&pki.portal), node.client(&pki.portal));
+        let (a, b) = tokio::join!(
+            node.lookup(&one, CITIZEN_ID).send(),
+            node.lookup(&two, "079099000124").send()
+        );
+        let mut statuses = [
+            a.expect("a").status().as_u16(),
+            b.expect("b").status().as_u16(),
+        ];
+        statuses.sort_unstable();
+        statuses
+    };
+    assert_eq!(pair().await, [200, 503]);
+
+    let file = &node.written.config_file;
+    let text = std::fs::read_to_string(file).expect("config");
+    std::fs::write(
+        file,
+        text.replace("max_concurrent_requests = 1", "max_concurrent_requests = 8")
+            .replace(
+                "max_in_flight_per_consumer = 1",
+                "max_in_flight_per_consumer = 4",
+            ),
+    )
+    .expect("rewrite");
+    assert!(node.reload(), "the reload was refused");
+    assert_eq!(pair().await, [200, 200]);
+}
