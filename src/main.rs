@@ -30,6 +30,7 @@ enum Command {
         config: PathBuf,
     },
     /// Run a complete local federation with synthetic data on 127.0.0.1.
+    #[cfg(feature = "dev")]
     Demo {
         /// Where the demo writes its PKI, configuration, journal and demo.json.
         #[arg(long, default_value = "target/demo")]
@@ -39,6 +40,7 @@ enum Command {
         project_dir: PathBuf,
     },
     /// Generate the dev PKI (a dev CA standing in for Ban Cơ yếu, gateway and client certificates).
+    #[cfg(feature = "dev")]
     Certs {
         /// Output folder.
         #[arg(long, default_value = "certs")]
@@ -101,10 +103,12 @@ fn main() -> ExitCode {
             };
             report(runtime.block_on(datagate::gateway::server::serve(loaded)))
         }
+        #[cfg(feature = "dev")]
         Command::Demo {
             state_dir,
             project_dir,
         } => report(runtime.block_on(datagate::demo::run(&project_dir, &state_dir))),
+        #[cfg(feature = "dev")]
         Command::Certs { dir } => match datagate::pki::write_dev_pki(&dir) {
             Ok(pki) => {
                 println!("dev PKI written to {} (not for production)", dir.display());

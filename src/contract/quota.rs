@@ -62,12 +62,16 @@ pub struct QuotaSettings {
     pub daily: Option<u64>,
 }
 
+/// (the local day counted, requests that day); no day before the first request.
+type DailyCount = (Option<Date>, u64);
+
 /// The runtime limits of one contract.
 #[derive(Debug)]
 pub struct ContractQuota {
     settings: QuotaSettings,
     limiter: Option<RateLimiter<NotKeyed, InMemoryState, DefaultClock, NoOpMiddleware>>,
-    daily: Option<(u64, Mutex<(Date, u64)>)>,
+    /// The daily limit and its count.
+    daily: Option<(u64, Mutex<DailyCount>)>,
 }
 
 impl ContractQuota {
@@ -81,12 +85,7 @@ impl ContractQuota {
                 .allow_burst(burst.unwrap_or(rate.requests));
             RateLimiter::direct(quota)
         });
-        let daily = daily.map(|limit| {
-            let today = OffsetDateTime::now_utc()
-                .to_offset(crate::base::clock::VIETNAM_OFFSET)
-                .date();
-            (limit, Mutex::new((today, 0)))
-        });
+        let daily = daily.map(|limit| (limit, Mutex::new((None, 0))));
         ContractQuota {
             settings: QuotaSettings {
                 rate,
@@ -115,8 +114,8 @@ impl ContractQuota {
             let mut guard = state
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if guard.0 != local.date() {
-                *guard = (local.date(), 0);
+            if guard.0 != Some(local.date()) {
+                *guard = (Some(local.date()), 0);
             }
             if guard.1 >= *limit {
                 let midnight = local.date().next_day().map_or(local, |d| {

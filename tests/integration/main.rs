@@ -1,7 +1,10 @@
 //! Integration tests of datagate: real nodes on 127.0.0.1 with certificates
 //! generated at test time, mock upstreams, and real sockets.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests fail loudly on purpose.
+// Tests read the answers of their own local servers whole and take the real time.
+#![allow(clippy::disallowed_methods)]
 
 mod support;
 
@@ -12,5 +15,6 @@ mod contracts;
 mod errors;
 mod hardening;
 mod journal;
+mod layering;
 mod ops;
 mod trust;
