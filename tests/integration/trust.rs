@@ -224,3 +224,35 @@ async fn registry_entry_with_less_than_three_working_days_notice_is_rejected_at_
         "{errors:#?}"
     );
 }
+
+/// docs/ERRORS.md names the alert a client sees for each refused certificate; this
+/// checks the two that differ from the obvious guess (issue 7, finding 10).
+#[tokio::test]
+async fn self_signed_and_server_only_certificates_get_the_documented_alerts() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url()).start().await;
+
+    // A self-signed certificate (a CA of its own, presented as the client).
+    let own = CertificateAuthority::new("dvc-portal").expect("CA");
+    let der = own.cert_der().to_vec();
+    let self_signed = datagate::pki::IssuedCertificate {
+        cert_pem: own.cert_pem().to_owned(),
+        key_pem: own.key_pem(),
+        fingerprint_sha256: datagate::pki::fingerprint_sha256(&der),
+        cert_der: der,
+        serial: vec![1],
+    };
+    let error = node.tls_refusal(Some(&self_signed)).await;
+    assert_alert(&error, AlertDescription::CertificateUnknown);
+
+    // A certificate of the trusted CA whose extended key usage is server only.
+    let server_only = pki
+        .ca
+        .issue(&LeafSpec::server("dvc-portal", &["portal.example"], &[]))
+        .expect("certificate");
+    let error = node.tls_refusal(Some(&server_only)).await;
+    assert_alert(&error, AlertDescription::UnsupportedCertificate);
+    assert_eq!(upstream.hits(), 0);
+}
