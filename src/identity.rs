@@ -202,6 +202,7 @@ serde_via_str!(MemberId, ClientId, ServiceId);
 mod tests {
     use super::*;
 
+    /// 004 Điều 57 khoản 5: members are addressed by their electronic ID codes.
     #[test]
     fn parses_and_prints_identifiers() {
         let client: ClientId = "VN/GOV/000.00.00.H29/dvc-portal".parse().expect("valid");
@@ -214,6 +215,7 @@ mod tests {
         assert_eq!(service.provider.subsystem, "population-db");
     }
 
+    /// 004 Điều 57 khoản 5: a malformed electronic ID code is refused without being echoed.
     #[test]
     fn rejects_bad_identifiers_without_echoing_them() {
         for bad in [

@@ -383,6 +383,7 @@ mod tests {
     }
 
     /// Finding 5 of issue 7: only declared query parameters pass.
+    /// 004 Điều 3: only the query parameters the operation declares are accepted.
     #[test]
     fn query_keeps_only_declared_parameters() {
         let declared = |name: &str| name == "include" || name == "lang";

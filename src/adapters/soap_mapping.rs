@@ -1161,6 +1161,7 @@ from = "path:id"
         }
     }
 
+    /// 002 Điều 26 khoản 2: hostile XML (DTDs, entity expansion) is refused.
     #[test]
     fn doctype_is_rejected() {
         let lol = r#"<?xml version="1.0"?>
@@ -1184,6 +1185,7 @@ from = "path:id"
         );
     }
 
+    /// 002 Điều 26 khoản 2: deeply nested or huge XML is refused.
     #[test]
     fn depth_and_element_limits() {
         // Exactly MAX_DEPTH levels is fine (the record is simply missing).

@@ -682,6 +682,7 @@ approved_by: Cục Cảnh sát QLHC về TTXH
         compile(&raw, Path::new("c.yaml"), Path::new("."))
     }
 
+    /// 004 Điều 3, Điều 6 khoản 2, Điều 69 khoản 3: no contract, no data; only listed operations, within validity, for an allowed purpose.
     #[test]
     fn compiles_and_authorises() {
         let set = ContractSet::new(vec![(compiled(CONTRACT).expect("valid"), "c.yaml".into())])
@@ -746,6 +747,7 @@ approved_by: Cục Cảnh sát QLHC về TTXH
         );
     }
 
+    /// 002 Điều 26 khoản 1: schema errors name paths, never personal data.
     #[test]
     fn schema_errors_name_paths_never_values() {
         let contract = compiled(CONTRACT).expect("valid");
@@ -760,6 +762,7 @@ approved_by: Cục Cảnh sát QLHC về TTXH
         assert!(body.contains("/path/citizen_id"), "{body}");
     }
 
+    /// 003 Điều 44 khoản 3, 004 Điều 55 khoản 1: a secret contract is refused; design §10 invariant 5: every problem is reported.
     #[test]
     fn reports_every_problem_of_a_contract() {
         let broken = CONTRACT
@@ -790,6 +793,7 @@ approved_by: Cục Cảnh sát QLHC về TTXH
         }
     }
 
+    /// Design §5 (no article): a reload does not reset a contract's quota.
     #[test]
     fn reload_keeps_the_quota_state_of_unchanged_contracts() {
         let tight = CONTRACT.replace(

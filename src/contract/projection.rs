@@ -63,6 +63,7 @@ mod tests {
             .expect("valid pointers")
     }
 
+    /// 004 Điều 3, Điều 6 khoản 3: only the fields the contract allows leave the node.
     #[test]
     fn keeps_only_allowed_fields() {
         let doc = json!({"id": "1", "name": "A", "secret": "x",
@@ -88,6 +89,7 @@ mod tests {
         assert_eq!(bad, vec![0, 2]);
     }
 
+    /// 004 Điều 3, Điều 6 khoản 3: projection never adds a field.
     #[test]
     fn projection_never_adds_fields() {
         // Property: every leaf of the output exists at the same place in the input.

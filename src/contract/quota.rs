@@ -147,6 +147,7 @@ mod tests {
         assert!("ten".parse::<Rate>().is_err());
     }
 
+    /// Design §5 (no article): over the rate and burst, a request is refused with a wait.
     #[test]
     fn refuses_over_burst_with_a_wait() {
         let quota = ContractQuota::new(
@@ -163,6 +164,7 @@ mod tests {
         }
     }
 
+    /// Design §5 (no article): the daily quota resets at Vietnam midnight.
     #[test]
     fn daily_quota_resets_at_local_midnight() {
         let quota = ContractQuota::new(None, None, Some(2));

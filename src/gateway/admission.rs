@@ -114,6 +114,7 @@ mod tests {
     }
 
     /// Finding 2 of issue 7: one tenant at its share leaves room for the others.
+    /// 003 Điều 50 khoản 1: one consumer cannot interrupt the service of the others.
     #[test]
     fn one_consumer_cannot_take_another_consumers_room() {
         let admission = Admission::new();
@@ -137,6 +138,7 @@ mod tests {
         let _c = admission.admit(&greedy, &limits).expect("share freed");
     }
 
+    /// 003 Điều 50 khoản 1: beyond the node's total, requests are shed at once, never queued.
     #[test]
     fn the_node_total_is_a_hard_cap() {
         let admission = Admission::new();

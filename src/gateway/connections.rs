@@ -165,6 +165,7 @@ impl Drop for Slot {
 mod tests {
     use super::*;
 
+    /// 002 Điều 26 khoản 2: connections are capped in total, per IP and per certificate.
     #[test]
     fn caps_total_per_ip_and_per_certificate_and_frees_on_drop() {
         let connections = Connections::new();

@@ -650,6 +650,7 @@ mod tests {
         assert_eq!(body["messageId"], id);
     }
 
+    /// 003 Điều 3 khoản 3: no verified certificate, no exchange.
     #[tokio::test]
     async fn request_without_a_verified_certificate_is_unauthorised() {
         let request = axum::http::Request::get("/r1/VN/GOV/000.00.00.G10/population-db/citizen/1")
@@ -663,6 +664,7 @@ mod tests {
         assert_eq!(id, "caller-chosen-id");
     }
 
+    /// 004 Điều 55 khoản 3: a malformed sender (X-Road-Client) is refused, without echoing it.
     #[tokio::test]
     async fn malformed_client_header_is_a_bad_request() {
         let request = axum::http::Request::get("/r1/VN/GOV/000.00.00.G10/population-db/citizen/1")

@@ -44,6 +44,7 @@ mod tests {
     use super::*;
     use time::macros::date;
 
+    /// 003 Điều 50 khoản 2: working days, for the notice rule, skip weekends.
     #[test]
     fn skips_weekends() {
         let cal = WorkingCalendar::default();
@@ -63,6 +64,7 @@ mod tests {
         );
     }
 
+    /// 003 Điều 50 khoản 2: working days skip the configured public holidays.
     #[test]
     fn skips_configured_holidays() {
         // National Day holiday 2026: 1-2 September (Tuesday, Wednesday).

@@ -375,6 +375,7 @@ effective_from = "{effective}"
         .expect("valid toml")
     }
 
+    /// 003 Điều 50 khoản 2: three working days' notice is enough.
     #[test]
     fn accepts_three_working_days_notice() {
         // Friday 20 Nov 2026 10:00 +07 → effective Wednesday 25 Nov.
@@ -386,6 +387,7 @@ effective_from = "{effective}"
         assert_eq!(registry.len(), 1);
     }
 
+    /// 003 Điều 50 khoản 2: less than three working days' notice is refused.
     #[test]
     fn rejects_less_than_three_working_days_notice() {
         // Friday → Tuesday is only two working days.
@@ -397,6 +399,7 @@ effective_from = "{effective}"
         assert_eq!(errors[0].0, "secure_servers[0].effective_from");
     }
 
+    /// 003 Điều 50 khoản 2: working days are counted in Vietnam time.
     #[test]
     fn counts_days_in_vietnam_time() {
         // 18:00 UTC Thursday is already Friday in Vietnam: Friday + 3 = Wednesday.
@@ -408,6 +411,7 @@ effective_from = "{effective}"
         assert_eq!(errors.len(), 1);
     }
 
+    /// 003 Điều 50 khoản 2–3: a secure server counts only for its member, from its effective date.
     #[test]
     fn authenticates_secure_servers_by_member_and_effective_date() {
         let registry = SecureServerRegistry::build(
@@ -451,6 +455,7 @@ fingerprint_sha256 = "{}"
         SecureServerRegistry::build(&raw, &WorkingCalendar::default())
     }
 
+    /// 004 Điều 55 khoản 3: a certificate speaks only for the subsystems it is bound to.
     #[test]
     fn information_system_may_claim_only_its_own_subsystems() {
         let registry = systems("").expect("valid");
@@ -475,6 +480,7 @@ fingerprint_sha256 = "{}"
         assert_eq!(code(&foreign), ErrorCode::TrustMemberMismatch);
     }
 
+    /// Design §5 (no article): a secure server's certificate is not a consumer.
     #[test]
     fn secure_server_certificate_is_not_a_consumer() {
         let registry = SecureServerRegistry::build(
@@ -493,6 +499,7 @@ fingerprint_sha256 = "{}"
         );
     }
 
+    /// Design §5 (no article): an information system's binding takes effect at its effective_from.
     #[test]
     fn information_system_needs_no_notice_but_honours_effective_from() {
         let registry =

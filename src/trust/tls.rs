@@ -136,6 +136,7 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
 mod tests {
     use super::*;
 
+    /// 003 Điều 53 khoản 4: data in transit is protected by AEAD suites with forward secrecy only.
     #[test]
     fn provider_keeps_only_aead_forward_secret_suites() {
         let provider = provider();

@@ -56,6 +56,7 @@ async fn upstream_server_error_is_a_bad_gateway() {
     );
 }
 
+/// 002 Điều 26 khoản 2: a backend's answer is capped.
 #[tokio::test]
 async fn upstream_body_over_the_cap_is_refused_when_content_length_announces_it() {
     init();
@@ -75,6 +76,7 @@ async fn upstream_body_over_the_cap_is_refused_when_content_length_announces_it(
     expect_problem(response, 502, "upstream.body_too_large").await;
 }
 
+/// 002 Điều 26 khoản 2: a backend's answer is capped, even without Content-Length.
 #[tokio::test]
 async fn upstream_body_over_the_cap_is_refused_when_streamed_without_content_length() {
     init();
@@ -126,6 +128,7 @@ async fn malformed_json_from_upstream_is_a_bad_gateway() {
     assert!(!body.to_string().contains(CITIZEN_ID), "{body}");
 }
 
+/// 004 Điều 13 khoản 4, 002 Điều 26 khoản 1: answers follow the contract's structure, and the provider's data stays out of the error.
 #[tokio::test]
 async fn answer_breaking_the_response_schema_is_refused() {
     init();
@@ -227,6 +230,7 @@ async fn register_record(upstream: &MockUpstream, citizen_id: &str) -> BTreeMap<
     leaves
 }
 
+/// 002 Điều 9 khoản 2, 004 Điều 3: a SOAP/XML register is shared as a JSON API, cut to the contract's fields.
 #[tokio::test]
 async fn soap_upstream_answers_with_the_projected_record() {
     init();

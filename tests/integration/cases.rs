@@ -57,6 +57,7 @@ fn read(relative: &str) -> String {
         .unwrap_or_else(|e| panic!("{relative}: {e}"))
 }
 
+/// 004 Điều 3, 6 khoản 2, 13 khoản 4, 55 khoản 3, 69 khoản 3: the repository's contracts, case by case (contracts/cases).
 #[tokio::test]
 async fn repository_contract_cases_hold() {
     init();

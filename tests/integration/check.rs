@@ -14,6 +14,7 @@ fn check(config: &Path) -> Output {
         .expect("run datagate check")
 }
 
+/// 003 Điều 44 khoản 3, 004 Điều 55 khoản 1: a secret contract never loads; design §10 invariant 5: every error is named.
 #[test]
 fn check_names_every_broken_contract_file_and_path() {
     init();

@@ -4,6 +4,7 @@
 use crate::support::*;
 use serde_json::json;
 
+/// 004 Điều 55 khoản 3: every request names its sender (X-Road-Client).
 #[tokio::test]
 async fn rejects_request_without_x_road_client() {
     init();
@@ -22,6 +23,7 @@ async fn rejects_request_without_x_road_client() {
     assert_eq!(upstream.hits(), 0);
 }
 
+/// Design §3 (no article): every exchange, answered or refused, carries a message id.
 #[tokio::test]
 async fn echoes_given_message_id_and_generates_one_when_absent() {
     init();
@@ -84,6 +86,7 @@ async fn echoes_given_message_id_and_generates_one_when_absent() {
     assert_eq!(body["messageId"], second.as_str());
 }
 
+/// 004 Điều 3, Điều 69 khoản 3: without the data owner's agreement (a contract) there is no data.
 #[tokio::test]
 async fn denies_client_without_contract() {
     init();
@@ -99,6 +102,7 @@ async fn denies_client_without_contract() {
     assert_eq!(upstream.hits(), 0);
 }
 
+/// 004 Điều 6 khoản 2: data is used only for a purpose the contract states.
 #[tokio::test]
 async fn denies_purpose_the_contract_does_not_list() {
     init();
@@ -113,6 +117,7 @@ async fn denies_purpose_the_contract_does_not_list() {
     assert_eq!(upstream.hits(), 0);
 }
 
+/// 004 Điều 6 khoản 2: a request states its purpose when the contract lists purposes.
 #[tokio::test]
 async fn requires_a_purpose_when_the_contract_lists_purposes() {
     init();
@@ -125,6 +130,7 @@ async fn requires_a_purpose_when_the_contract_lists_purposes() {
     assert_eq!(upstream.hits(), 0);
 }
 
+/// 004 Điều 69 khoản 3: access lasts only while the agreement with the data owner is valid.
 #[tokio::test]
 async fn denies_request_outside_the_contract_validity() {
     init();
@@ -147,6 +153,7 @@ async fn denies_request_outside_the_contract_validity() {
     assert_eq!(upstream.hits(), 0);
 }
 
+/// 004 Điều 13 khoản 4, 002 Điều 26 khoản 1: requests follow the published structure, and errors never echo personal data.
 #[tokio::test]
 async fn rejects_schema_invalid_request_naming_the_path_not_the_value() {
     init();
@@ -179,6 +186,7 @@ async fn rejects_schema_invalid_request_naming_the_path_not_the_value() {
     assert_eq!(upstream.hits(), 0);
 }
 
+/// Design §5 (no article; the texts are silent on rate limits): over the quota, 429 with Retry-After.
 #[tokio::test]
 async fn refuses_requests_over_the_contract_quota_with_retry_after() {
     init();
@@ -223,6 +231,7 @@ async fn refuses_requests_over_the_contract_quota_with_retry_after() {
     assert_eq!(upstream.hits(), 2);
 }
 
+/// 004 Điều 13 khoản 4: a request that follows the published exchange structure is served.
 #[tokio::test]
 async fn accepts_json_body_that_satisfies_the_request_schema() {
     init();
@@ -248,6 +257,7 @@ async fn accepts_json_body_that_satisfies_the_request_schema() {
     );
 }
 
+/// 002 Điều 26 khoản 2: request bodies are capped.
 #[tokio::test]
 async fn rejects_request_body_over_the_limit() {
     init();
@@ -294,6 +304,7 @@ async fn rejects_request_body_over_the_limit() {
     assert_eq!(upstream.hits(), 0);
 }
 
+/// 002 Điều 26 khoản 1: a malformed body is refused without echoing the personal data in it.
 #[tokio::test]
 async fn rejects_body_that_is_not_json() {
     init();

@@ -4,6 +4,7 @@
 use crate::support::*;
 use serde_json::json;
 
+/// 002 Điều 26 khoản 1: no error echoes personal data; design §10 invariant 6: one problem+json shape.
 #[tokio::test]
 async fn every_error_is_problem_json_carrying_code_status_and_message_id() {
     init();
@@ -142,6 +143,7 @@ async fn every_error_is_problem_json_carrying_code_status_and_message_id() {
 /// A caller's invalid `X-Road-Id` cannot be echoed, but the exchange still needs
 /// an id: the refusal should carry a fresh one in the header and the body, like
 /// every other error (and the journal row should not have an empty message id).
+/// Design §3 (no article): every exchange, refused ones included, has its own message id.
 #[tokio::test]
 async fn invalid_message_id_is_refused_with_a_fresh_message_id() {
     init();

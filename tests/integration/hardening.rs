@@ -59,6 +59,7 @@ fn sample(metrics: &str, prefix: &str) -> f64 {
 
 /// 003 Điều 50: only registered systems exchange data; a certificate speaks only for
 /// the subsystems it is registered for.
+/// 004 Điều 55 khoản 3: sender identity is the subsystem the certificate is bound to, not its whole member.
 #[tokio::test]
 async fn certificate_cannot_claim_a_sibling_subsystem_of_its_member() {
     init();
@@ -81,6 +82,7 @@ async fn certificate_cannot_claim_a_sibling_subsystem_of_its_member() {
     assert_eq!(upstream.hits(), 0);
 }
 
+/// Design §5 (no article): a secure server's certificate is never a caller on the consumer listener.
 #[tokio::test]
 async fn secure_server_certificate_is_not_a_caller_on_the_consumer_listener() {
     init();
@@ -99,6 +101,7 @@ async fn secure_server_certificate_is_not_a_caller_on_the_consumer_listener() {
 
 // --- Finding 1: SIGHUP reloads the demo ---------------------------------------------
 
+/// 003 Điều 50 khoản 1: SIGHUP applies the configuration without interrupting service.
 #[cfg(unix)]
 #[tokio::test]
 async fn demo_reloads_on_sighup_and_keeps_serving() {
@@ -168,6 +171,7 @@ async fn demo_reloads_on_sighup_and_keeps_serving() {
 
 /// A GET whose chunked body never ends: answered 408 `request.timeout` (the
 /// sender's fault) at the receive deadline, long before the exchange deadline.
+/// 002 Điều 26 khoản 2: a sender that never finishes its body cannot hold the node.
 #[tokio::test]
 async fn body_that_never_ends_gets_408_at_the_receive_deadline() {
     init();
@@ -205,6 +209,7 @@ async fn body_that_never_ends_gets_408_at_the_receive_deadline() {
 
 /// A consumer holding its whole share of in-flight exchanges with slow bodies is
 /// refused more, while another consumer is still served.
+/// 003 Điều 50 khoản 1: one consumer cannot interrupt the service of the others.
 #[tokio::test]
 async fn consumer_at_its_in_flight_share_leaves_room_for_the_others() {
     init();
@@ -263,6 +268,7 @@ async fn consumer_at_its_in_flight_share_leaves_room_for_the_others() {
 
 /// A TLS connection that completes the handshake and never sends a request is closed
 /// at the idle deadline, counted from accept.
+/// 002 Điều 26 khoản 2: idle connections cannot exhaust the node.
 #[tokio::test]
 async fn silent_connection_is_closed_at_the_idle_deadline() {
     init();
@@ -288,6 +294,7 @@ async fn silent_connection_is_closed_at_the_idle_deadline() {
 
 /// An HTTP/2 connection that answers every PING but sends no request is still
 /// closed at the idle deadline: pings are not activity.
+/// 002 Điều 26 khoản 2: pings do not keep an idle connection alive.
 #[tokio::test]
 async fn http2_pings_do_not_keep_an_idle_connection_open() {
     init();
@@ -331,6 +338,7 @@ async fn http2_pings_do_not_keep_an_idle_connection_open() {
 }
 
 /// Connections from one IP are capped before the handshake; another IP is still served.
+/// 002 Điều 26 khoản 2, 003 Điều 53 khoản 3: connections per IP are capped, and the refusals are counted.
 #[tokio::test]
 async fn connections_per_ip_are_capped_before_the_handshake() {
     init();
@@ -394,6 +402,7 @@ async fn connections_per_ip_are_capped_before_the_handshake() {
 
 /// Connections per client certificate are capped after the handshake; another
 /// certificate is still served.
+/// 002 Điều 26 khoản 2: connections per client certificate are capped.
 #[tokio::test]
 async fn connections_per_certificate_are_capped() {
     init();
@@ -443,6 +452,7 @@ async fn connections_per_certificate_are_capped() {
 
 // --- Finding 4: metric labels only from configuration ------------------------------
 
+/// Design §10 invariant 9 (no article): metric labels never take what a caller sends.
 #[tokio::test]
 async fn made_up_subsystems_create_no_metric_series() {
     init();
@@ -466,6 +476,7 @@ async fn made_up_subsystems_create_no_metric_series() {
 
 // --- Finding 5: only declared query parameters reach the backend -------------------
 
+/// 004 Điều 3: only the query parameters the operation declares reach the data owner's backend.
 #[tokio::test]
 async fn only_declared_query_parameters_reach_the_backend() {
     init();
@@ -598,6 +609,7 @@ async fn non_canonical_paths_and_dot_subsystems_are_refused() {
 
 // --- Finding 8: every refusal a client can see is ours, and counted -----------------
 
+/// 002 Điều 26 khoản 2: oversized heads and URIs are refused.
 #[tokio::test]
 async fn oversized_heads_are_refused_by_us_with_problem_json() {
     init();
@@ -640,6 +652,7 @@ async fn oversized_heads_are_refused_by_us_with_problem_json() {
 }
 
 /// What hyper refuses before our layer (conflicting framing) is still counted.
+/// 003 Điều 53 khoản 3: refusals by the HTTP layer are counted for security monitoring.
 #[tokio::test]
 async fn framing_refused_by_the_http_layer_is_counted() {
     init();
@@ -717,6 +730,7 @@ async fn xroad_error_names_who_failed_and_upstream_4xx_is_final() {
 
 // --- Finding 11: reload resizes the in-flight limit ---------------------------------
 
+/// 003 Điều 50 khoản 1: limits change on reload, without a restart.
 #[tokio::test]
 async fn reload_resizes_the_in_flight_limit() {
     init();

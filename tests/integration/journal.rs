@@ -46,6 +46,7 @@ async fn journal_rows(node: &TestNode) -> Vec<BTreeMap<String, Option<String>>> 
     .collect()
 }
 
+/// 004 Điều 27 khoản 3, Điều 6 khoản 1–2; 002 Điều 26 khoản 1: every exchange is journaled before it is answered, personal ids only as keyed digests.
 #[tokio::test]
 async fn journals_every_exchange_once_without_citizen_ids_in_clear() {
     init();

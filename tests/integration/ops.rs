@@ -28,6 +28,7 @@ async fn healthz_answers_ok() {
     assert_eq!(response.text().await.expect("body"), "ok");
 }
 
+/// 003 Điều 48 khoản 4, 002 Điều 24 khoản 1: backend connections are checked and their state reported.
 #[tokio::test]
 async fn readyz_is_ready_when_every_health_url_answers() {
     init();
@@ -52,6 +53,7 @@ async fn readyz_is_ready_when_every_health_url_answers() {
     assert_eq!(body["secure_servers"], 2, "{body}");
 }
 
+/// 003 Điều 48 khoản 4, 002 Điều 24 khoản 1: a lost backend connection is named in /readyz.
 #[tokio::test]
 async fn readyz_names_the_adapter_whose_health_url_is_dead() {
     init();
@@ -92,6 +94,7 @@ async fn readyz_names_the_adapter_whose_health_url_is_dead() {
     );
 }
 
+/// 002 Điều 16 khoản 1, Điều 26 khoản 1: automatic monitoring per service and per participant, without personal ids.
 #[tokio::test]
 async fn metrics_count_requests_by_service_consumer_and_status_without_citizen_ids() {
     init();
@@ -153,6 +156,7 @@ async fn metrics_count_requests_by_service_consumer_and_status_without_citizen_i
     assert!(!text.contains(citizen_id), "a citizen id is in the metrics");
 }
 
+/// 003 Điều 50 khoản 1: stopping a node does not cut the exchanges it has accepted.
 #[tokio::test]
 async fn shutdown_drains_in_flight_request_then_refuses_connections() {
     init();
@@ -261,6 +265,7 @@ async fn node_run_future_is_send_so_it_can_be_spawned() {
     );
 }
 
+/// 003 Điều 50 khoản 1: changes apply without a restart, and a broken change never interrupts service.
 #[tokio::test]
 async fn reload_applies_a_valid_change_and_keeps_the_last_good_set_on_error() {
     init();

@@ -13,6 +13,7 @@ fn assert_alert(error: &rustls::Error, expected: AlertDescription) {
     );
 }
 
+/// 004 Điều 3, Điều 6 khoản 3: the consumer receives only the fields the data owner's contract allows.
 #[tokio::test]
 async fn registered_consumer_receives_exactly_the_allowed_fields() {
     init();
@@ -36,6 +37,7 @@ async fn registered_consumer_receives_exactly_the_allowed_fields() {
     assert_eq!(upstream.hits(), 1);
 }
 
+/// 003 Điều 3 khoản 3: a caller authenticates with a certificate from the trusted CA; without one there is no handshake.
 #[tokio::test]
 async fn refuses_handshake_without_client_certificate() {
     init();
@@ -48,6 +50,7 @@ async fn refuses_handshake_without_client_certificate() {
     assert_eq!(upstream.hits(), 0);
 }
 
+/// 003 Điều 3 khoản 3: only certificates issued by the trusted CA (Ban Cơ yếu Chính phủ) authenticate.
 #[tokio::test]
 async fn rejects_certificate_from_unknown_ca() {
     init();
@@ -65,6 +68,7 @@ async fn rejects_certificate_from_unknown_ca() {
     assert_eq!(upstream.hits(), 0);
 }
 
+/// 003 Điều 3 khoản 3: a CA that only copies the trusted CA's name authenticates no one.
 #[tokio::test]
 async fn rejects_certificate_from_impostor_ca_with_the_trusted_ca_name() {
     init();
@@ -80,6 +84,7 @@ async fn rejects_certificate_from_impostor_ca_with_the_trusted_ca_name() {
     assert_eq!(upstream.hits(), 0);
 }
 
+/// 003 Điều 3 khoản 3: an expired certificate no longer authenticates.
 #[tokio::test]
 async fn rejects_expired_certificate() {
     init();
@@ -101,6 +106,7 @@ async fn rejects_expired_certificate() {
     assert_alert(&error, AlertDescription::CertificateExpired);
 }
 
+/// 003 Điều 3 khoản 3: a certificate that is not yet valid does not authenticate.
 #[tokio::test]
 async fn rejects_not_yet_valid_certificate() {
     init();
@@ -122,6 +128,7 @@ async fn rejects_not_yet_valid_certificate() {
     assert_alert(&error, AlertDescription::CertificateExpired);
 }
 
+/// 003 Điều 3 khoản 3: a certificate its CA has revoked (CRL) no longer authenticates.
 #[tokio::test]
 async fn rejects_revoked_certificate_and_keeps_accepting_others() {
     init();
@@ -146,6 +153,7 @@ async fn rejects_revoked_certificate_and_keeps_accepting_others() {
     assert_eq!(response.status(), 200);
 }
 
+/// 004 Điều 55 khoản 3: sender identity needs a registered information system, not just a certificate from the trusted CA.
 #[tokio::test]
 async fn rejects_unregistered_certificate_from_trusted_ca() {
     init();
@@ -163,6 +171,7 @@ async fn rejects_unregistered_certificate_from_trusted_ca() {
     assert_eq!(upstream.hits(), 0);
 }
 
+/// 004 Điều 55 khoản 3: a certificate speaks only for the member it is registered for.
 #[tokio::test]
 async fn rejects_certificate_registered_for_another_member() {
     init();
@@ -178,6 +187,7 @@ async fn rejects_certificate_registered_for_another_member() {
     assert_eq!(upstream.hits(), 0);
 }
 
+/// Design §5 (no article): an information system's registration takes effect only at its effective_from.
 #[tokio::test]
 async fn rejects_registration_that_is_not_yet_effective() {
     init();
@@ -198,6 +208,7 @@ async fn rejects_registration_that_is_not_yet_effective() {
     assert_eq!(upstream.hits(), 0);
 }
 
+/// 003 Điều 50 khoản 2: a secure server's registration needs three working days' notice.
 #[tokio::test]
 async fn registry_entry_with_less_than_three_working_days_notice_is_rejected_at_load() {
     init();
@@ -227,6 +238,7 @@ async fn registry_entry_with_less_than_three_working_days_notice_is_rejected_at_
 
 /// docs/ERRORS.md names the alert a client sees for each refused certificate; this
 /// checks the two that differ from the obvious guess (issue 7, finding 10).
+/// 003 Điều 3 khoản 3: a self-signed or server-only certificate does not authenticate a caller.
 #[tokio::test]
 async fn self_signed_and_server_only_certificates_get_the_documented_alerts() {
     init();
