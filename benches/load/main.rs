@@ -16,6 +16,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod client;
+mod flood;
 mod measure;
 mod procs;
 mod report;
@@ -43,6 +44,9 @@ usage: cargo bench --bench load -- [--quick | --full] [options]
                        other runs use a third and a half of it, at least 2 and 3)
   --concurrency N      concurrent requests of the saturation run
   --idle N             idle keep-alive connections for the memory figure
+  --flood              only the flood run: 20 000 idle connections from 127.0.0.2 against
+                       a gateway with default limits, a second consumer served from
+                       127.0.0.3 meanwhile, /readyz, RSS before, during and after
   --perf               record `perf record -g` of each TLS target during its keep-alive
                        run and write `perf report` summaries next to the results
   --out DIR            where results go (default: target/bench-load)
@@ -77,6 +81,8 @@ pub struct Options {
     /// Deadline for opening them, seconds.
     pub idle_deadline: f64,
     targets: Vec<String>,
+    /// Only the flood run.
+    pub flood: bool,
     /// Whether to record perf profiles.
     pub perf: bool,
     /// Where results go.
@@ -103,6 +109,7 @@ impl Options {
                 idle_deadline: 120.0,
                 targets: Vec::new(),
                 perf: false,
+                flood: false,
                 out: PathBuf::new(),
             }
         } else {
@@ -122,6 +129,7 @@ impl Options {
                 idle_deadline: 30.0,
                 targets: Vec::new(),
                 perf: false,
+                flood: false,
                 out: PathBuf::new(),
             }
         };
@@ -157,6 +165,7 @@ impl Options {
                     options.saturation_concurrency = number(iter.next(), "--concurrency")? as usize
                 }
                 "--perf" => options.perf = true,
+                "--flood" => options.flood = true,
                 "--out" => {
                     options.out = PathBuf::from(iter.next().context("--out needs a directory")?)
                 }
@@ -356,6 +365,15 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
         pinning,
         nginx,
     };
+    if options.flood {
+        let markdown = flood::run(&harness).await?;
+        println!("{markdown}");
+        std::fs::write(options.out.join("flood.md"), &markdown)?;
+        eprintln!("load: wrote {}/flood.md", options.out.display());
+        harness.stub.stop();
+        drop(temp);
+        return Ok(());
+    }
     // Start every target, then measure them side by side.
     let mut targets = Vec::new();
     let mut lives = Vec::new();
@@ -461,8 +479,15 @@ async fn start(harness: &Harness, result: TargetResult) -> anyhow::Result<Option
             } else {
                 setup::GatewayProfile::Full
             };
-            let (proc, port) = start_gateway(harness, &id, profile)?;
-            (proc.pid(), client::Endpoint::new(port, true), Some(proc))
+            let limits = setup::GatewayLimits::Wide {
+                connections: harness.options.idle + harness.options.saturation_concurrency,
+            };
+            let (proc, ports) = start_gateway(harness, &id, profile, limits)?;
+            (
+                proc.pid(),
+                client::Endpoint::new(ports.consumer, true),
+                Some(proc),
+            )
         }
     };
     Live::new(harness, result, pid, endpoint, proc)
@@ -503,13 +528,21 @@ fn start_gateway(
     harness: &Harness,
     id: &str,
     profile: setup::GatewayProfile,
-) -> anyhow::Result<(Proc, u16)> {
+    limits: setup::GatewayLimits,
+) -> anyhow::Result<(Proc, setup::GatewayPorts)> {
     let dir = harness.dir.join(id);
     let ports = setup::GatewayPorts {
         consumer: procs::free_port()?,
         ops: procs::free_port()?,
     };
-    let config = setup::write_gateway(&dir, profile, &harness.pki, ports, harness.stub_port)?;
+    let config = setup::write_gateway(
+        &dir,
+        profile,
+        limits,
+        &harness.pki,
+        ports,
+        harness.stub_port,
+    )?;
     let mut command = procs::pinned(
         harness.pinning.target,
         Path::new(env!("CARGO_BIN_EXE_datagate")),
@@ -522,7 +555,7 @@ fn start_gateway(
         .env_remove("DATAGATE_CONFIG");
     let mut proc = Proc::spawn(id, command, &dir.join("gateway.log"), false)?;
     procs::wait_listening(&mut proc, ports.consumer, Duration::from_secs(20))?;
-    Ok((proc, ports.consumer))
+    Ok((proc, ports))
 }
 
 /// `git describe --always --dirty`, plus the uncommitted files under `src/`

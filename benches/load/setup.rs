@@ -5,7 +5,6 @@
 use datagate::pki::{CertificateAuthority, IssuedCertificate, LeafSpec};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use time::{Duration, OffsetDateTime, UtcOffset};
 
 /// The node's member (provider).
 pub const PROVIDER_MEMBER: &str = "VN/GOV/000.00.00.G10";
@@ -15,6 +14,8 @@ pub const SERVICE: &str = "VN/GOV/000.00.00.G10/bench-db/record";
 pub const CLIENT_MEMBER: &str = "VN/GOV/000.00.00.H29";
 /// The consumer subsystem (`X-Road-Client`).
 pub const CLIENT: &str = "VN/GOV/000.00.00.H29/bench-client";
+/// A second consumer subsystem, with a certificate of its own (the flood's bystander).
+pub const VICTIM: &str = "VN/GOV/000.00.00.H29/bench-victim";
 /// The purpose code the contracts allow (`X-Purpose`).
 pub const PURPOSE: &str = "BENCHMARK";
 /// The record id requested.
@@ -38,6 +39,8 @@ pub struct Pki {
     pub server_key: PathBuf,
     /// The consumer's client certificate.
     pub client: IssuedCertificate,
+    /// The second consumer's client certificate.
+    pub victim: IssuedCertificate,
 }
 
 /// Generates a CA, a server certificate (127.0.0.1, localhost) and a client
@@ -51,12 +54,14 @@ pub fn write_pki(dir: &Path) -> anyhow::Result<Pki> {
         &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
     ))?;
     let client = ca.issue(&LeafSpec::client("bench-client", "000.00.00.H29"))?;
+    let victim = ca.issue(&LeafSpec::client("bench-victim", "000.00.00.H29"))?;
     let pki = Pki {
         ca_cert: dir.join("ca.pem"),
         ca_der: ca.cert_der().to_vec(),
         server_cert: dir.join("server.pem"),
         server_key: dir.join("server-key.pem"),
         client,
+        victim,
     };
     std::fs::write(&pki.ca_cert, ca.cert_pem())?;
     std::fs::write(&pki.server_cert, &server.cert_pem)?;
@@ -81,34 +86,36 @@ fn toml_path(path: &Path) -> String {
     toml::Value::String(path.display().to_string()).to_string()
 }
 
-/// `[[secure_servers]]` with the client registered 30 days ago, effective 20 days ago.
-fn registry(fingerprint: &str) -> anyhow::Result<String> {
-    let now = OffsetDateTime::now_utc().to_offset(UtcOffset::from_hms(7, 0, 0)?);
-    let submitted = (now - Duration::days(30)).replace_nanosecond(0)?;
-    let effective = (now - Duration::days(20)).replace_nanosecond(0)?;
-    let fmt = &time::format_description::well_known::Rfc3339;
-    Ok(format!(
-        "[[secure_servers]]\nmember = \"{CLIENT_MEMBER}\"\nname = \"bench-client\"\n\
-         fingerprint_sha256 = \"{fingerprint}\"\nsubmitted_at = \"{}\"\neffective_from = \"{}\"\n",
-        submitted.format(fmt)?,
-        effective.format(fmt)?,
-    ))
+/// `[[information_systems]]`: each certificate bound to its own subsystem.
+fn registry(pki: &Pki) -> String {
+    [(&pki.client, CLIENT), (&pki.victim, VICTIM)]
+        .iter()
+        .map(|(cert, client)| {
+            let (member, subsystem) = client.rsplit_once('/').unwrap_or((CLIENT_MEMBER, client));
+            format!(
+                "[[information_systems]]\nmember = \"{member}\"\nname = \"{subsystem}\"\n\
+                 subsystems = [\"{subsystem}\"]\nfingerprint_sha256 = \"{}\"\n\n",
+                cert.fingerprint_sha256
+            )
+        })
+        .collect()
 }
 
-fn contract(profile: GatewayProfile) -> String {
+fn contract(profile: GatewayProfile, consumer: &str) -> String {
     let common = format!(
-        "version: 1\nconsumer: {CLIENT}\nservice: {SERVICE}\n\
+        "version: 1\nconsumer: {consumer}\nservice: {SERVICE}\n\
          operations:\n  - {{ method: GET, path: \"/{{record_id}}\" }}\n\
          purposes: [{PURPOSE}]\nlegal_basis: load benchmark (synthetic)\n\
          valid_from: 2020-01-01T00:00:00+07:00\nvalid_until: 2099-12-31T23:59:59+07:00\n\
          approved_by: load benchmark\n"
     );
+    let suffix = consumer.rsplit('/').next().unwrap_or("client");
     match profile {
         GatewayProfile::PassThrough => format!(
-            "id: bench-pass-through\n{common}classification: internal\nallowed_fields: [\"\"]\n"
+            "id: bench-pass-through-{suffix}\n{common}classification: internal\nallowed_fields: [\"\"]\n"
         ),
         GatewayProfile::Full => format!(
-            "id: bench-full-pipeline\n{common}classification: sensitive\n\
+            "id: bench-full-pipeline-{suffix}\n{common}classification: sensitive\n\
              allowed_fields:\n  - /record_id\n  - /full_name\n  - /date_of_birth\n  - /sex\n  \
              - /address/province\n  - /address/district\n\
              request_schema: schemas/request.json\nresponse_schema: schemas/record.json\n\
@@ -168,11 +175,45 @@ pub struct GatewayPorts {
     pub ops: u16,
 }
 
+/// The `[limits]` a gateway runs with.
+#[derive(Debug, Clone, Copy)]
+pub enum GatewayLimits {
+    /// Connection caps and idle deadline as wide as nginx's configuration here (no
+    /// per-IP or per-certificate cap below `connections`, no rate of new connections,
+    /// 300 s keep-alive), so the
+    /// cost comparison measures the proxy path, not the caps.
+    Wide {
+        /// Connections the run holds open at most.
+        connections: usize,
+    },
+    /// The node's defaults, as an operator gets them (the flood run).
+    Defaults,
+}
+
+impl GatewayLimits {
+    fn toml(self) -> String {
+        match self {
+            GatewayLimits::Wide { connections } => {
+                let connections = connections + 4096;
+                format!(
+                    "max_concurrent_requests = 8192\nmax_in_flight_per_consumer = 8192\n\
+                     max_connections = {connections}\nmax_connections_per_ip = {connections}\n\
+                     max_connections_per_certificate = {connections}\n\
+                     max_new_connections_per_ip_per_second = 0\nidle_timeout_ms = 300000\n\
+                     shutdown_grace_ms = 1000\n"
+                )
+            }
+            GatewayLimits::Defaults => "shutdown_grace_ms = 1000\n".to_owned(),
+        }
+    }
+}
+
 /// Writes a gateway's configuration under `dir` and returns the node
 /// configuration file.
 pub fn write_gateway(
     dir: &Path,
     profile: GatewayProfile,
+    limits: GatewayLimits,
     pki: &Pki,
     ports: GatewayPorts,
     stub_port: u16,
@@ -181,7 +222,8 @@ pub fn write_gateway(
     let adapters = dir.join("adapters");
     std::fs::create_dir_all(contracts.join("schemas"))?;
     std::fs::create_dir_all(&adapters)?;
-    std::fs::write(contracts.join("bench.yaml"), contract(profile))?;
+    std::fs::write(contracts.join("bench.yaml"), contract(profile, CLIENT))?;
+    std::fs::write(contracts.join("victim.yaml"), contract(profile, VICTIM))?;
     if profile == GatewayProfile::Full {
         std::fs::write(contracts.join("schemas/request.json"), REQUEST_SCHEMA)?;
         std::fs::write(contracts.join("schemas/record.json"), RECORD_SCHEMA)?;
@@ -196,7 +238,7 @@ pub fn write_gateway(
         ),
     )?;
     let registry_file = dir.join("registry.toml");
-    std::fs::write(&registry_file, registry(&pki.client.fingerprint_sha256)?)?;
+    std::fs::write(&registry_file, registry(pki))?;
     let file = dir.join("datagate.toml");
     std::fs::write(
         &file,
@@ -207,13 +249,14 @@ pub fn write_gateway(
              [registry]\nfile = {registry}\n\n\
              [contracts]\ndir = {contracts}\n\n[adapters]\ndir = {adapters}\n\n\
              [journal]\npath = {journal}\nhmac_key_file = {journal_key}\n\n\
-             [limits]\nmax_concurrent_requests = 8192\nshutdown_grace_ms = 1000\n\n\
+             [limits]\n{limits}\n\
              [[services]]\nid = \"{SERVICE}\"\nadapter = \"bench-db\"\n\n{dangerous}",
             dangerous = if profile == GatewayProfile::PassThrough {
                 "[dangerous]\ndisable_journal = true\n"
             } else {
                 ""
             },
+            limits = limits.toml(),
             consumer = ports.consumer,
             ops = ports.ops,
             cert = toml_path(&pki.server_cert),

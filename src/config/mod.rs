@@ -50,6 +50,8 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// Open connections per client certificate.
     pub max_connections_per_certificate: usize,
+    /// New connections per IP per second (0: no rate).
+    pub max_new_connections_per_ip_per_second: u32,
     /// Longest request target.
     pub max_uri_bytes: usize,
     /// Most header fields.
@@ -121,6 +123,7 @@ impl Limits {
             max_connections: raw.max_connections,
             max_connections_per_ip: raw.max_connections_per_ip,
             max_connections_per_certificate: raw.max_connections_per_certificate,
+            max_new_connections_per_ip_per_second: raw.max_new_connections_per_ip_per_second,
             max_uri_bytes: raw.max_uri_bytes,
             max_headers: raw.max_headers,
             max_header_bytes: raw.max_header_bytes,

@@ -148,6 +148,9 @@ pub struct RawLimits {
     pub max_connections_per_ip: usize,
     /// Open connections per client certificate, checked after the handshake. Default 64.
     pub max_connections_per_certificate: usize,
+    /// New connections one IP address may open per second (burst: as many), checked
+    /// before the handshake; 0 switches the rate off. Default 200.
+    pub max_new_connections_per_ip_per_second: u32,
     /// Longest request target (path and query) in bytes; longer gets 414. Default 8 192.
     pub max_uri_bytes: usize,
     /// Most header fields in one request; more gets 431. Default 64.
@@ -170,6 +173,7 @@ impl Default for RawLimits {
             max_connections: 8_192,
             max_connections_per_ip: 256,
             max_connections_per_certificate: 64,
+            max_new_connections_per_ip_per_second: 200,
             max_uri_bytes: 8_192,
             max_headers: 64,
             max_header_bytes: 16_384,

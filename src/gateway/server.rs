@@ -29,6 +29,7 @@ use crate::trust::PeerCertificate;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use axum::Router;
+use futures_util::FutureExt as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::ServiceExt;
+
+/// Sockets taken from the backlog in one turn of the accept loop.
+const ACCEPT_BURST: usize = 128;
 
 /// How long a connection told to close may take to finish its last answer.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -172,45 +176,40 @@ impl Node {
         });
         let router = consumer_router(self.gateway.clone());
         let connections = self.gateway.connections().clone();
+        // Descriptors bound the listener below `max_connections` if the process may not
+        // open that many; a reload that raises `max_connections` takes effect up to here.
+        let ceiling =
+            super::connections::connection_ceiling(self.gateway.runtime().limits.max_connections);
         tracing::info!(address = %self.consumer.local_addr()?, "consumer listener (mTLS) ready");
         loop {
             tokio::select! {
                 // The watch guard must not live across the select's other branch.
                 _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
                 accepted = self.consumer.accept() => {
-                    let (stream, remote) = match accepted {
-                        Ok(pair) => pair,
-                        Err(error) => {
-                            // Out of descriptors: wait a little rather than spin; the caps
-                            // below keep this rare, and the ops listener has its own socket.
-                            tracing::warn!(error = %error, "accept failed");
-                            metrics::counter!("datagate_accept_failures_total").increment(1);
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
+                    // Take what is waiting in the backlog in one go: refusals over the caps
+                    // are cheap, and a drained backlog keeps SYNs of other peers from being
+                    // dropped while one peer floods.
+                    let mut next = Some(accepted);
+                    let mut burst = 0;
+                    while let Some(accepted) = next.take() {
+                        match accepted {
+                            Ok((stream, remote)) => {
+                                admit(&self.gateway, &self.tls, stream, remote, ceiling, &router, &shutdown);
+                            }
+                            Err(error) => {
+                                // Out of descriptors: wait a little rather than spin; the caps
+                                // keep this rare, and the ops listener has its own socket.
+                                tracing::warn!(error = %error, "accept failed");
+                                metrics::counter!("datagate_accept_failures_total").increment(1);
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                break;
+                            }
                         }
-                    };
-                    let limits = self.gateway.runtime().limits;
-                    let slot = match connections.accept(
-                        remote.ip(),
-                        limits.max_connections,
-                        limits.max_connections_per_ip,
-                    ) {
-                        Ok(slot) => slot,
-                        Err(refusal) => {
-                            metrics::counter!("datagate_connections_refused_total", "reason" => refusal.as_str()).increment(1);
-                            continue;
+                        burst += 1;
+                        if burst < ACCEPT_BURST {
+                            next = self.consumer.accept().now_or_never();
                         }
-                    };
-                    let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.load_full());
-                    tokio::spawn(serve_connection(
-                        stream,
-                        remote,
-                        slot,
-                        acceptor,
-                        router.clone(),
-                        limits,
-                        shutdown.clone(),
-                    ));
+                    }
                 }
             }
         }
@@ -239,6 +238,42 @@ impl Node {
         let file = self.config_file.clone();
         move || reload(&gateway, &tls, &file)
     }
+}
+
+/// Places an accepted socket under the caps and starts serving it, or closes it.
+fn admit(
+    gateway: &Gateway,
+    tls: &ArcSwap<rustls::ServerConfig>,
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    ceiling: usize,
+    router: &Router,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let limits = gateway.runtime().limits;
+    let slot = match gateway.connections().accept(
+        remote.ip(),
+        limits.max_connections.min(ceiling),
+        limits.max_connections_per_ip,
+        limits.max_new_connections_per_ip_per_second,
+    ) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            metrics::counter!("datagate_connections_refused_total", "reason" => refusal.as_str())
+                .increment(1);
+            return;
+        }
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.load_full());
+    tokio::spawn(serve_connection(
+        stream,
+        remote,
+        slot,
+        acceptor,
+        router.clone(),
+        limits,
+        shutdown.clone(),
+    ));
 }
 
 /// Requests in flight on one connection and when the last one ended: what the
