@@ -282,19 +282,46 @@ fn admit(
 struct Activity {
     in_flight: AtomicUsize,
     idle_since: Mutex<Instant>,
+    /// When the first byte of a request head arrived on an HTTP/1 connection with no
+    /// request in flight; cleared when the head is complete (the request begins).
+    head_started: Mutex<Option<Instant>>,
+    /// Wakes the connection's watchdog when a head begins, so it can arm the deadline.
+    head_begun: tokio::sync::Notify,
 }
 
 impl Activity {
-    fn new() -> Arc<Self> {
+    fn new(accepted_at: Instant) -> Arc<Self> {
         Arc::new(Activity {
             in_flight: AtomicUsize::new(0),
-            idle_since: Mutex::new(Instant::now()),
+            idle_since: Mutex::new(accepted_at),
+            head_started: Mutex::new(None),
+            head_begun: tokio::sync::Notify::new(),
         })
     }
 
     fn begin(self: &Arc<Self>) -> ActivityGuard {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
+        *self.head_started.lock().unwrap_or_else(|p| p.into_inner()) = None;
         ActivityGuard(self.clone())
+    }
+
+    /// Bytes arrived: with no request in flight they start a request head.
+    fn received(&self) {
+        if self.in_flight.load(Ordering::SeqCst) == 0 {
+            let mut head = self.head_started.lock().unwrap_or_else(|p| p.into_inner());
+            if head.is_none() {
+                *head = Some(Instant::now());
+                self.head_begun.notify_one();
+            }
+        }
+    }
+
+    /// When the request head being received must be complete.
+    fn head_deadline(&self, timeout: Duration) -> Option<Instant> {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        (*self.head_started.lock().unwrap_or_else(|p| p.into_inner())).map(|at| at + timeout)
     }
 
     /// When the connection counts as idle for `timeout`, or `None` while a request runs.
@@ -312,6 +339,68 @@ impl Drop for ActivityGuard {
     fn drop(&mut self) {
         *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The connection's byte stream, telling [`Activity`] when bytes arrive, so the
+/// HTTP/1 request-head deadline starts at a head's first byte rather than at the
+/// end of the previous request (which is the idle deadline's business).
+struct WatchedIo<T> {
+    inner: T,
+    activity: Option<Arc<Activity>>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WatchedIo<T> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let (std::task::Poll::Ready(Ok(())), Some(activity)) = (&polled, &this.activity)
+            && buf.filled().len() > before
+        {
+            activity.received();
+        }
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WatchedIo<T> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
@@ -375,11 +464,9 @@ async fn serve_connection(
             .increment(1);
         return;
     }
-    let activity = Activity::new();
-    *activity
-        .idle_since
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = accepted_at;
+    let activity = Activity::new(accepted_at);
+    // HTTP/2 frames (PINGs, SETTINGS) are not request heads: only HTTP/1 gets the head deadline.
+    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
     let service = {
         let activity = activity.clone();
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
@@ -403,7 +490,9 @@ async fn serve_connection(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.request_receive_timeout)
+        // hyper starts this timer whenever it waits for a head, idle keep-alive included, so
+        // it is the idle bound here; the receive deadline of a head that has begun is ours.
+        .header_read_timeout(limits.idle_timeout)
         .max_headers(limits.max_headers * 2)
         .max_buf_size((head_bytes * 2).max(128 * 1024));
     builder
@@ -417,7 +506,11 @@ async fn serve_connection(
                 .unwrap_or(u32::MAX)
                 .max(1),
         );
-    let connection = builder.serve_connection(TokioIo::new(tls), service);
+    let io = WatchedIo {
+        inner: tls,
+        activity: (!http2).then(|| activity.clone()),
+    };
+    let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     let mut closing: Option<Instant> = None;
     let mut shutting_down = *shutdown.borrow();
@@ -427,12 +520,15 @@ async fn serve_connection(
     }
     loop {
         let idle = activity.idle_deadline(limits.idle_timeout);
-        // Wake for whichever comes first: the idle deadline, the close deadline, or a
-        // recheck while a request runs (its end restarts the idle clock).
+        let head = activity.head_deadline(limits.request_receive_timeout);
+        // Wake for whichever comes first: the close deadline, the head deadline, the idle
+        // deadline, or a recheck while a request runs (its end restarts the idle clock).
         let wake = match (closing, idle) {
             (Some(close), _) => close,
-            (None, Some(idle)) => idle,
-            (None, None) => Instant::now() + limits.idle_timeout,
+            (None, Some(idle)) => head.map_or(idle, |head| head.min(idle)),
+            (None, None) => {
+                Instant::now() + limits.idle_timeout.min(limits.request_receive_timeout)
+            }
         };
         tokio::select! {
             result = connection.as_mut() => {
@@ -444,6 +540,8 @@ async fn serve_connection(
                 }
                 break;
             }
+            // A head began: loop to arm its deadline.
+            _ = activity.head_begun.notified(), if closing.is_none() => {}
             _ = shutdown.changed(), if !shutting_down => {
                 shutting_down = true;
                 connection.as_mut().graceful_shutdown();
@@ -452,6 +550,16 @@ async fn serve_connection(
             _ = tokio::time::sleep_until(wake) => {
                 if closing.is_some() {
                     // It did not finish in time: dropping the connection closes the socket.
+                    break;
+                }
+                if activity
+                    .head_deadline(limits.request_receive_timeout)
+                    .is_some_and(|deadline| deadline <= Instant::now())
+                {
+                    // A head still incomplete at the receive deadline: the sender's fault. No
+                    // answer can be framed in the middle of a head; the connection is closed.
+                    metrics::counter!("datagate_refusals_total", "code" => "http.header_timeout")
+                        .increment(1);
                     break;
                 }
                 if activity

@@ -776,3 +776,69 @@ async fn reload_resizes_the_in_flight_limit() {
     assert!(node.reload(), "the reload was refused");
     assert_eq!(pair().await, [200, 200]);
 }
+
+/// A request head trickled byte by byte is cut off at the receive deadline, while an
+/// idle keep-alive connection between two requests is governed by the (longer) idle
+/// deadline, not by the head deadline.
+#[tokio::test]
+async fn trickled_head_is_cut_at_the_receive_deadline_but_keep_alive_is_not() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .limit("request_receive_timeout_ms = 300")
+        .limit("idle_timeout_ms = 10000")
+        .start()
+        .await;
+    let counter = "datagate_refusals_total{code=\"http.header_timeout\"}";
+    let before = sample(&metrics(&node).await, counter);
+
+    // Keep-alive: two requests 800 ms apart on one connection both succeed.
+    let mut tls = node
+        .tls_connect(Some(&pki.portal), None)
+        .await
+        .expect("connect");
+    let head = format!(
+        "{}\r\n\r\n",
+        lookup_head(&format!("/r1/{CITIZEN_SERVICE}/{CITIZEN_ID}"))
+    );
+    for round in 0..2 {
+        if round == 1 {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+        }
+        tls.write_all(head.as_bytes()).await.expect("write");
+        let mut buffer = vec![0u8; 4096];
+        let read = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buffer))
+            .await
+            .expect("an answer")
+            .expect("read");
+        let text = String::from_utf8_lossy(&buffer[..read]);
+        assert!(text.starts_with("HTTP/1.1 200"), "round {round}: {text}");
+    }
+
+    // Trickle: one byte of a head every 100 ms.
+    let mut slow = node
+        .tls_connect(Some(&pki.portal), None)
+        .await
+        .expect("connect");
+    let started = std::time::Instant::now();
+    let trickle = async {
+        for byte in head.as_bytes() {
+            slow.write_all(&[*byte]).await?;
+            slow.flush().await?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(10), trickle).await;
+    assert!(
+        matches!(outcome, Ok(Err(_))),
+        "the node took the whole trickled head ({} bytes over {:?})",
+        head.len(),
+        started.elapsed()
+    );
+    eventually_async("the cut to be counted", || async {
+        sample(&metrics(&node).await, counter) > before
+    })
+    .await;
+}
