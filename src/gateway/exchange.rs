@@ -148,7 +148,13 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
             .map_or_else(|| raw_target(&parts), str::as_bytes);
         let record = ExchangeRecord {
             message_id: message_id.clone(),
-            client: facts.client.clone(),
+            // The authenticated subsystem once the registry vouched for it; before that
+            // (refusals), the subsystem the caller claimed.
+            client: facts
+                .authenticated
+                .as_ref()
+                .map(ClientId::to_string)
+                .or_else(|| facts.client.clone()),
             service: facts.service.clone(),
             method: parts.method.to_string(),
             operation: facts.operation.clone(),

@@ -24,7 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 pub struct ExchangeRecord {
     /// `X-Road-Id`.
     pub message_id: String,
-    /// Calling subsystem as claimed (`X-Road-Client`), if it parsed.
+    /// Calling subsystem: the authenticated one (the certificate is bound to it) when the
+    /// request got that far, otherwise the one claimed in `X-Road-Client`, if it parsed.
     pub client: Option<String>,
     /// Addressed service, if the path parsed.
     pub service: Option<String>,
