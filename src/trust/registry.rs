@@ -139,6 +139,43 @@ pub fn normalise_fingerprint(text: &str) -> Option<String> {
     (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
 }
 
+/// The member and normalised fingerprint of one entry, each problem reported at its path.
+fn member_and_fingerprint(
+    member: &str,
+    fingerprint: &str,
+    at: &dyn Fn(&str) -> String,
+    errors: &mut Vec<(String, String)>,
+) -> (Option<MemberId>, Option<String>) {
+    let member = member
+        .parse::<MemberId>()
+        .map_err(|error| errors.push((at("member"), error.to_string())))
+        .ok();
+    let fingerprint = normalise_fingerprint(fingerprint);
+    if fingerprint.is_none() {
+        errors.push((
+            at("fingerprint_sha256"),
+            "must be 64 hex digits (SHA-256 of the certificate DER)".into(),
+        ));
+    }
+    (member, fingerprint)
+}
+
+/// Adds a registration; a fingerprint registered twice (in either section) is an error.
+fn register_once(
+    by_fingerprint: &mut HashMap<String, Registration>,
+    fingerprint: String,
+    registration: Registration,
+    at: &dyn Fn(&str) -> String,
+    errors: &mut Vec<(String, String)>,
+) {
+    if by_fingerprint.insert(fingerprint, registration).is_some() {
+        errors.push((
+            at("fingerprint_sha256"),
+            "this certificate is registered twice".into(),
+        ));
+    }
+}
+
 impl SecureServerRegistry {
     /// Validates every entry, returning every problem as `(path, message)`.
     pub fn build(
@@ -149,20 +186,8 @@ impl SecureServerRegistry {
         let mut by_fingerprint = HashMap::new();
         for (index, entry) in raw.secure_servers.iter().enumerate() {
             let at = |field: &str| format!("secure_servers[{index}].{field}");
-            let member = match entry.member.parse::<MemberId>() {
-                Ok(member) => Some(member),
-                Err(error) => {
-                    errors.push((at("member"), error.to_string()));
-                    None
-                }
-            };
-            let fingerprint = normalise_fingerprint(&entry.fingerprint_sha256);
-            if fingerprint.is_none() {
-                errors.push((
-                    at("fingerprint_sha256"),
-                    "must be 64 hex digits (SHA-256 of the certificate DER)".into(),
-                ));
-            }
+            let (member, fingerprint) =
+                member_and_fingerprint(&entry.member, &entry.fingerprint_sha256, &at, &mut errors);
             let submitted = entry.submitted_at.to_offset(VIETNAM_OFFSET).date();
             let earliest = calendar.add_working_days(submitted, NOTICE_WORKING_DAYS);
             let effective = entry.effective_from.to_offset(VIETNAM_OFFSET).date();
@@ -182,33 +207,19 @@ impl SecureServerRegistry {
                     name: entry.name.clone(),
                     effective_from: entry.effective_from,
                 };
-                if by_fingerprint
-                    .insert(fingerprint, Registration::SecureServer(server))
-                    .is_some()
-                {
-                    errors.push((
-                        at("fingerprint_sha256"),
-                        "this certificate is registered twice".into(),
-                    ));
-                }
+                register_once(
+                    &mut by_fingerprint,
+                    fingerprint,
+                    Registration::SecureServer(server),
+                    &at,
+                    &mut errors,
+                );
             }
         }
         for (index, entry) in raw.information_systems.iter().enumerate() {
             let at = |field: &str| format!("information_systems[{index}].{field}");
-            let member = match entry.member.parse::<MemberId>() {
-                Ok(member) => Some(member),
-                Err(error) => {
-                    errors.push((at("member"), error.to_string()));
-                    None
-                }
-            };
-            let fingerprint = normalise_fingerprint(&entry.fingerprint_sha256);
-            if fingerprint.is_none() {
-                errors.push((
-                    at("fingerprint_sha256"),
-                    "must be 64 hex digits (SHA-256 of the certificate DER)".into(),
-                ));
-            }
+            let (member, fingerprint) =
+                member_and_fingerprint(&entry.member, &entry.fingerprint_sha256, &at, &mut errors);
             if entry.subsystems.is_empty() {
                 errors.push((
                     at("subsystems"),
@@ -242,18 +253,13 @@ impl SecureServerRegistry {
                     clients,
                     effective_from: entry.effective_from,
                 };
-                if by_fingerprint
-                    .insert(
-                        fingerprint,
-                        Registration::InformationSystem(Arc::new(system)),
-                    )
-                    .is_some()
-                {
-                    errors.push((
-                        at("fingerprint_sha256"),
-                        "this certificate is registered twice".into(),
-                    ));
-                }
+                register_once(
+                    &mut by_fingerprint,
+                    fingerprint,
+                    Registration::InformationSystem(Arc::new(system)),
+                    &at,
+                    &mut errors,
+                );
             }
         }
         if errors.is_empty() {
