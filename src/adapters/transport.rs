@@ -228,3 +228,37 @@ impl Transport {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 7, finding 13: the log can tell a refused connection from a name that does
+    /// not resolve.
+    #[tokio::test]
+    async fn transport_failures_keep_their_cause() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let dead = listener.local_addr().expect("address");
+        drop(listener);
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let refused = client
+            .get(format!("http://{dead}/"))
+            .send()
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(cause_of(&refused), TransportCause::Refused);
+        let unresolvable = client
+            .get("http://no-such-host.invalid/")
+            .send()
+            .await
+            .expect_err("the name does not resolve");
+        assert_eq!(cause_of(&unresolvable), TransportCause::Dns);
+        assert!(matches!(
+            describe(&refused),
+            AdapterError::Unavailable(TransportCause::Refused)
+        ));
+    }
+}
