@@ -141,7 +141,8 @@ pub struct RawContract {
     /// Cache policy; none means no caching.
     #[serde(default)]
     pub cache: Option<RawCache>,
-    /// Assurance level a citizen subject must have.
+    /// Assurance level a citizen subject must have. Refused by `datagate check` until
+    /// citizen assertions are verified (it would otherwise be a control that fails open).
     #[serde(default)]
     pub assurance_level: Option<AssuranceLevel>,
     /// The data subject, for the journal's keyed digest: `path:NAME` or `body:/pointer`.
@@ -427,6 +428,17 @@ pub fn compile(
             }
             daily = Some(value);
         }
+    }
+    // No control may fail open: until citizen assertions are verified on every request
+    // (the autofill issue), a contract that asks for an assurance level cannot be honoured,
+    // so it does not load rather than being served without the check.
+    if raw.assurance_level.is_some() {
+        error(
+            "assurance_level",
+            "citizen assertions are not verified by this version, so an assurance level \
+             cannot be enforced; remove it (the contract then needs no citizen assertion)"
+                .into(),
+        );
     }
     let cache_ttl = match &raw.cache {
         Some(cache) if cache.allowed => {
@@ -760,6 +772,18 @@ approved_by: Cục Cảnh sát QLHC về TTXH
             .expect_err("missing");
         let body = format!("{missing:?}");
         assert!(body.contains("/path/citizen_id"), "{body}");
+    }
+
+    /// No control fails open: an assurance level that nothing verifies yet is refused at load.
+    #[test]
+    fn refuses_an_assurance_level_it_cannot_enforce() {
+        let with_level = format!("{CONTRACT}assurance_level: medium\n");
+        let errors = compiled(&with_level).expect_err("not enforceable yet");
+        assert!(
+            errors.iter().any(|e| e.path == "assurance_level"),
+            "{errors:?}"
+        );
+        assert!(compiled(CONTRACT).is_ok());
     }
 
     /// 003 Điều 44 khoản 3, 004 Điều 55 khoản 1: a secret contract is refused; design §10 invariant 5: every problem is reported.
