@@ -40,7 +40,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(names, params.keys().map(String::as_str).collect());
         let filled = OperationPattern::fill(shown_path, &params).expect("every name is given");
         assert_eq!(
-            pattern.matches(&request_method, &filled).expect("filled path matches"),
+            pattern
+                .matches(&request_method, &filled)
+                .expect("filled path matches"),
             params
         );
     }

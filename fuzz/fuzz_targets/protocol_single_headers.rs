@@ -17,23 +17,25 @@ const OTHERS: [HeaderName; 4] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
+    let single = SINGLE_HEADERS;
+    let others = OTHERS;
     let mut headers = HeaderMap::new();
     let mut rest = data;
     while let [selector, len, tail @ ..] = rest {
         let len = usize::from(*len).min(tail.len());
         let (value, tail) = tail.split_at(len);
         rest = tail;
-        let index = usize::from(*selector) % (SINGLE_HEADERS.len() + OTHERS.len());
-        let name = SINGLE_HEADERS
+        let index = usize::from(*selector) % (single.len() + others.len());
+        let name = single
             .get(index)
-            .unwrap_or_else(|| &OTHERS[index - SINGLE_HEADERS.len()])
+            .unwrap_or_else(|| &others[index - single.len()])
             .clone();
         let Ok(value) = HeaderValue::from_bytes(value) else {
             continue;
         };
         headers.append(name, value);
     }
-    let repeated = SINGLE_HEADERS
+    let repeated = single
         .iter()
         .any(|name| headers.get_all(name).iter().count() > 1);
     match check_single_headers(&headers) {

@@ -29,7 +29,10 @@ fuzz_target!(|data: &[u8]| {
             for (i, &b) in bytes.iter().enumerate() {
                 if b == b'%' {
                     let hex = &bytes[i + 1..i + 3];
-                    assert!(hex.iter().all(|h| h.is_ascii_digit() || (b'A'..=b'F').contains(h)));
+                    assert!(
+                        hex.iter()
+                            .all(|h| h.is_ascii_digit() || (b'A'..=b'F').contains(h))
+                    );
                 }
             }
         }

@@ -17,4 +17,5 @@ mod hardening;
 mod journal;
 mod layering;
 mod ops;
+mod properties;
 mod trust;
