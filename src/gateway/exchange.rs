@@ -86,8 +86,24 @@ struct Facts {
     subject_digest: Option<String>,
 }
 
-/// Serves one exchange.
+/// Serves one exchange on a task of its own, so that a caller who goes away (a
+/// closed connection, an HTTP/2 stream reset) cannot cancel it half-way: once
+/// admitted, an exchange keeps its place in the consumer's share until its
+/// backend call is over, and is journaled, counted and logged like any other.
 pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    match tokio::spawn(exchange(gateway, request)).await {
+        Ok(response) => response,
+        // A panic in the pipeline: the task is gone, the answer is still ours.
+        Err(_) => GatewayError::new(
+            ErrorCode::InternalUnexpected,
+            "the node failed unexpectedly",
+        )
+        .into_problem(None),
+    }
+}
+
+/// One exchange, from the request to the journaled answer.
+async fn exchange(gateway: Arc<Gateway>, request: Request) -> Response {
     let started = Instant::now();
     let request_in_at = gateway.clock().now();
     let (parts, body) = request.into_parts();

@@ -840,3 +840,58 @@ async fn trickled_head_is_cut_at_the_receive_deadline_but_keep_alive_is_not() {
     })
     .await;
 }
+
+/// A caller who goes away mid-exchange cannot cancel it: the backend call it started is
+/// journaled (004 Điều 57: every exchange leaves a record) and keeps its place in the
+/// consumer's share until it is over.
+#[tokio::test]
+async fn abandoned_exchanges_are_journaled_and_keep_their_place_in_the_share() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Slow(
+        Duration::from_millis(1500),
+        Box::new(Reply::Citizen),
+    ))
+    .await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .limit("max_in_flight_per_consumer = 2")
+        .start()
+        .await;
+
+    // Two requests whose callers hang up once the backend has them.
+    for n in 0..2 {
+        let mut tls = node
+            .tls_connect(Some(&pki.portal), None)
+            .await
+            .expect("connect");
+        let head = format!(
+            "{}\r\nX-Road-Id: abandoned-{n}\r\n\r\n",
+            lookup_head(&format!("/r1/{CITIZEN_SERVICE}/{CITIZEN_ID}"))
+        );
+        tls.write_all(head.as_bytes()).await.expect("write");
+        tls.flush().await.expect("flush");
+        let hits = n + 1;
+        eventually("the backend to receive the call", || upstream.hits() >= hits).await;
+        drop(tls);
+    }
+    // Their places are still taken while the backend works.
+    let response = node
+        .lookup(&node.client(&pki.portal), CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    expect_problem(response, 429, "ratelimit.in_flight_share_exceeded").await;
+
+    // And both are journaled when they end.
+    eventually_async("the abandoned exchanges to be journaled", || async {
+        let rows = crate::journal::journal_rows(&node).await;
+        (0..2).all(|n| {
+            rows.iter().any(|row| {
+                row.get("message_id").and_then(Option::as_deref)
+                    == Some(format!("abandoned-{n}").as_str())
+                    && row.get("status").and_then(Option::as_deref) == Some("200")
+            })
+        })
+    })
+    .await;
+}

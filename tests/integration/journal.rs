@@ -8,7 +8,7 @@ use sqlx::{ConnectOptions, Row};
 use std::collections::BTreeMap;
 
 /// Every column of every row, as text (NULL as `None`), keyed by column name.
-async fn journal_rows(node: &TestNode) -> Vec<BTreeMap<String, Option<String>>> {
+pub async fn journal_rows(node: &TestNode) -> Vec<BTreeMap<String, Option<String>>> {
     let mut connection = SqliteConnectOptions::new()
         .filename(node.journal_path())
         .read_only(true)
