@@ -39,6 +39,7 @@ pub enum ErrorCode {
     RequestPurposeMissing,
     RequestBodyTooLarge,
     RequestBodyInvalid,
+    RequestBodyNotAllowed,
     RequestSchemaInvalid,
     RequestQueryNotAllowed,
     RequestTimeout,
@@ -74,7 +75,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of `docs/ERRORS.md`.
-    pub const ALL: [ErrorCode; 41] = [
+    pub const ALL: [ErrorCode; 42] = [
         ErrorCode::RequestRouteNotFound,
         ErrorCode::RequestPathInvalid,
         ErrorCode::RequestClientMissing,
@@ -85,6 +86,7 @@ impl ErrorCode {
         ErrorCode::RequestPurposeMissing,
         ErrorCode::RequestBodyTooLarge,
         ErrorCode::RequestBodyInvalid,
+        ErrorCode::RequestBodyNotAllowed,
         ErrorCode::RequestSchemaInvalid,
         ErrorCode::RequestQueryNotAllowed,
         ErrorCode::RequestTimeout,
@@ -131,6 +133,7 @@ impl ErrorCode {
             ErrorCode::RequestPurposeMissing => "request.purpose_missing",
             ErrorCode::RequestBodyTooLarge => "request.body_too_large",
             ErrorCode::RequestBodyInvalid => "request.body_invalid",
+            ErrorCode::RequestBodyNotAllowed => "request.body_not_allowed",
             ErrorCode::RequestSchemaInvalid => "request.schema_invalid",
             ErrorCode::RequestQueryNotAllowed => "request.query_not_allowed",
             ErrorCode::RequestTimeout => "request.timeout",
@@ -168,6 +171,7 @@ impl ErrorCode {
     /// The HTTP status the code is answered with.
     pub fn status(self) -> StatusCode {
         match self {
+            ErrorCode::RequestBodyNotAllowed => StatusCode::BAD_REQUEST,
             ErrorCode::RequestHeaderDuplicated => StatusCode::BAD_REQUEST,
             ErrorCode::RequestPurposeInvalid => StatusCode::BAD_REQUEST,
             ErrorCode::RequestQueryNotAllowed => StatusCode::BAD_REQUEST,
@@ -215,6 +219,7 @@ impl ErrorCode {
     /// Who caused the failure.
     pub fn origin(self) -> Origin {
         match self {
+            ErrorCode::RequestBodyNotAllowed => Origin::Consumer,
             ErrorCode::RequestHeaderDuplicated => Origin::Consumer,
             ErrorCode::RequestPurposeInvalid => Origin::Consumer,
             ErrorCode::RequestQueryNotAllowed => Origin::Consumer,

@@ -24,10 +24,19 @@ fn path_invalid(detail: &'static str) -> GatewayError {
     GatewayError::new(ErrorCode::RequestPathInvalid, detail)
 }
 
-/// Checks that one path segment is in canonical form: not empty, not a dot
-/// segment, percent-escapes well-formed with uppercase hex, no escaped
-/// unreserved character (RFC 3986 §6.2.2.2 says those are spelled plain), and
-/// nothing that decodes to `/`, `\`, NUL or another control character. One
+/// Whether `c` may not appear in a decoded identifier: a control character (C0, C1)
+/// or a bidirectional formatting character, which would make logs and journals lie
+/// about what was asked.
+fn is_forbidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Checks that one path segment is in its one canonical spelling: unreserved
+/// characters (`A-Z a-z 0-9 - . _ ~`) spelled plain, **every other byte**
+/// percent-escaped with uppercase hex (RFC 3986 §6.2.2: so `+`, `:`, `@`, `;` and
+/// UTF-8 have one spelling each), not empty, not a dot segment, decoding to valid
+/// UTF-8 without `/`, `\`, control or bidirectional formatting characters. One
 /// request therefore has one spelling, and one request hash.
 fn check_segment(segment: &str) -> Result<(), GatewayError> {
     if segment.is_empty() {
@@ -38,7 +47,9 @@ fn check_segment(segment: &str) -> Result<(), GatewayError> {
     if segment == "." || segment == ".." {
         return Err(path_invalid("dot segments are not allowed in the path"));
     }
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b);
     let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         let byte = bytes[i];
@@ -56,26 +67,32 @@ fn check_segment(segment: &str) -> Result<(), GatewayError> {
                     "percent-escapes in the path must be two uppercase hex digits",
                 ));
             };
-            let decoded = high * 16 + low;
-            if decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded) {
+            let value = high * 16 + low;
+            if unreserved(value) {
                 return Err(path_invalid(
                     "unreserved characters must not be percent-encoded in the path",
                 ));
             }
-            if decoded == b'/' || decoded == b'\\' || decoded.is_ascii_control() {
-                return Err(path_invalid(
-                    "the path encodes a separator or a control character",
-                ));
-            }
+            decoded.push(value);
             i += 3;
-        } else {
-            if byte == b'\\' || byte.is_ascii_control() {
-                return Err(path_invalid(
-                    "the path holds a backslash or a control character",
-                ));
-            }
+        } else if unreserved(byte) {
+            decoded.push(byte);
             i += 1;
+        } else {
+            return Err(path_invalid(
+                "characters other than A-Z a-z 0-9 - . _ ~ must be percent-encoded in the path",
+            ));
         }
+    }
+    let text = String::from_utf8(decoded)
+        .map_err(|_| path_invalid("the path does not decode to UTF-8"))?;
+    if text
+        .chars()
+        .any(|c| c == '/' || c == '\\' || is_forbidden_char(c))
+    {
+        return Err(path_invalid(
+            "the path encodes a separator, a control or a formatting character",
+        ));
     }
     Ok(())
 }
@@ -152,6 +169,13 @@ pub fn check_single_headers(headers: &HeaderMap) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// A field value without its surrounding whitespace (RFC 9110 §5.5: OWS is not part
+/// of the value). HTTP/1.1's parser strips it already; HTTP/2 delivers it, so one
+/// request reads the same over both.
+fn field_value(value: &HeaderValue) -> &[u8] {
+    value.as_bytes().trim_ascii()
+}
+
 /// Parses the `X-Road-Client` header value.
 pub fn parse_client(value: Option<&HeaderValue>) -> Result<ClientId, GatewayError> {
     let value = value.ok_or_else(|| {
@@ -160,12 +184,15 @@ pub fn parse_client(value: Option<&HeaderValue>) -> Result<ClientId, GatewayErro
             "the X-Road-Client header is required",
         )
     })?;
-    let text = value.to_str().map_err(|_| {
-        GatewayError::new(
-            ErrorCode::RequestClientInvalid,
-            "X-Road-Client is not ASCII",
-        )
-    })?;
+    let text = std::str::from_utf8(field_value(value))
+        .ok()
+        .filter(|text| text.is_ascii())
+        .ok_or_else(|| {
+            GatewayError::new(
+                ErrorCode::RequestClientInvalid,
+                "X-Road-Client is not ASCII",
+            )
+        })?;
     text.parse().map_err(|error| {
         GatewayError::new(
             ErrorCode::RequestClientInvalid,
@@ -189,7 +216,7 @@ impl Purpose {
 /// (non-ASCII, free text, too long) is `request.purpose_invalid`.
 pub fn parse_purpose(value: Option<&HeaderValue>) -> Result<Option<Purpose>, GatewayError> {
     let Some(value) = value else { return Ok(None) };
-    let bytes = value.as_bytes();
+    let bytes = field_value(value);
     let ok = !bytes.is_empty()
         && bytes.len() <= 64
         && bytes
@@ -233,8 +260,16 @@ pub fn parse_query(
         if pairs.iter().any(|(seen, _)| *seen == name) {
             return Err(refuse("a query parameter is repeated"));
         }
-        if value.chars().any(char::is_control) {
-            return Err(refuse("a query value holds a control character"));
+        // U+FFFD stands for bytes that were not UTF-8: forwarding it would send the backend
+        // something the caller never sent.
+        if name
+            .chars()
+            .chain(value.chars())
+            .any(|c| c == '\u{FFFD}' || is_forbidden_char(c))
+        {
+            return Err(refuse(
+                "the query holds a control or formatting character, or bytes that are not UTF-8",
+            ));
         }
         pairs.push((name.into_owned(), value.into_owned()));
     }
@@ -255,14 +290,14 @@ pub fn message_id(value: Option<&HeaderValue>) -> Result<String, GatewayError> {
     match value {
         None => Ok(uuid::Uuid::new_v4().to_string()),
         Some(value) => {
-            let ok = value.len() <= 128
-                && !value.is_empty()
-                && value
-                    .as_bytes()
+            let bytes = field_value(value);
+            let ok = bytes.len() <= 128
+                && !bytes.is_empty()
+                && bytes
                     .iter()
                     .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b));
             if ok {
-                Ok(String::from_utf8_lossy(value.as_bytes()).into_owned())
+                Ok(String::from_utf8_lossy(bytes).into_owned())
             } else {
                 Err(GatewayError::new(
                     ErrorCode::RequestMessageIdInvalid,
@@ -327,6 +362,15 @@ mod tests {
             "/r1/VN/GOV/000.00.00.G10/population-db/citizen/a%zz",
             "/r1/VN/GOV/000.00.00.G10/population-db/citizen/./1",
             "/r1/VN/GOV//population-db/citizen/1",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/a+b",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/a:b",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/a@b",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/a!",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/\u{e9}",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/%FF",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/a%C0%AE",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/a%C2%85b",
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/%E2%80%AE",
         ] {
             assert_eq!(
                 parse_target(bad).expect_err(bad).code(),
@@ -356,6 +400,25 @@ mod tests {
                 ErrorCode::RequestHeaderDuplicated
             );
         }
+    }
+
+    #[test]
+    fn surrounding_whitespace_is_not_part_of_a_value() {
+        let padded = HeaderValue::from_static("HOUSEHOLD-REGISTRATION\t");
+        assert_eq!(
+            parse_purpose(Some(&padded))
+                .expect("code")
+                .expect("some")
+                .as_str(),
+            "HOUSEHOLD-REGISTRATION"
+        );
+        let client = HeaderValue::from_static(" VN/GOV/000.00.00.H29/dvc-portal ");
+        assert_eq!(
+            parse_client(Some(&client)).expect("client").to_string(),
+            "VN/GOV/000.00.00.H29/dvc-portal"
+        );
+        let id = HeaderValue::from_static("abc-123 ");
+        assert_eq!(message_id(Some(&id)).expect("id"), "abc-123");
     }
 
     #[test]
@@ -399,6 +462,8 @@ mod tests {
             "%00=%00",
             "include=a&include=b",
             "include=%07",
+            "include=%FF",
+            "include=%E2%80%AE",
         ] {
             assert_eq!(
                 parse_query(Some(bad), declared).expect_err(bad).code(),

@@ -199,7 +199,8 @@ impl GatewayLimits {
                     "max_concurrent_requests = 8192\nmax_in_flight_per_consumer = 8192\n\
                      max_connections = {connections}\nmax_connections_per_ip = {connections}\n\
                      max_connections_per_certificate = {connections}\n\
-                     max_new_connections_per_ip_per_second = 0\nidle_timeout_ms = 300000\n\
+                     max_new_connections_per_ip_per_second = 0\nmax_pending_handshakes = {connections}\n\
+                     idle_timeout_ms = 300000\n\
                      shutdown_grace_ms = 1000\n"
                 )
             }

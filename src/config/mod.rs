@@ -52,6 +52,8 @@ pub struct Limits {
     pub max_connections_per_certificate: usize,
     /// New connections per IP per second (0: no rate).
     pub max_new_connections_per_ip_per_second: u32,
+    /// Connections still in their TLS handshake.
+    pub max_pending_handshakes: usize,
     /// Longest request target.
     pub max_uri_bytes: usize,
     /// Most header fields.
@@ -82,6 +84,7 @@ impl Limits {
             "max_connections_per_certificate",
             raw.max_connections_per_certificate as u64,
         );
+        positive("max_pending_handshakes", raw.max_pending_handshakes as u64);
         let share = raw
             .max_in_flight_per_consumer
             .unwrap_or((raw.max_concurrent_requests / 4).max(1));
@@ -124,6 +127,7 @@ impl Limits {
             max_connections_per_ip: raw.max_connections_per_ip,
             max_connections_per_certificate: raw.max_connections_per_certificate,
             max_new_connections_per_ip_per_second: raw.max_new_connections_per_ip_per_second,
+            max_pending_handshakes: raw.max_pending_handshakes,
             max_uri_bytes: raw.max_uri_bytes,
             max_headers: raw.max_headers,
             max_header_bytes: raw.max_header_bytes,

@@ -151,6 +151,9 @@ pub struct RawLimits {
     /// New connections one IP address may open per second (burst: as many), checked
     /// before the handshake; 0 switches the rate off. Default 200.
     pub max_new_connections_per_ip_per_second: u32,
+    /// Connections still in their TLS handshake, so sockets that never speak TLS cannot
+    /// fill `max_connections`; past half of it, handshakes get at most 1 s. Default 1 024.
+    pub max_pending_handshakes: usize,
     /// Longest request target (path and query) in bytes; longer gets 414. Default 8 192.
     pub max_uri_bytes: usize,
     /// Most header fields in one request; more gets 431. Default 64.
@@ -174,6 +177,7 @@ impl Default for RawLimits {
             max_connections_per_ip: 256,
             max_connections_per_certificate: 64,
             max_new_connections_per_ip_per_second: 200,
+            max_pending_handshakes: 1_024,
             max_uri_bytes: 8_192,
             max_headers: 64,
             max_header_bytes: 16_384,

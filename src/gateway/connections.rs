@@ -14,6 +14,7 @@
 //! Does not own: timeouts (the accept loop in `server.rs`), or what happens on
 //! the connection.
 
+use crate::config::Limits;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -30,6 +31,8 @@ pub enum Refusal {
     PerCertificate,
     /// The peer's IP opens connections faster than `max_new_connections_per_ip_per_second`.
     RatePerIp,
+    /// `max_pending_handshakes` connections have not finished their handshake yet.
+    PendingHandshakes,
 }
 
 impl Refusal {
@@ -40,6 +43,7 @@ impl Refusal {
             Refusal::PerIp => "max_connections_per_ip",
             Refusal::PerCertificate => "max_connections_per_certificate",
             Refusal::RatePerIp => "max_new_connections_per_ip_per_second",
+            Refusal::PendingHandshakes => "max_pending_handshakes",
         }
     }
 }
@@ -64,6 +68,18 @@ impl<K: Hash + Eq + Clone> Counter<K> {
         }
         *count += 1;
         true
+    }
+
+    fn count(&self) -> usize
+    where
+        K: Default,
+    {
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&K::default())
+            .copied()
+            .unwrap_or(0)
     }
 
     fn give_back(&self, key: &K) {
@@ -104,6 +120,7 @@ pub struct Connections {
     total: Counter<()>,
     per_ip: Counter<IpAddr>,
     per_certificate: Counter<String>,
+    pending: Counter<()>,
     rate: Mutex<Option<NewConnectionRate>>,
 }
 
@@ -113,6 +130,20 @@ pub struct Slot {
     connections: Arc<Connections>,
     ip: IpAddr,
     certificate: Option<String>,
+    pending: bool,
+}
+
+/// The address a per-IP cap counts: an IPv4 address (also when it reaches a dual-stack
+/// listener as `::ffff:a.b.c.d`), or an IPv6 address's /64, the block one site gets, so
+/// one site cannot dodge the caps by using many addresses of its own block.
+pub fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
 }
 
 impl Connections {
@@ -122,6 +153,7 @@ impl Connections {
             total: Counter::new(),
             per_ip: Counter::new(),
             per_certificate: Counter::new(),
+            pending: Counter::new(),
             rate: Mutex::new(None),
         })
     }
@@ -150,21 +182,27 @@ impl Connections {
         state.limiter.check_key(&ip).is_ok()
     }
 
-    /// Takes a place for a socket just accepted from `ip`.
+    /// Takes a place for a socket just accepted from `ip`, under the current limits;
+    /// `ceiling` is what the descriptors allow ([`connection_ceiling`]).
     pub fn accept(
         self: &Arc<Self>,
         ip: IpAddr,
-        max_total: usize,
-        max_per_ip: usize,
-        new_per_ip_per_second: u32,
+        limits: &Limits,
+        ceiling: usize,
     ) -> Result<Slot, Refusal> {
-        if !self.within_rate(ip, new_per_ip_per_second) {
+        let ip = peer_key(ip);
+        if !self.within_rate(ip, limits.max_new_connections_per_ip_per_second) {
             return Err(Refusal::RatePerIp);
         }
-        if !self.total.take(&(), max_total) {
+        if !self.pending.take(&(), limits.max_pending_handshakes) {
+            return Err(Refusal::PendingHandshakes);
+        }
+        if !self.total.take(&(), limits.max_connections.min(ceiling)) {
+            self.pending.give_back(&());
             return Err(Refusal::Total);
         }
-        if !self.per_ip.take(&ip, max_per_ip) {
+        if !self.per_ip.take(&ip, limits.max_connections_per_ip) {
+            self.pending.give_back(&());
             self.total.give_back(&());
             return Err(Refusal::PerIp);
         }
@@ -172,22 +210,42 @@ impl Connections {
             connections: self.clone(),
             ip,
             certificate: None,
+            pending: true,
         })
+    }
+
+    /// Connections whose handshake is not over yet.
+    pub fn pending(&self) -> usize {
+        self.pending.count()
     }
 
     /// Open connections now.
     pub fn open(&self) -> usize {
-        self.total
-            .counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&())
-            .copied()
-            .unwrap_or(0)
+        self.total.count()
     }
 }
 
 impl Slot {
+    /// How long this connection's handshake may take: the configured deadline, or at
+    /// most one second while more than half of `max_pending_handshakes` are taken, so
+    /// sockets that never speak TLS cannot hold the pending places for long.
+    pub fn handshake_deadline(&self, limits: &Limits) -> std::time::Duration {
+        if self.connections.pending() * 2 > limits.max_pending_handshakes {
+            limits
+                .handshake_timeout
+                .min(std::time::Duration::from_secs(1))
+        } else {
+            limits.handshake_timeout
+        }
+    }
+
+    /// The handshake is over: the connection leaves the pending count.
+    pub fn handshake_done(&mut self) {
+        if std::mem::take(&mut self.pending) {
+            self.connections.pending.give_back(&());
+        }
+    }
+
     /// Takes a place for the certificate the handshake presented.
     pub fn identify(
         &mut self,
@@ -209,6 +267,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.handshake_done();
         if let Some(certificate) = &self.certificate {
             self.connections.per_certificate.give_back(certificate);
         }
@@ -264,6 +323,20 @@ pub fn connection_ceiling(max_connections: usize) -> usize {
 mod tests {
     use super::*;
 
+    fn limits(total: usize, per_ip: usize, rate: u32, pending: usize) -> Limits {
+        let raw = crate::config::raw::RawLimits {
+            max_connections: total,
+            max_connections_per_ip: per_ip,
+            max_new_connections_per_ip_per_second: rate,
+            max_pending_handshakes: pending,
+            ..Default::default()
+        };
+        let mut errors = Vec::new();
+        let limits = Limits::build(&raw, std::path::Path::new("t"), &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        limits
+    }
+
     /// 002 Điều 26 khoản 2: connections are capped in total, per IP and per certificate.
     #[test]
     fn new_connections_per_ip_are_rate_limited_per_address() {
@@ -274,19 +347,60 @@ mod tests {
         for _ in 0..5 {
             kept.push(
                 connections
-                    .accept(a, 100, 100, 5)
+                    .accept(a, &limits(100, 100, 5, 100), usize::MAX)
                     .expect("within the burst"),
             );
         }
         assert_eq!(
             connections
-                .accept(a, 100, 100, 5)
+                .accept(a, &limits(100, 100, 5, 100), usize::MAX)
                 .expect_err("over the rate"),
             Refusal::RatePerIp
         );
-        kept.push(connections.accept(b, 100, 100, 5).expect("another address"));
+        kept.push(
+            connections
+                .accept(b, &limits(100, 100, 5, 100), usize::MAX)
+                .expect("another address"),
+        );
         // Zero switches the rate off.
-        kept.push(connections.accept(a, 100, 100, 0).expect("no rate"));
+        kept.push(
+            connections
+                .accept(a, &limits(100, 100, 0, 100), usize::MAX)
+                .expect("no rate"),
+        );
+    }
+
+    #[test]
+    fn sockets_that_never_finish_a_handshake_are_capped_apart() {
+        let connections = Connections::new();
+        let limits = limits(100, 100, 0, 2);
+        let a: IpAddr = "127.0.0.2".parse().expect("ip");
+        let mut first = connections.accept(a, &limits, usize::MAX).expect("room");
+        let _second = connections.accept(a, &limits, usize::MAX).expect("room");
+        assert_eq!(
+            connections
+                .accept(a, &limits, usize::MAX)
+                .expect_err("pending full"),
+            Refusal::PendingHandshakes
+        );
+        // More than half pending: a short handshake deadline.
+        assert!(first.handshake_deadline(&limits) <= std::time::Duration::from_secs(1));
+        first.handshake_done();
+        let _third = connections
+            .accept(a, &limits, usize::MAX)
+            .expect("a place freed");
+        assert_eq!(connections.open(), 3);
+    }
+
+    #[test]
+    fn ipv6_peers_are_counted_per_64_and_mapped_ipv4_as_ipv4() {
+        let one: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let two: IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("ip");
+        let other: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(peer_key(one), peer_key(two));
+        assert_ne!(peer_key(one), peer_key(other));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("ip");
+        assert_eq!(peer_key(mapped), "192.0.2.7".parse::<IpAddr>().expect("ip"));
     }
 
     #[test]
@@ -304,21 +418,33 @@ mod tests {
         let connections = Connections::new();
         let a: IpAddr = "127.0.0.2".parse().expect("ip");
         let b: IpAddr = "127.0.0.3".parse().expect("ip");
-        let one = connections.accept(a, 3, 2, 0).expect("room");
-        let two = connections.accept(a, 3, 2, 0).expect("room");
+        let one = connections
+            .accept(a, &limits(3, 2, 0, 100), usize::MAX)
+            .expect("room");
+        let two = connections
+            .accept(a, &limits(3, 2, 0, 100), usize::MAX)
+            .expect("room");
         assert_eq!(
-            connections.accept(a, 3, 2, 0).expect_err("per ip"),
+            connections
+                .accept(a, &limits(3, 2, 0, 100), usize::MAX)
+                .expect_err("per ip"),
             Refusal::PerIp
         );
-        let mut three = connections.accept(b, 3, 2, 0).expect("another ip has room");
+        let mut three = connections
+            .accept(b, &limits(3, 2, 0, 100), usize::MAX)
+            .expect("another ip has room");
         assert_eq!(
-            connections.accept(b, 3, 2, 0).expect_err("total"),
+            connections
+                .accept(b, &limits(3, 2, 0, 100), usize::MAX)
+                .expect_err("total"),
             Refusal::Total
         );
         assert_eq!(connections.open(), 3);
         three.identify("fp", 1).expect("first for the certificate");
         drop(one);
-        let mut four = connections.accept(b, 3, 2, 0).expect("freed");
+        let mut four = connections
+            .accept(b, &limits(3, 2, 0, 100), usize::MAX)
+            .expect("freed");
         assert_eq!(
             four.identify("fp", 1).expect_err("per certificate"),
             Refusal::PerCertificate

@@ -37,7 +37,7 @@ use crate::protocol::{
 };
 use crate::trust::PeerCertificate;
 use crate::trust::registry::Authenticated;
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header, request::Parts};
 use axum::response::{IntoResponse, Response};
@@ -375,6 +375,11 @@ fn subject_value(
     }
 }
 
+/// Whether requests with `method` may carry a body.
+fn method_takes_body(method: &Method) -> bool {
+    *method == Method::POST || *method == Method::PUT || *method == Method::PATCH
+}
+
 /// Reads the body, capped at `limit` bytes and bounded by `receive_deadline`: a
 /// sender that has not finished by then gets `request.timeout` (408, its fault).
 async fn read_body(
@@ -505,6 +510,16 @@ async fn run(
         canonical_target.push_str(&protocol::canonical_query(&query));
     }
     facts.canonical_target = Some(canonical_target);
+
+    // Body: only operations whose method takes one accept one. A body on a GET would be
+    // forwarded to a REST backend, a channel into the national databases no contract
+    // describes; refused before a byte of it is read.
+    if !method_takes_body(operation.pattern.method()) && !body.is_end_stream() {
+        return Err(GatewayError::new(
+            ErrorCode::RequestBodyNotAllowed,
+            "this operation takes no request body",
+        ));
+    }
 
     // Body and request schema.
     let bytes = read_body(

@@ -251,12 +251,7 @@ fn admit(
     shutdown: &watch::Receiver<bool>,
 ) {
     let limits = gateway.runtime().limits;
-    let slot = match gateway.connections().accept(
-        remote.ip(),
-        limits.max_connections.min(ceiling),
-        limits.max_connections_per_ip,
-        limits.max_new_connections_per_ip_per_second,
-    ) {
+    let slot = match gateway.connections().accept(remote.ip(), &limits, ceiling) {
         Ok(slot) => slot,
         Err(refusal) => {
             metrics::counter!("datagate_connections_refused_total", "reason" => refusal.as_str())
@@ -431,7 +426,10 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let accepted_at = Instant::now();
-    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
+    let handshake_deadline = slot.handshake_deadline(&limits);
+    let handshake = tokio::time::timeout(handshake_deadline, acceptor.accept(stream)).await;
+    slot.handshake_done();
+    let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
             let reason = handshake_reason(&error);

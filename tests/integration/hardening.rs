@@ -13,6 +13,14 @@ fn ministry_current_contract() -> String {
         .replace("2021-01-01T00:00:00+07:00", "2099-01-01T00:00:00+07:00")
 }
 
+/// A citizen search head (POST, takes a JSON body) as the portal, for raw requests.
+fn search_head() -> String {
+    format!(
+        "POST /r1/{CITIZEN_SERVICE}/search HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Road-Client: {PORTAL}\r\n\
+         X-Purpose: {PURPOSE}\r\nContent-Type: application/json"
+    )
+}
+
 /// A citizen lookup head as the portal, for raw requests.
 fn lookup_head(path: &str) -> String {
     format!(
@@ -167,7 +175,7 @@ async fn demo_reloads_on_sighup_and_keeps_serving() {
 
 // --- Finding 2: one tenant inside its quota cannot shut out the others --------------
 
-/// A GET whose chunked body never ends: answered 408 `request.timeout` (the
+/// A request whose chunked body never ends: answered 408 `request.timeout` (the
 /// sender's fault) at the receive deadline, long before the exchange deadline.
 /// 002 Điều 26 khoản 2: a sender that never finishes its body cannot hold the node.
 #[tokio::test]
@@ -185,11 +193,8 @@ async fn body_that_never_ends_gets_408_at_the_receive_deadline() {
     let answer = node
         .raw_request(
             &pki.portal,
-            &format!(
-                "{}\r\nTransfer-Encoding: chunked",
-                lookup_head(&format!("/r1/{CITIZEN_SERVICE}/{CITIZEN_ID}"))
-            ),
-            b"5\r\nhello\r\n",
+            &format!("{}\r\nTransfer-Encoding: chunked", search_head()),
+            b"5\r\n{\"cit\r\n",
         )
         .await;
     let body = answer.expect_problem(408, "request.timeout");
@@ -229,8 +234,8 @@ async fn consumer_at_its_in_flight_share_leaves_room_for_the_others() {
             .await
             .expect("connect");
         let head = format!(
-            "{}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
-            lookup_head(&format!("/r1/{CITIZEN_SERVICE}/{CITIZEN_ID}"))
+            "{}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{{\"cit\r\n",
+            search_head()
         );
         tls.write_all(head.as_bytes()).await.expect("write");
         tls.flush().await.expect("flush");
@@ -871,7 +876,10 @@ async fn abandoned_exchanges_are_journaled_and_keep_their_place_in_the_share() {
         tls.write_all(head.as_bytes()).await.expect("write");
         tls.flush().await.expect("flush");
         let hits = n + 1;
-        eventually("the backend to receive the call", || upstream.hits() >= hits).await;
+        eventually("the backend to receive the call", || {
+            upstream.hits() >= hits
+        })
+        .await;
         drop(tls);
     }
     // Their places are still taken while the backend works.
@@ -894,4 +902,23 @@ async fn abandoned_exchanges_are_journaled_and_keep_their_place_in_the_share() {
         })
     })
     .await;
+}
+
+/// A body on an operation whose method takes none is refused before it is read: it
+/// would otherwise reach a REST backend that no contract describes (red-team finding).
+#[tokio::test]
+async fn body_on_a_get_never_reaches_the_backend() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url()).start().await;
+    let response = node
+        .lookup(&node.client(&pki.portal), CITIZEN_ID)
+        .header("Content-Type", "application/json")
+        .body(r#"{"where":"1=1","fields":"all","limit":100000}"#)
+        .send()
+        .await
+        .expect("request");
+    expect_problem(response, 400, "request.body_not_allowed").await;
+    assert_eq!(upstream.hits(), 0);
 }
