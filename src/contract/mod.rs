@@ -417,6 +417,20 @@ pub fn compile(
         }
         if let Some(value) = quota.burst {
             match NonZeroU32::new(value) {
+                // The limiter counts the burst as burst × interval in nanoseconds: past a
+                // u64 it would overflow (a panic in debug builds, a wrong limit in release).
+                Some(value)
+                    if rate.is_some_and(|rate| {
+                        (rate.per / rate.requests.get()).as_nanos() * u128::from(value.get())
+                            > u128::from(u64::MAX)
+                    }) =>
+                {
+                    error(
+                        "quota.burst",
+                        "too large for the rate: burst × interval must stay within 500 years"
+                            .into(),
+                    )
+                }
                 Some(value) if quota.rate.is_some() => burst = Some(value),
                 Some(_) => error("quota.burst", "a burst needs a rate".into()),
                 None => error("quota.burst", "must be positive".into()),
@@ -772,6 +786,18 @@ approved_by: Cục Cảnh sát QLHC về TTXH
             .expect_err("missing");
         let body = format!("{missing:?}");
         assert!(body.contains("/path/citizen_id"), "{body}");
+    }
+
+    /// Found by the property tests of issue 7: a burst whose window overflows the limiter's
+    /// nanosecond count is refused at load instead of panicking.
+    #[test]
+    fn refuses_a_burst_the_limiter_cannot_count() {
+        let huge = CONTRACT.replace("rate: 10/s, burst: 20", "rate: 1/h, burst: 5124097");
+        assert_ne!(huge, CONTRACT, "the test contract has a rate to change");
+        let errors = compiled(&huge).expect_err("overflowing burst");
+        assert!(errors.iter().any(|e| e.path == "quota.burst"), "{errors:?}");
+        let fine = CONTRACT.replace("rate: 10/s, burst: 20", "rate: 1/h, burst: 1000");
+        assert!(compiled(&fine).is_ok());
     }
 
     /// No control fails open: an assurance level that nothing verifies yet is refused at load.
