@@ -314,13 +314,9 @@ pub async fn run(harness: &Harness) -> anyhow::Result<String> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let metrics = reqwest::get(format!("http://{ops}/metrics"))
-        .await
-        .ok()
-        .map(|r| async { r.text().await.unwrap_or_default() });
-    let metrics = match metrics {
-        Some(text) => text.await,
-        None => String::new(),
+    let metrics = match reqwest::get(format!("http://{ops}/metrics")).await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
     };
     let refusal_lines: Vec<&str> = metrics
         .lines()

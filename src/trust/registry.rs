@@ -279,11 +279,6 @@ impl SecureServerRegistry {
         self.by_fingerprint.is_empty()
     }
 
-    /// The registration of a certificate, if any.
-    pub fn lookup(&self, fingerprint: &str) -> Option<&Registration> {
-        self.by_fingerprint.get(fingerprint)
-    }
-
     /// Decides whether the consumer-listener peer with `fingerprint` may act for
     /// `client` at `now`: it must be a registered information system of the
     /// client's member, bound to the client's subsystem, and effective.
