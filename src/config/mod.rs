@@ -148,6 +148,8 @@ pub struct NodeConfig {
     pub consumer_listener: SocketAddr,
     /// Ops listener address (plain HTTP; keep it on loopback or a management network).
     pub ops_listener: SocketAddr,
+    /// Exchange listener address, when this node takes federated exchanges.
+    pub exchange_listener: Option<SocketAddr>,
     /// TLS files of the consumer listener.
     pub tls: TlsFiles,
     /// The rustls configuration built from those files while validating them.
@@ -407,6 +409,7 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
                 name: raw.node.name,
                 consumer_listener: raw.listeners.consumer,
                 ops_listener: raw.listeners.ops,
+                exchange_listener: raw.listeners.exchange,
                 tls,
                 tls_config,
                 registry,

@@ -64,6 +64,10 @@ pub struct RawListeners {
     pub consumer: SocketAddr,
     /// Plain-HTTP listener for `/healthz`, `/readyz`, `/metrics`.
     pub ops: SocketAddr,
+    /// mTLS listener for the federation's gateways and hubs (none: this node takes no
+    /// federated exchanges).
+    #[serde(default)]
+    pub exchange: Option<SocketAddr>,
 }
 
 /// `[tls]`.

@@ -523,6 +523,8 @@ pub fn compile(
 pub struct Grant {
     /// The contract that allows the request.
     pub contract: Arc<CompiledContract>,
+    /// The path parameters its operation pattern named.
+    pub params: std::collections::BTreeMap<String, String>,
 }
 
 /// All contracts of a node, indexed by (consumer, service).
@@ -629,13 +631,13 @@ impl ContractSet {
             "no contract for this service allows this method and path",
         );
         for contract in candidates {
-            if !contract
+            let Some(params) = contract
                 .operations
                 .iter()
-                .any(|op| op.matches(method, path).is_some())
-            {
+                .find_map(|op| op.matches(method, path))
+            else {
                 continue;
-            }
+            };
             if now < contract.valid_from || now >= contract.valid_until {
                 refusal = GatewayError::new(
                     ErrorCode::ContractOutsideValidity,
@@ -667,6 +669,7 @@ impl ContractSet {
             }
             return Ok(Grant {
                 contract: contract.clone(),
+                params,
             });
         }
         Err(refusal)

@@ -26,72 +26,51 @@
 //! 11. response schema, then projection to the allowed fields, then headers.
 
 use super::admission::Ticket;
+use super::context::{ExchangeContext, Leg, Peer};
+use super::provider::Provider;
 use super::{Gateway, Runtime};
-use crate::adapters::{AdapterError, AdapterRequest};
 use crate::contract::{CompiledContract, SubjectRef};
 use crate::error::{ErrorCode, GatewayError, Origin};
-use crate::identity::ClientId;
 use crate::journal::ExchangeRecord;
 use crate::protocol::{
-    self, Purpose, Target, X_CONTRACT_ID, X_PURPOSE, X_ROAD_ID, X_ROAD_REQUEST_HASH, X_ROAD_SERVICE,
+    self, Purpose, X_CONTRACT_ID, X_PURPOSE, X_ROAD_ID, X_ROAD_ISSUE, X_ROAD_REQUEST_HASH,
+    X_ROAD_SERVICE, X_ROAD_USER_ID,
 };
 use crate::trust::PeerCertificate;
-use crate::trust::registry::Authenticated;
 use axum::body::{Body, HttpBody as _};
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, header, request::Parts};
+use axum::http::{HeaderValue, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use std::sync::Arc;
-use time::OffsetDateTime;
 use tokio::time::Instant;
 
-/// One exchange as the edge parsed it: built once per request, passed by reference.
-#[derive(Debug)]
-pub struct Exchange {
-    /// `X-Road-Id`, the caller's or ours.
-    pub message_id: String,
-    /// The method.
-    pub method: Method,
-    /// The addressed service and the canonical path after it.
-    pub target: Target,
-    /// The raw query string; checked against the operation once it is known.
-    pub query: Option<String>,
-    /// The subsystem the caller claims in `X-Road-Client` (not yet authenticated).
-    pub claimed: ClientId,
-    /// The purpose code, if sent.
-    pub purpose: Option<Purpose>,
-    /// When the whole exchange must be over.
-    pub deadline: Instant,
-    /// When the request's body must have arrived.
-    pub receive_deadline: Instant,
+/// The listener an exchange arrived on: it decides how the peer is authenticated and
+/// how the request's body and the answer are protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// A member's information system on the consumer listener (mTLS, registry).
+    Consumer,
+    /// Another gateway or a hub on the exchange listener (mTLS, message signature,
+    /// encrypted body).
+    Exchange,
 }
 
-/// What the phases learn, for the journal and the metrics.
-#[derive(Debug, Default)]
-struct Facts {
-    client: Option<String>,
-    authenticated: Option<ClientId>,
-    service: Option<String>,
-    operation: Option<String>,
-    purpose: Option<String>,
-    contract_id: Option<String>,
-    request_out_at: Option<OffsetDateTime>,
-    response_in_at: Option<OffsetDateTime>,
-    request_bytes: u64,
-    /// The request body, once read (kept for the journal's keyed digest).
-    request_body: bytes::Bytes,
-    /// `/r1/{service}{path}[?{sorted query}]`: what the digests cover, one spelling per request.
-    canonical_target: Option<String>,
-    subject_digest: Option<String>,
-}
-
-/// Serves one exchange on a task of its own, so that a caller who goes away (a
-/// closed connection, an HTTP/2 stream reset) cannot cancel it half-way: once
-/// admitted, an exchange keeps its place in the consumer's share until its
-/// backend call is over, and is journaled, counted and logged like any other.
+/// Serves one exchange of the consumer listener on a task of its own, so that a
+/// caller who goes away (a closed connection, an HTTP/2 stream reset) cannot cancel
+/// it half-way: once admitted, an exchange keeps its place in the consumer's share
+/// until its provider call is over, and is journaled, counted and logged like any other.
 pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
-    match tokio::spawn(exchange(gateway, request)).await {
+    spawn_exchange(gateway, request, Arrival::Consumer).await
+}
+
+/// Runs [`exchange`] on its own task (see [`handle`]).
+pub(super) async fn spawn_exchange(
+    gateway: Arc<Gateway>,
+    request: Request,
+    arrival: Arrival,
+) -> Response {
+    match tokio::spawn(exchange(gateway, request, arrival)).await {
         Ok(response) => response,
         // A panic in the pipeline: the task is gone, the answer is still ours.
         Err(_) => GatewayError::new(
@@ -103,12 +82,11 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
 }
 
 /// One exchange, from the request to the journaled answer.
-async fn exchange(gateway: Arc<Gateway>, request: Request) -> Response {
+async fn exchange(gateway: Arc<Gateway>, request: Request, arrival: Arrival) -> Response {
     let started = Instant::now();
     let request_in_at = gateway.clock().now();
     let (parts, body) = request.into_parts();
-    let peer = parts.extensions.get::<PeerCertificate>().cloned();
-    let mut facts = Facts::default();
+    let certificate = parts.extensions.get::<PeerCertificate>().cloned();
     let runtime = gateway.runtime();
 
     // An unusable caller id is refused, but the refusal still gets an id of its own
@@ -118,25 +96,27 @@ async fn exchange(gateway: Arc<Gateway>, request: Request) -> Response {
             Ok(id) => (id, None),
             Err(error) => (uuid::Uuid::new_v4().to_string(), Some(error)),
         };
+    let mut context: Option<ExchangeContext> = None;
     let outcome = match refusal {
         Some(error) => Err(error),
         None => {
             admit_and_run(
                 &gateway,
                 &runtime,
-                peer.as_ref(),
+                certificate.as_ref(),
                 &parts,
                 body,
                 message_id.clone(),
                 started,
-                &mut facts,
+                arrival,
+                &mut context,
             )
             .await
         }
     };
 
     let journaling = gateway.journal().is_enabled();
-    let (mut response, response_body_len, response_digest, error_code) = match outcome {
+    let (response, response_body_len, response_digest, error_code) = match outcome {
         Ok((response, bytes)) => {
             let digest = journaling.then(|| gateway.journal().digest(&[&bytes]));
             (response, bytes.len() as u64, digest, None)
@@ -156,42 +136,62 @@ async fn exchange(gateway: Arc<Gateway>, request: Request) -> Response {
             (error.into_problem(Some(&message_id)), 0, None, Some(code))
         }
     };
+    // Between gateways every answer, refusals included, is signed over the request's
+    // signature, and a data answer is encrypted for the consumer's gateway.
+    let mut response = match (arrival, context.as_mut()) {
+        (Arrival::Exchange, Some(ctx)) => super::inbound::seal(&gateway, &runtime, ctx, response),
+        _ => response,
+    };
 
     if journaling {
-        let target = facts
-            .canonical_target
-            .as_deref()
+        let ctx = context.as_ref();
+        let target = ctx
+            .and_then(|ctx| ctx.trail.canonical_target.as_deref())
             .map_or_else(|| raw_target(&parts), str::as_bytes);
+        let empty = bytes::Bytes::new();
+        let request_body = ctx.map_or(&empty, |ctx| &ctx.trail.request_body);
         let record = ExchangeRecord {
             message_id: message_id.clone(),
-            // The authenticated subsystem once the registry vouched for it; before that
+            // The authenticated subsystem once the peer was vouched for; before that
             // (refusals), the subsystem the caller claimed.
-            client: facts
-                .authenticated
-                .as_ref()
-                .map(ClientId::to_string)
-                .or_else(|| facts.client.clone()),
-            service: facts.service.clone(),
+            client: ctx.map(|ctx| ctx.client.to_string()),
+            service: ctx.map(|ctx| ctx.target.service.to_string()),
             method: parts.method.to_string(),
-            operation: facts.operation.clone(),
-            purpose: facts.purpose.clone(),
-            contract_id: facts.contract_id.clone(),
-            peer_fingerprint: peer.map(|p| p.fingerprint_sha256),
+            operation: ctx.and_then(|ctx| ctx.trail.operation.clone()),
+            purpose: ctx.and_then(|ctx| ctx.purpose.as_ref().map(|p| p.as_str().to_owned())),
+            contract_id: ctx.and_then(|ctx| ctx.trail.contract_id.clone()),
+            peer_fingerprint: certificate.map(|p| p.fingerprint_sha256),
             status: response.status().as_u16(),
             error_code: error_code.map(|c| c.as_str().to_owned()),
             request_in_at,
-            request_out_at: facts.request_out_at,
-            response_in_at: facts.response_in_at,
+            request_out_at: ctx.and_then(|ctx| ctx.trail.request_out_at),
+            response_in_at: ctx.and_then(|ctx| ctx.trail.response_in_at),
             response_out_at: gateway.clock().now(),
-            request_bytes: facts.request_bytes,
+            request_bytes: request_body.len() as u64,
             response_bytes: response_body_len,
             request_digest: gateway.journal().digest(&[
                 parts.method.as_str().as_bytes(),
                 target,
-                &facts.request_body,
+                request_body,
             ]),
             response_digest,
-            subject_digest: facts.subject_digest.clone(),
+            subject_digest: ctx.and_then(|ctx| ctx.trail.subject_digest.clone()),
+            leg: ctx
+                .map_or(
+                    match arrival {
+                        Arrival::Consumer => Leg::Local,
+                        Arrival::Exchange => Leg::ProviderSide,
+                    },
+                    |ctx| ctx.leg,
+                )
+                .as_str(),
+            signature_digest: ctx.and_then(|ctx| {
+                ctx.trail
+                    .request_signature
+                    .as_deref()
+                    .map(|signature| crate::journal::plain_digest(signature.as_bytes()))
+            }),
+            remote_key_id: ctx.and_then(|ctx| ctx.trail.remote_key_id.clone()),
         };
         // Invariant 3: journaled before acknowledged. A journal failure turns the
         // answer into 503 so the consumer never holds data the journal lacks.
@@ -207,18 +207,20 @@ async fn exchange(gateway: Arc<Gateway>, request: Request) -> Response {
 
     let status = response.status().as_u16().to_string();
     // Labels only from values configuration bounds: the authenticated client (one of
-    // the registry's bindings) and the service only once a contract matched.
-    let consumer = facts
-        .authenticated
-        .as_ref()
-        .map_or_else(|| "unauthenticated".to_owned(), ClientId::to_string);
-    let service = facts
-        .contract_id
-        .as_ref()
-        .and(facts.service)
-        .unwrap_or_else(|| "unknown".into());
+    // the registry's bindings, or a signed sender) and the service only once a contract matched.
+    let ctx = context.as_ref();
+    let consumer = ctx
+        .and_then(ExchangeContext::authenticated_client)
+        .map_or_else(|| "unauthenticated".to_owned(), ToString::to_string);
+    let service = ctx
+        .filter(|ctx| ctx.trail.contract_id.is_some())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |ctx| ctx.target.service.to_string(),
+        );
+    let leg = ctx.map_or("none", |ctx| ctx.leg.as_str());
     let elapsed = started.elapsed().as_secs_f64();
-    metrics::counter!("datagate_requests_total", "service" => service.clone(), "consumer" => consumer, "status" => status.clone()).increment(1);
+    metrics::counter!("datagate_requests_total", "service" => service.clone(), "consumer" => consumer, "status" => status.clone(), "leg" => leg).increment(1);
     if let Some(code) = error_code {
         metrics::counter!("datagate_refusals_total", "code" => code.as_str()).increment(1);
     }
@@ -227,7 +229,8 @@ async fn exchange(gateway: Arc<Gateway>, request: Request) -> Response {
         message_id = %message_id,
         status = %status,
         code = error_code.map(|c| c.as_str()).unwrap_or("-"),
-        contract = facts.contract_id.as_deref().unwrap_or("-"),
+        contract = ctx.and_then(|ctx| ctx.trail.contract_id.as_deref()).unwrap_or("-"),
+        leg,
         elapsed_ms = elapsed * 1000.0,
         "exchange"
     );
@@ -244,13 +247,16 @@ fn raw_target(parts: &Parts) -> &[u8] {
 }
 
 /// Phase 2: the request head, parsed once. Limits first (they bound the work of
-/// everything after), then ambiguity, then the values.
+/// everything after), then ambiguity, then the values. `path` is the `/r1/...` part
+/// of the target (the exchange listener strips its `/exchange/v1` prefix first).
 fn parse_head(
     parts: &Parts,
+    path: &str,
     runtime: &Runtime,
     message_id: String,
     started: Instant,
-) -> Result<Exchange, GatewayError> {
+    leg: Leg,
+) -> Result<ExchangeContext, GatewayError> {
     let limits = &runtime.limits;
     if raw_target(parts).len() > limits.max_uri_bytes {
         return Err(GatewayError::new(
@@ -273,67 +279,77 @@ fn parse_head(
         ));
     }
     protocol::check_single_headers(&parts.headers)?;
-    let target = protocol::parse_target(parts.uri.path())?;
-    let claimed = protocol::parse_client(parts.headers.get(protocol::X_ROAD_CLIENT))?;
+    let target = protocol::parse_target(path)?;
+    let client = protocol::parse_client(parts.headers.get(protocol::X_ROAD_CLIENT))?;
     let purpose = protocol::parse_purpose(parts.headers.get(X_PURPOSE))?;
-    Ok(Exchange {
+    let text = |name| {
+        protocol::single_header(&parts.headers, name)
+            .ok()
+            .flatten()
+            .and_then(|value| value.to_str().ok())
+            .map(|value| value.trim().to_owned())
+    };
+    Ok(ExchangeContext {
         message_id,
         method: parts.method.clone(),
         target,
         query: parts.uri.query().map(str::to_owned),
-        claimed,
+        client,
         purpose,
+        user_id: text(&X_ROAD_USER_ID),
+        issue: text(&X_ROAD_ISSUE),
         deadline: started + limits.request_timeout,
         receive_deadline: started + limits.request_receive_timeout,
+        peer: None,
+        leg,
+        trail: Default::default(),
     })
 }
 
-/// Phases 2–4, then the rest under the exchange deadline.
+/// Phases 2–4, then the rest under the exchange deadline. The context, once parsed,
+/// is left in `slot` for the journal, whatever the outcome.
 #[allow(clippy::too_many_arguments)]
 async fn admit_and_run(
     gateway: &Gateway,
     runtime: &Runtime,
-    peer: Option<&PeerCertificate>,
+    certificate: Option<&PeerCertificate>,
     parts: &Parts,
     body: Body,
     message_id: String,
     started: Instant,
-    facts: &mut Facts,
+    arrival: Arrival,
+    slot: &mut Option<ExchangeContext>,
 ) -> Result<(Response, bytes::Bytes), GatewayError> {
-    let exchange = parse_head(parts, runtime, message_id, started)?;
-    facts.service = Some(exchange.target.service.to_string());
-    facts.client = Some(exchange.claimed.to_string());
-    facts.purpose = exchange.purpose.as_ref().map(|p| p.as_str().to_owned());
+    let (path, leg) = match arrival {
+        Arrival::Consumer => (parts.uri.path(), Leg::Local),
+        Arrival::Exchange => (
+            super::inbound::strip_prefix(parts.uri.path())?,
+            Leg::ProviderSide,
+        ),
+    };
+    let ctx = slot.insert(parse_head(parts, path, runtime, message_id, started, leg)?);
 
-    let peer = peer.ok_or_else(|| {
+    let certificate = certificate.ok_or_else(|| {
         GatewayError::new(
             ErrorCode::TrustCertificateMissing,
             "a client certificate is required",
         )
     })?;
-    let authenticated = runtime.registry.authenticate_client(
-        &peer.fingerprint_sha256,
-        &exchange.claimed,
-        gateway.clock().now(),
-    )?;
-    facts.authenticated = Some(authenticated.client.clone());
+    // Identity: a registered information system bound to the claimed subsystem, or a
+    // registered secure server whose signature covers the request's head.
+    let peer = match arrival {
+        Arrival::Consumer => Peer::InformationSystem(runtime.registry.authenticate_client(
+            &certificate.fingerprint_sha256,
+            &ctx.client,
+            gateway.clock().now(),
+        )?),
+        Arrival::Exchange => super::inbound::authenticate(gateway, ctx, parts, certificate)?,
+    };
+    ctx.peer = Some(peer);
 
-    let ticket: Ticket = gateway
-        .admission()
-        .admit(&authenticated.client, &runtime.limits)?;
-    let outcome = tokio::time::timeout_at(
-        exchange.deadline,
-        run(
-            gateway,
-            runtime,
-            &exchange,
-            &authenticated,
-            parts,
-            body,
-            facts,
-        ),
-    )
-    .await;
+    let ticket: Ticket = gateway.admission().admit(&ctx.client, &runtime.limits)?;
+    let outcome =
+        tokio::time::timeout_at(ctx.deadline, run(gateway, runtime, ctx, parts, body)).await;
     drop(ticket);
     match outcome {
         Ok(outcome) => outcome,
@@ -375,14 +391,9 @@ fn subject_value(
     }
 }
 
-/// Whether requests with `method` may carry a body.
-fn method_takes_body(method: &Method) -> bool {
-    *method == Method::POST || *method == Method::PUT || *method == Method::PATCH
-}
-
 /// Reads the body, capped at `limit` bytes and bounded by `receive_deadline`: a
 /// sender that has not finished by then gets `request.timeout` (408, its fault).
-async fn read_body(
+pub(super) async fn read_body(
     parts: &Parts,
     body: Body,
     limit: usize,
@@ -419,22 +430,26 @@ async fn read_body(
     }
 }
 
-fn parse_body(parts: &Parts, bytes: &[u8]) -> Result<Option<serde_json::Value>, GatewayError> {
+/// The media type of a `Content-Type` value, lowercased, without parameters.
+pub(super) fn media_type(value: Option<&str>) -> Option<String> {
+    value.map(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    })
+}
+
+fn parse_body(
+    content_type: Option<&str>,
+    bytes: &[u8],
+) -> Result<Option<serde_json::Value>, GatewayError> {
     if bytes.is_empty() {
         return Ok(None);
     }
-    let is_json = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
+    let is_json =
+        media_type(content_type).is_some_and(|v| v == "application/json" || v.ends_with("+json"));
     if !is_json {
         return Err(GatewayError::new(
             ErrorCode::RequestBodyInvalid,
@@ -453,125 +468,116 @@ fn parse_body(parts: &Parts, bytes: &[u8]) -> Result<Option<serde_json::Value>, 
     })
 }
 
-/// Phases 5–11.
+/// Phases 5–11: contract, quota, provider and route, body, schema, the provider's
+/// answer, response schema and projection, headers.
 async fn run(
     gateway: &Gateway,
     runtime: &Runtime,
-    exchange: &Exchange,
-    authenticated: &Authenticated,
+    ctx: &mut ExchangeContext,
     parts: &Parts,
     body: Body,
-    facts: &mut Facts,
 ) -> Result<(Response, bytes::Bytes), GatewayError> {
     let now = gateway.clock().now();
-    let target = &exchange.target;
 
     // Contract, for the authenticated client.
     let grant = runtime.contracts.authorise(
-        &authenticated.client,
-        &target.service,
-        &exchange.method,
-        &target.path,
-        exchange.purpose.as_ref().map(Purpose::as_str),
+        &ctx.client,
+        &ctx.target.service,
+        &ctx.method,
+        &ctx.target.path,
+        ctx.purpose.as_ref().map(Purpose::as_str),
         now,
     )?;
     let contract = grant.contract;
-    facts.contract_id = Some(contract.id.clone());
+    ctx.trail.contract_id = Some(contract.id.clone());
 
     // Quota.
     contract.take_quota(now)?;
 
-    // Route to the adapter operation.
-    let backend = runtime.services.get(&target.service).ok_or_else(|| {
-        GatewayError::new(
-            ErrorCode::ServiceUnknown,
-            "this node does not serve that service",
-        )
-    })?;
-    let (operation, params) = backend
-        .adapter
-        .spec
-        .route(&parts.method, &target.path)
-        .ok_or_else(|| {
-            GatewayError::new(
-                ErrorCode::ServiceUnknown,
-                "the service offers no such operation",
-            )
-        })?;
-    facts.operation = Some(operation.name.clone());
-
-    // Query: only what the operation declares, decoded and sorted.
-    let query = protocol::parse_query(exchange.query.as_deref(), |name| {
-        operation.declares_query(name)
-    })?;
-    let mut canonical_target = format!("/r1/{}{}", target.service, target.path);
-    if !query.is_empty() {
-        canonical_target.push('?');
-        canonical_target.push_str(&protocol::canonical_query(&query));
+    // Provider and route: a local adapter operation (only its declared query), or the
+    // provider's gateway.
+    let provider = Provider::resolve(gateway, runtime, ctx)?;
+    if matches!(provider, Provider::Remote(_)) {
+        ctx.leg = Leg::ConsumerSide;
     }
-    facts.canonical_target = Some(canonical_target);
+    let mut routed = provider.route(ctx)?;
+    if routed.params.is_empty() {
+        routed.params = grant.params;
+    }
+    ctx.trail.operation = routed
+        .operation
+        .as_ref()
+        .map(|operation| operation.name.clone());
+    let mut canonical_target = format!("/r1/{}{}", ctx.target.service, ctx.target.path);
+    if !routed.query.is_empty() {
+        canonical_target.push('?');
+        canonical_target.push_str(&protocol::canonical_query(&routed.query));
+    }
+    ctx.trail.canonical_target = Some(canonical_target);
 
     // Body: only operations whose method takes one accept one. A body on a GET would be
     // forwarded to a REST backend, a channel into the national databases no contract
     // describes; refused before a byte of it is read.
-    if !method_takes_body(operation.pattern.method()) && !body.is_end_stream() {
+    if !routed.takes_body && !body.is_end_stream() {
         return Err(GatewayError::new(
             ErrorCode::RequestBodyNotAllowed,
             "this operation takes no request body",
         ));
     }
 
-    // Body and request schema.
-    let bytes = read_body(
-        parts,
-        body,
-        runtime.limits.request_body_bytes,
-        exchange.receive_deadline,
-    )
-    .await?;
-    facts.request_bytes = bytes.len() as u64;
-    facts.request_body = bytes.clone();
-    let json_body = parse_body(parts, &bytes)?;
+    // Body (opened from its JWE between gateways) and request schema.
+    let (bytes, content_type) = match ctx.leg {
+        Leg::ProviderSide => super::inbound::open_body(gateway, runtime, ctx, parts, body).await?,
+        _ => (
+            read_body(
+                parts,
+                body,
+                runtime.limits.request_body_bytes,
+                ctx.receive_deadline,
+            )
+            .await?,
+            parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        ),
+    };
+    ctx.trail.request_body = bytes.clone();
+    let json_body = parse_body(content_type.as_deref(), &bytes)?;
     if gateway.journal().is_enabled()
-        && let Some(subject) = subject_value(&contract, &params, json_body.as_ref())
+        && let Some(subject) = subject_value(&contract, &routed.params, json_body.as_ref())
     {
-        facts.subject_digest = Some(gateway.journal().digest(&[b"subject", subject.as_bytes()]));
+        ctx.trail.subject_digest =
+            Some(gateway.journal().digest(&[b"subject", subject.as_bytes()]));
     }
     if contract.request_schema.is_some() {
-        contract.validate_request(&request_document(&params, &query, json_body.as_ref()))?;
+        contract.validate_request(&request_document(
+            &routed.params,
+            &routed.query,
+            json_body.as_ref(),
+        ))?;
     }
 
-    // Backend call.
-    facts.request_out_at = Some(gateway.clock().now());
-    let upstream_started = Instant::now();
-    let answer = backend
-        .adapter
-        .call(AdapterRequest {
-            operation: &operation,
-            params: &params,
-            query: &query,
-            body: json_body.as_ref(),
-            message_id: &exchange.message_id,
-            deadline: exchange.deadline,
-        })
-        .await;
-    facts.response_in_at = Some(gateway.clock().now());
-    metrics::histogram!("datagate_upstream_duration_seconds", "adapter" => backend.adapter.spec.name.clone())
-        .record(upstream_started.elapsed().as_secs_f64());
-    let answer = answer.map_err(|error| {
-        if let AdapterError::Unavailable(cause) = &error {
-            tracing::warn!(adapter = %backend.adapter.spec.name, cause = cause.as_str(), "backend unreachable");
-        }
-        error.to_gateway_error()
-    })?;
+    // The provider's answer.
+    let record = provider
+        .call(
+            gateway,
+            ctx,
+            &routed,
+            &bytes,
+            json_body.as_ref(),
+            content_type.as_deref(),
+        )
+        .await?;
 
     // Response schema and projection. A pass-through contract (whole answer, no
-    // response schema) forwards the backend's bytes once they are known to be JSON.
+    // response schema) forwards the provider's bytes once they are known to be JSON.
     let to_error = |error: crate::adapters::AdapterError| error.to_gateway_error();
     let body = if contract.response_schema.is_none() && contract.projection.is_whole_document() {
-        answer.record.into_json_bytes().map_err(to_error)?
+        record.into_json_bytes().map_err(to_error)?
     } else {
-        let record = answer.record.into_value().map_err(to_error)?;
+        let record = record.into_value().map_err(to_error)?;
         contract.validate_response(&record)?;
         let projected = contract.projection.apply(record);
         bytes::Bytes::from(serde_json::to_vec(&projected).map_err(|_| {
@@ -590,30 +596,32 @@ async fn run(
     )
         .into_response();
     let headers = response.headers_mut();
-    let mut request_hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    let canonical = facts.canonical_target.as_deref().unwrap_or_default();
-    for part in [
-        exchange.method.as_str().as_bytes(),
-        canonical.as_bytes(),
-        &bytes,
-    ] {
-        request_hash.update(&(part.len() as u64).to_be_bytes());
-        request_hash.update(part);
-    }
-    let request_hash = request_hash.finish();
-    if let Ok(value) = HeaderValue::from_str(&crate::base::hex::encode(request_hash.as_ref())) {
+    let request_hash = request_hash(ctx, &bytes);
+    if let Ok(value) = HeaderValue::from_str(&request_hash) {
         headers.insert(X_ROAD_REQUEST_HASH, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&exchange.message_id) {
+    if let Ok(value) = HeaderValue::from_str(&ctx.message_id) {
         headers.insert(X_ROAD_ID, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&target.service.to_string()) {
+    if let Ok(value) = HeaderValue::from_str(&ctx.target.service.to_string()) {
         headers.insert(X_ROAD_SERVICE, value);
     }
     if let Ok(value) = HeaderValue::from_str(&contract.id) {
         headers.insert(X_CONTRACT_ID, value);
     }
     Ok((response, body))
+}
+
+/// `X-Road-Request-Hash`: SHA-256 over the method, the canonical target and the
+/// body, each length-prefixed, so the consumer can prove which question was answered.
+fn request_hash(ctx: &ExchangeContext, body: &[u8]) -> String {
+    let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let canonical = ctx.trail.canonical_target.as_deref().unwrap_or_default();
+    for part in [ctx.method.as_str().as_bytes(), canonical.as_bytes(), body] {
+        hash.update(&(part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    crate::base::hex::encode(hash.finish().as_ref())
 }
 
 #[cfg(test)]

@@ -1,16 +1,26 @@
 //! The running node: its swappable [`Runtime`] (contracts, registry, adapters),
 //! the journal, health state, and the routers of its listeners.
 //!
-//! - [`exchange`]: the consumer-facing pipeline, one ordered function per phase;
+//! - [`exchange`]: the exchange pipeline, one ordered function per phase;
+//! - [`context`]: the typed context of one exchange, its peer and what the phases learned;
+//! - [`provider`]: the seam after authorisation: a local adapter or a remote gateway;
+//! - [`remote`]: the consumer side of the federation (sign, encrypt, forward, verify);
+//! - [`inbound`]: the provider side (verify, decrypt, seal the answer);
 //! - [`admission`]: the in-flight cap and each authenticated consumer's share of it;
 //! - [`connections`]: connection caps in all, per IP and per certificate;
-//! - [`server`]: the mTLS accept loop, the ops listener, graceful shutdown, reload;
+//! - [`listener`]: listeners as data (name, address, TLS mode, router, caps) and the accept loop;
+//! - [`server`]: the node: its listeners, graceful shutdown, reload;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 
 pub mod admission;
 pub mod connections;
+pub mod context;
 pub mod exchange;
+pub mod inbound;
+pub mod listener;
 pub mod ops;
+pub mod provider;
+pub mod remote;
 pub mod server;
 
 use crate::base::clock::{Clock, SystemClock};

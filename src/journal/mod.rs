@@ -65,6 +65,19 @@ pub struct ExchangeRecord {
     pub response_digest: Option<String>,
     /// HMAC-SHA256 (hex) of the data subject's identifier.
     pub subject_digest: Option<String>,
+    /// The part this node played: `local`, `consumer`, `hub` or `provider`.
+    pub leg: &'static str,
+    /// SHA-256 (hex, unkeyed, so every node of the path computes the same value) of
+    /// this leg's request `Signature` header, when the exchange crossed gateways.
+    pub signature_digest: Option<String>,
+    /// Key id (certificate SHA-256) of the gateway at the other end of this leg.
+    pub remote_key_id: Option<String>,
+}
+
+/// SHA-256 (hex) of `bytes`, unkeyed: for values every node of a federated exchange
+/// sees alike (signatures), so their journals can be matched.
+pub fn plain_digest(bytes: &[u8]) -> String {
+    crate::base::hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref())
 }
 
 /// Why the journal could not record.

@@ -28,7 +28,10 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS exchanges (
     response_bytes INTEGER NOT NULL,
     request_digest TEXT NOT NULL,
     response_digest TEXT,
-    subject_digest TEXT
+    subject_digest TEXT,
+    leg TEXT NOT NULL DEFAULT 'local',
+    signature_digest TEXT,
+    remote_key_id TEXT
 );
 CREATE INDEX IF NOT EXISTS exchanges_subject ON exchanges(subject_digest);
 CREATE INDEX IF NOT EXISTS exchanges_message ON exchanges(message_id);";
@@ -66,6 +69,33 @@ impl SqliteJournal {
             .execute(&mut connection)
             .await
             .map_err(store_error)?;
+        // Journals written before the federation lack the leg columns: add them.
+        let columns: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info('exchanges')")
+                .fetch_all(&mut connection)
+                .await
+                .map_err(store_error)?;
+        for (column, statement) in [
+            (
+                "leg",
+                "ALTER TABLE exchanges ADD COLUMN leg TEXT NOT NULL DEFAULT 'local'",
+            ),
+            (
+                "signature_digest",
+                "ALTER TABLE exchanges ADD COLUMN signature_digest TEXT",
+            ),
+            (
+                "remote_key_id",
+                "ALTER TABLE exchanges ADD COLUMN remote_key_id TEXT",
+            ),
+        ] {
+            if !columns.iter().any(|name| name == column) {
+                sqlx::raw_sql(statement)
+                    .execute(&mut connection)
+                    .await
+                    .map_err(store_error)?;
+            }
+        }
         Ok(SqliteJournal { connection })
     }
 
@@ -84,7 +114,7 @@ impl SqliteJournal {
             "INSERT INTO exchanges (message_id, client, service, method, operation, purpose,
              contract_id, peer_fingerprint, status, error_code, request_in_at, request_out_at,
              response_in_at, response_out_at, request_bytes, response_bytes, request_digest,
-             response_digest, subject_digest) ",
+             response_digest, subject_digest, leg, signature_digest, remote_key_id) ",
         );
         statement.push_values(records, |mut row, r| {
             row.push_bind(r.message_id.clone())
@@ -105,7 +135,10 @@ impl SqliteJournal {
                 .push_bind(r.response_bytes as i64)
                 .push_bind(r.request_digest.clone())
                 .push_bind(r.response_digest.clone())
-                .push_bind(r.subject_digest.clone());
+                .push_bind(r.subject_digest.clone())
+                .push_bind(r.leg)
+                .push_bind(r.signature_digest.clone())
+                .push_bind(r.remote_key_id.clone());
         });
         statement
             .build()

@@ -365,7 +365,7 @@ async fn connections_per_ip_are_capped_before_the_handshake() {
     }
     let before = sample(
         &metrics(&node).await,
-        "datagate_connections_refused_total{reason=\"max_connections_per_ip\"}",
+        "datagate_connections_refused_total{reason=\"max_connections_per_ip\",listener=\"consumer\"}",
     );
     // The fourth is closed at once, before any TLS.
     let refused = node.tls_connect(Some(&pki.portal), Some(flooder)).await;
@@ -375,7 +375,7 @@ async fn connections_per_ip_are_capped_before_the_handshake() {
     );
     let after = sample(
         &metrics(&node).await,
-        "datagate_connections_refused_total{reason=\"max_connections_per_ip\"}",
+        "datagate_connections_refused_total{reason=\"max_connections_per_ip\",listener=\"consumer\"}",
     );
     assert!(after > before, "the refusal was not counted");
 

@@ -1,0 +1,142 @@
+//! The typed context of one exchange: built once from the request head, owned by
+//! the exchange's task, passed by reference to every phase.
+//!
+//! Owns: what the edge parsed ([`ExchangeContext`]'s head fields), who the peer is
+//! once authenticated ([`Peer`]), which leg of a federated exchange this node plays
+//! ([`Leg`]), and what the phases learned on the way ([`Trail`]), which is what the
+//! journal record and the metrics are made of.
+//!
+//! Does not own: parsing (that is [`crate::protocol`]), deciding (contracts, trust),
+//! or rendering errors (one place: [`super::exchange`]).
+
+use crate::identity::{ClientId, MemberId};
+use crate::protocol::{Purpose, Target};
+use crate::trust::registry::Authenticated;
+use axum::http::Method;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+/// The authenticated peer of a request.
+#[derive(Debug, Clone)]
+pub enum Peer {
+    /// Consumer listener: an information system whose certificate the registry binds
+    /// to the subsystems it may claim.
+    InformationSystem(Authenticated),
+    /// Exchange listener: a secure server registered in the global configuration for
+    /// `member`, identified by its certificate (the message signature's key id).
+    SecureServer {
+        /// The member the server belongs to.
+        member: MemberId,
+        /// The server's name in the global configuration.
+        name: String,
+        /// Lowercase hex SHA-256 of its certificate: the signature's `keyid`.
+        key_id: String,
+    },
+    /// Exchange listener: a hub of the federation relaying for another member's server.
+    Hub {
+        /// The hub's name in the global configuration.
+        name: String,
+        /// Lowercase hex SHA-256 of its certificate.
+        key_id: String,
+    },
+}
+
+impl Peer {
+    /// The key id (certificate fingerprint) of a gateway peer; none for an information system.
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            Peer::InformationSystem(_) => None,
+            Peer::SecureServer { key_id, .. } | Peer::Hub { key_id, .. } => Some(key_id),
+        }
+    }
+}
+
+/// Which part of a (possibly federated) exchange this node plays; journaled so the
+/// consumer's, the hub's and the provider's records of one `X-Road-Id` can be matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leg {
+    /// A consumer system called this node, which answered from a local adapter.
+    Local,
+    /// A consumer system called this node, which forwarded to a provider's gateway.
+    ConsumerSide,
+    /// A hub relayed between two gateways.
+    Hub,
+    /// Another gateway (or a hub) called this node's exchange listener.
+    ProviderSide,
+}
+
+impl Leg {
+    /// The stable name, for the journal and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Leg::Local => "local",
+            Leg::ConsumerSide => "consumer",
+            Leg::Hub => "hub",
+            Leg::ProviderSide => "provider",
+        }
+    }
+}
+
+/// What the phases learned, in the order they learn it; the journal record and the
+/// metric labels are made from it once the answer is known.
+#[derive(Debug, Default)]
+pub struct Trail {
+    /// The contract that allowed the exchange.
+    pub contract_id: Option<String>,
+    /// The adapter operation (local provider).
+    pub operation: Option<String>,
+    /// `/r1/{service}{path}[?{sorted query}]`: what the digests cover.
+    pub canonical_target: Option<String>,
+    /// The request body as received (the journal's keyed digest covers it).
+    pub request_body: bytes::Bytes,
+    /// Keyed digest of the data subject's identifier.
+    pub subject_digest: Option<String>,
+    /// When the request left for the provider (backend or remote gateway).
+    pub request_out_at: Option<OffsetDateTime>,
+    /// When the provider's answer came back.
+    pub response_in_at: Option<OffsetDateTime>,
+    /// The message signature of this leg's request (`Signature` header value), when the
+    /// exchange crossed gateways.
+    pub request_signature: Option<String>,
+    /// The key id of the gateway at the other end of this leg.
+    pub remote_key_id: Option<String>,
+}
+
+/// One exchange as the edge parsed it, with its peer once authenticated.
+#[derive(Debug)]
+pub struct ExchangeContext {
+    /// `X-Road-Id`, the caller's or ours.
+    pub message_id: String,
+    /// The method.
+    pub method: Method,
+    /// The addressed service and the canonical path after it.
+    pub target: Target,
+    /// The raw query string; checked once the provider is known.
+    pub query: Option<String>,
+    /// The subsystem in `X-Road-Client`: claimed until [`ExchangeContext::peer`] is set,
+    /// then vouched for (by the registry, or by a verified message signature).
+    pub client: ClientId,
+    /// The purpose code, if sent.
+    pub purpose: Option<Purpose>,
+    /// `X-Road-UserId`, forwarded between gateways, never journaled in clear.
+    pub user_id: Option<String>,
+    /// `X-Road-Issue`, forwarded between gateways.
+    pub issue: Option<String>,
+    /// When the whole exchange must be over.
+    pub deadline: Instant,
+    /// When the request's body must have arrived.
+    pub receive_deadline: Instant,
+    /// The authenticated peer; `None` until identity has run.
+    pub peer: Option<Peer>,
+    /// The part this node plays.
+    pub leg: Leg,
+    /// What the phases learned.
+    pub trail: Trail,
+}
+
+impl ExchangeContext {
+    /// The authenticated client, once identity has run.
+    pub fn authenticated_client(&self) -> Option<&ClientId> {
+        self.peer.as_ref().map(|_| &self.client)
+    }
+}
