@@ -20,6 +20,9 @@
 //! - [`contract`]: data-sharing contracts, projection, quotas;
 //! - [`adapters`]: backend kinds (REST/JSON, SOAP/XML) behind one transport;
 //! - [`journal`]: the durable record of every exchange;
+//! - [`msgsig`]: HTTP Message Signatures (RFC 9421) and `Content-Digest` (RFC 9530);
+//! - [`jwe`]: payload encryption between gateways (JWE compact, RFC 7516);
+//! - [`keystore`]: keys and certificates from PEM and PKCS#12 files;
 //! - [`error`]: the one error type and its problem+json rendering;
 //! - [`base`]: the ground floor (diagnostics, JSON pointers, clock, hex, header names);
 //! - [`observe`]: logs and metrics;
@@ -41,6 +44,9 @@ pub mod error;
 pub mod gateway;
 pub mod identity;
 pub mod journal;
+pub mod jwe;
+pub mod keystore;
+pub mod msgsig;
 pub mod observe;
 pub mod pattern;
 #[cfg(feature = "dev")]

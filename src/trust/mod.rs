@@ -6,12 +6,15 @@
 //!   completes the handshake.
 //! - [`registry`]: the registry of secure servers (máy chủ bảo mật): which
 //!   certificate fingerprint belongs to which member, from when.
+//! - [`global`]: the federation's signed global configuration: verified against the
+//!   anchor, never older than the one held, its secure servers under the notice rule;
 //! - [`calendar`]: Vietnamese working days, for the 3-working-day notice rule
 //!   (003 Điều 50 khoản 2).
 //! - [`PeerCertificate`]: what the accept loop learned about the peer, attached
 //!   to every request of the connection.
 
 pub mod calendar;
+pub mod global;
 pub mod registry;
 pub mod tls;
 

@@ -13,6 +13,8 @@ mod cases;
 mod check;
 mod contracts;
 mod errors;
+mod global;
+mod global_interop;
 mod hardening;
 mod journal;
 mod layering;

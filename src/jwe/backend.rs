@@ -1,0 +1,91 @@
+//! The one place that uses the JOSE library (josekit). Inputs reach it only
+//! after `compact` has checked structure, header, lengths and policy.
+
+use super::{ContentEncryption, JweError, KeyManagement};
+use crate::keystore::{PrivateKey, PublicKey};
+use josekit::jwe::{self, ECDH_ES_A128KW, ECDH_ES_A256KW, JweHeader, RSA_OAEP, RSA_OAEP_256};
+
+pub(super) fn encrypt(
+    plaintext: &[u8],
+    recipient: &PublicKey,
+    alg: KeyManagement,
+    enc: ContentEncryption,
+    kid: Option<&str>,
+    content_type: Option<&str>,
+) -> Result<String, JweError> {
+    let mut header = JweHeader::new();
+    header.set_content_encryption(enc.name());
+    if let Some(kid) = kid {
+        header.set_key_id(kid);
+    }
+    if let Some(cty) = content_type {
+        header.set_content_type(cty);
+    }
+    let spki = recipient.spki_der();
+    let unusable = |_| JweError::KeyUnsupported("recipient key not usable".to_owned());
+    let out = match alg {
+        KeyManagement::EcdhEsA256kw => {
+            let e = ECDH_ES_A256KW.encrypter_from_der(spki).map_err(unusable)?;
+            jwe::serialize_compact(plaintext, &header, &e)
+        }
+        KeyManagement::RsaOaep256 => {
+            let e = RSA_OAEP_256.encrypter_from_der(spki).map_err(unusable)?;
+            jwe::serialize_compact(plaintext, &header, &e)
+        }
+        // Never produced: `encrypt` chooses only the production algorithms.
+        KeyManagement::RsaOaep | KeyManagement::EcdhEsA128kw => {
+            return Err(JweError::AlgorithmUnsupported(format!(
+                "{} is not produced",
+                alg.name()
+            )));
+        }
+    };
+    out.map_err(|_| JweError::EncryptionFailed)
+}
+
+pub(super) fn decrypt(
+    compact: &str,
+    key: &PrivateKey,
+    alg: KeyManagement,
+) -> Result<Vec<u8>, JweError> {
+    let pkcs8 = Pkcs8(key.to_pkcs8_der());
+    let unusable = |_| JweError::KeyUnsupported(format!("key not usable for {}", alg.name()));
+    let result = match alg {
+        KeyManagement::EcdhEsA256kw => {
+            let d = ECDH_ES_A256KW
+                .decrypter_from_der(&pkcs8.0)
+                .map_err(unusable)?;
+            jwe::deserialize_compact(compact, &d)
+        }
+        KeyManagement::EcdhEsA128kw => {
+            let d = ECDH_ES_A128KW
+                .decrypter_from_der(&pkcs8.0)
+                .map_err(unusable)?;
+            jwe::deserialize_compact(compact, &d)
+        }
+        KeyManagement::RsaOaep256 => {
+            let d = RSA_OAEP_256
+                .decrypter_from_der(&pkcs8.0)
+                .map_err(unusable)?;
+            jwe::deserialize_compact(compact, &d)
+        }
+        KeyManagement::RsaOaep => {
+            let d = RSA_OAEP.decrypter_from_der(&pkcs8.0).map_err(unusable)?;
+            jwe::deserialize_compact(compact, &d)
+        }
+    };
+    // One code for every cryptographic failure: no oracle.
+    result
+        .map(|(plaintext, _)| plaintext)
+        .map_err(|_| JweError::DecryptionFailed)
+}
+
+/// A PKCS#8 copy, cleared when dropped.
+struct Pkcs8(Vec<u8>);
+
+impl Drop for Pkcs8 {
+    fn drop(&mut self) {
+        self.0.fill(0);
+        std::hint::black_box(&self.0);
+    }
+}
