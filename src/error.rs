@@ -10,7 +10,7 @@
 //! `docs/ERRORS.md` lists every code; a test keeps it in step with [`ErrorCode::ALL`].
 
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -71,11 +71,34 @@ pub enum ErrorCode {
     GatewayOverloaded,
     JournalUnavailable,
     InternalUnexpected,
+    SignatureMissing,
+    SignatureMalformed,
+    SignatureInvalid,
+    SignatureComponentMissing,
+    SignatureComponentNotCovered,
+    SignatureAlgorithmUnsupported,
+    SignatureKeyUnknown,
+    SignatureKeyNotAuthorised,
+    SignatureExpired,
+    SignatureNotYetValid,
+    SignatureReplayed,
+    DigestMissing,
+    DigestMismatch,
+    JweMalformed,
+    JweAlgorithmUnsupported,
+    JweDecryptionFailed,
+    FederationConfigurationMissing,
+    FederationConfigurationExpired,
+    FederationMisdirected,
+    FederationRouteNotAllowed,
+    FederationProviderUnavailable,
+    FederationProviderRefused,
+    FederationResponseInvalid,
 }
 
 impl ErrorCode {
     /// Every code, in the order of `docs/ERRORS.md`.
-    pub const ALL: [ErrorCode; 42] = [
+    pub const ALL: [ErrorCode; 65] = [
         ErrorCode::RequestRouteNotFound,
         ErrorCode::RequestPathInvalid,
         ErrorCode::RequestClientMissing,
@@ -118,7 +141,37 @@ impl ErrorCode {
         ErrorCode::GatewayOverloaded,
         ErrorCode::JournalUnavailable,
         ErrorCode::InternalUnexpected,
+        ErrorCode::SignatureMissing,
+        ErrorCode::SignatureMalformed,
+        ErrorCode::SignatureInvalid,
+        ErrorCode::SignatureComponentMissing,
+        ErrorCode::SignatureComponentNotCovered,
+        ErrorCode::SignatureAlgorithmUnsupported,
+        ErrorCode::SignatureKeyUnknown,
+        ErrorCode::SignatureKeyNotAuthorised,
+        ErrorCode::SignatureExpired,
+        ErrorCode::SignatureNotYetValid,
+        ErrorCode::SignatureReplayed,
+        ErrorCode::DigestMissing,
+        ErrorCode::DigestMismatch,
+        ErrorCode::JweMalformed,
+        ErrorCode::JweAlgorithmUnsupported,
+        ErrorCode::JweDecryptionFailed,
+        ErrorCode::FederationConfigurationMissing,
+        ErrorCode::FederationConfigurationExpired,
+        ErrorCode::FederationMisdirected,
+        ErrorCode::FederationRouteNotAllowed,
+        ErrorCode::FederationProviderUnavailable,
+        ErrorCode::FederationProviderRefused,
+        ErrorCode::FederationResponseInvalid,
     ];
+
+    /// The code whose stable name is `name` (a peer gateway's problem answer).
+    pub fn from_name(name: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL
+            .into_iter()
+            .find(|code| code.as_str() == name)
+    }
 
     /// The stable, namespaced machine code clients may match on.
     pub fn as_str(self) -> &'static str {
@@ -165,6 +218,29 @@ impl ErrorCode {
             ErrorCode::GatewayOverloaded => "gateway.overloaded",
             ErrorCode::JournalUnavailable => "journal.unavailable",
             ErrorCode::InternalUnexpected => "internal.unexpected",
+            ErrorCode::SignatureMissing => "signature.missing",
+            ErrorCode::SignatureMalformed => "signature.malformed",
+            ErrorCode::SignatureInvalid => "signature.invalid",
+            ErrorCode::SignatureComponentMissing => "signature.component_missing",
+            ErrorCode::SignatureComponentNotCovered => "signature.component_not_covered",
+            ErrorCode::SignatureAlgorithmUnsupported => "signature.algorithm_unsupported",
+            ErrorCode::SignatureKeyUnknown => "signature.key_unknown",
+            ErrorCode::SignatureKeyNotAuthorised => "signature.key_not_authorised",
+            ErrorCode::SignatureExpired => "signature.expired",
+            ErrorCode::SignatureNotYetValid => "signature.not_yet_valid",
+            ErrorCode::SignatureReplayed => "signature.replayed",
+            ErrorCode::DigestMissing => "digest.missing",
+            ErrorCode::DigestMismatch => "digest.mismatch",
+            ErrorCode::JweMalformed => "jwe.malformed",
+            ErrorCode::JweAlgorithmUnsupported => "jwe.algorithm_unsupported",
+            ErrorCode::JweDecryptionFailed => "jwe.decryption_failed",
+            ErrorCode::FederationConfigurationMissing => "federation.configuration_missing",
+            ErrorCode::FederationConfigurationExpired => "federation.configuration_expired",
+            ErrorCode::FederationMisdirected => "federation.misdirected",
+            ErrorCode::FederationRouteNotAllowed => "federation.route_not_allowed",
+            ErrorCode::FederationProviderUnavailable => "federation.provider_unavailable",
+            ErrorCode::FederationProviderRefused => "federation.provider_refused",
+            ErrorCode::FederationResponseInvalid => "federation.response_invalid",
         }
     }
 
@@ -213,6 +289,29 @@ impl ErrorCode {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ErrorCode::InternalUnexpected => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::SignatureMissing => StatusCode::UNAUTHORIZED,
+            ErrorCode::SignatureMalformed => StatusCode::BAD_REQUEST,
+            ErrorCode::SignatureInvalid => StatusCode::UNAUTHORIZED,
+            ErrorCode::SignatureComponentMissing => StatusCode::BAD_REQUEST,
+            ErrorCode::SignatureComponentNotCovered => StatusCode::UNAUTHORIZED,
+            ErrorCode::SignatureAlgorithmUnsupported => StatusCode::BAD_REQUEST,
+            ErrorCode::SignatureKeyUnknown => StatusCode::UNAUTHORIZED,
+            ErrorCode::SignatureKeyNotAuthorised => StatusCode::FORBIDDEN,
+            ErrorCode::SignatureExpired => StatusCode::UNAUTHORIZED,
+            ErrorCode::SignatureNotYetValid => StatusCode::UNAUTHORIZED,
+            ErrorCode::SignatureReplayed => StatusCode::UNAUTHORIZED,
+            ErrorCode::DigestMissing => StatusCode::BAD_REQUEST,
+            ErrorCode::DigestMismatch => StatusCode::BAD_REQUEST,
+            ErrorCode::JweMalformed => StatusCode::BAD_REQUEST,
+            ErrorCode::JweAlgorithmUnsupported => StatusCode::BAD_REQUEST,
+            ErrorCode::JweDecryptionFailed => StatusCode::BAD_REQUEST,
+            ErrorCode::FederationConfigurationMissing => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::FederationConfigurationExpired => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::FederationMisdirected => StatusCode::MISDIRECTED_REQUEST,
+            ErrorCode::FederationRouteNotAllowed => StatusCode::FORBIDDEN,
+            ErrorCode::FederationProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::FederationProviderRefused => StatusCode::BAD_GATEWAY,
+            ErrorCode::FederationResponseInvalid => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -261,6 +360,29 @@ impl ErrorCode {
             | ErrorCode::GatewayOverloaded
             | ErrorCode::JournalUnavailable
             | ErrorCode::InternalUnexpected => Origin::Internal,
+            ErrorCode::SignatureMissing => Origin::Consumer,
+            ErrorCode::SignatureMalformed => Origin::Consumer,
+            ErrorCode::SignatureInvalid => Origin::Consumer,
+            ErrorCode::SignatureComponentMissing => Origin::Consumer,
+            ErrorCode::SignatureComponentNotCovered => Origin::Consumer,
+            ErrorCode::SignatureAlgorithmUnsupported => Origin::Consumer,
+            ErrorCode::SignatureKeyUnknown => Origin::Consumer,
+            ErrorCode::SignatureKeyNotAuthorised => Origin::Consumer,
+            ErrorCode::SignatureExpired => Origin::Consumer,
+            ErrorCode::SignatureNotYetValid => Origin::Consumer,
+            ErrorCode::SignatureReplayed => Origin::Consumer,
+            ErrorCode::DigestMissing => Origin::Consumer,
+            ErrorCode::DigestMismatch => Origin::Consumer,
+            ErrorCode::JweMalformed => Origin::Consumer,
+            ErrorCode::JweAlgorithmUnsupported => Origin::Consumer,
+            ErrorCode::JweDecryptionFailed => Origin::Consumer,
+            ErrorCode::FederationConfigurationMissing => Origin::Internal,
+            ErrorCode::FederationConfigurationExpired => Origin::Internal,
+            ErrorCode::FederationMisdirected => Origin::Consumer,
+            ErrorCode::FederationRouteNotAllowed => Origin::Consumer,
+            ErrorCode::FederationProviderUnavailable => Origin::Upstream,
+            ErrorCode::FederationProviderRefused => Origin::Upstream,
+            ErrorCode::FederationResponseInvalid => Origin::Upstream,
         }
     }
 
@@ -299,6 +421,9 @@ impl ErrorCode {
                 | ErrorCode::GatewayTimeout
                 | ErrorCode::GatewayOverloaded
                 | ErrorCode::JournalUnavailable
+                | ErrorCode::FederationConfigurationMissing
+                | ErrorCode::FederationConfigurationExpired
+                | ErrorCode::FederationProviderUnavailable
         )
     }
 }
@@ -356,6 +481,16 @@ impl GatewayError {
 
     /// Renders the problem document with the exchange's message id.
     pub fn into_problem(self, message_id: Option<&str>) -> Response {
+        let (parts, body) = self.into_problem_parts(message_id);
+        Response::from_parts(parts, axum::body::Body::from(body))
+    }
+
+    /// The problem answer as a response head and its body bytes (for answers that are
+    /// signed over their bytes before they leave, between gateways).
+    pub fn into_problem_parts(
+        self,
+        message_id: Option<&str>,
+    ) -> (axum::http::response::Parts, bytes::Bytes) {
         let status = self.code.status();
         let body = Problem {
             problem_type: "about:blank",
@@ -369,8 +504,9 @@ impl GatewayError {
             errors: &self.violations,
         };
         let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
-        let mut response = (status, json).into_response();
-        let headers = response.headers_mut();
+        let (mut parts, ()) = Response::new(()).into_parts();
+        parts.status = status;
+        let headers = &mut parts.headers;
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
@@ -385,7 +521,7 @@ impl GatewayError {
         if let Some(id) = message_id.and_then(|id| HeaderValue::from_str(id).ok()) {
             headers.insert(crate::base::headers::X_ROAD_ID, id);
         }
-        response
+        (parts, bytes::Bytes::from(json))
     }
 }
 

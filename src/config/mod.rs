@@ -9,6 +9,7 @@
 //! Reload runs the very same [`load`]; a set with any error never replaces the
 //! running one.
 
+pub mod federation;
 pub mod raw;
 
 pub use crate::base::diagnostics::ConfigError;
@@ -170,6 +171,8 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// `[dangerous] disable_journal`: exchanges are not journaled.
     pub dangerous_disable_journal: bool,
+    /// `[federation]`, when this node exchanges with other gateways.
+    pub federation: Option<federation::FederationSettings>,
 }
 
 fn read_text(path: &Path, errors: &mut Vec<ConfigError>) -> Option<String> {
@@ -400,6 +403,17 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
     };
 
     let limits = Limits::build(&raw.limits, file, &mut errors);
+    let federation = raw
+        .federation
+        .as_ref()
+        .map(|section| federation::build(section, &tls, file, &resolve, &mut errors));
+    if raw.federation.is_some() && raw.listeners.exchange.is_none() {
+        errors.push(ConfigError::new(
+            file,
+            "listeners.exchange",
+            "a node with [federation] needs an exchange listener".into(),
+        ));
+    }
 
     match (member, registry, contracts, tls_config) {
         (Some(member), Some(registry), Some(contracts), Some(tls_config)) if errors.is_empty() => {
@@ -420,6 +434,7 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
                 journal_key_file: raw.journal.hmac_key_file.as_deref().map(resolve),
                 dangerous_disable_journal: raw.dangerous.disable_journal,
                 limits,
+                federation: federation.flatten(),
             })
         }
         _ => Err(errors),

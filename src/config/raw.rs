@@ -34,6 +34,71 @@ pub struct RawNodeConfig {
     /// Switches that weaken the node's guarantees. Each logs a warning at start.
     #[serde(default)]
     pub dangerous: RawDangerous,
+    /// The federation: exchange with other gateways (absent: local adapters only).
+    #[serde(default)]
+    pub federation: Option<RawFederation>,
+}
+
+/// `[federation]`: this node as a secure server of the federation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFederation {
+    /// The federation instance (`VN`); the global configuration must name it.
+    pub instance: String,
+    /// The central authority's public key (PEM `PUBLIC KEY` or `CERTIFICATE`): the trust
+    /// anchor the global configuration is verified against.
+    pub anchor: PathBuf,
+    /// Where the signed global configuration comes from: an `https://` URL (fetched over
+    /// mTLS with this node's certificate) or a file.
+    pub global_configuration: String,
+    /// Seconds between polls of the global configuration. Default 60.
+    #[serde(default = "default_refresh_seconds")]
+    pub refresh_seconds: u64,
+    /// This node's secure-server name in the global configuration.
+    pub server_name: String,
+    /// The signing identity: a PKCS#12 file or a PEM file holding key and certificate.
+    /// Default: the `[tls]` certificate and key (the registered secure-server certificate).
+    #[serde(default)]
+    pub identity: Option<PathBuf>,
+    /// The environment variable holding the identity file's password, if it has one.
+    #[serde(default)]
+    pub identity_password_env: Option<String>,
+    /// The private key whose public half the global configuration publishes as this
+    /// server's `encryption_key` (PEM or PKCS#12).
+    pub encryption_key: PathBuf,
+    /// The signature algorithm for an RSA identity: `rsa-pss-sha512` (default for RSA) or
+    /// `rsa-v1_5-sha256`. EC P-256 keys sign `ecdsa-p256-sha256`, Ed25519 `ed25519`.
+    #[serde(default)]
+    pub signature_algorithm: Option<String>,
+    /// Oldest accepted `created`, in seconds. Default 300.
+    #[serde(default = "default_signature_age")]
+    pub max_signature_age_seconds: u64,
+    /// Tolerated clock difference between gateways, in seconds. Default 30.
+    #[serde(default = "default_clock_skew")]
+    pub max_clock_skew_seconds: u64,
+    /// Nonces remembered to refuse replays (bounded; see docs/PROTOCOL.md). Default 100000.
+    #[serde(default = "default_nonce_memory")]
+    pub nonce_memory: usize,
+    /// Whether this node relays between gateways as a hub of the federation.
+    #[serde(default)]
+    pub hub: bool,
+    /// Central mode: serve this signed global configuration (JWS file) on the exchange
+    /// listener at `/exchange/v1/globalconf`.
+    #[serde(default)]
+    pub serve_global_configuration: Option<PathBuf>,
+}
+
+fn default_refresh_seconds() -> u64 {
+    60
+}
+fn default_signature_age() -> u64 {
+    300
+}
+fn default_clock_skew() -> u64 {
+    30
+}
+fn default_nonce_memory() -> usize {
+    100_000
 }
 
 /// `[dangerous]`: never in production.

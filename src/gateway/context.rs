@@ -100,6 +100,9 @@ pub struct Trail {
     pub request_signature: Option<String>,
     /// The key id of the gateway at the other end of this leg.
     pub remote_key_id: Option<String>,
+    /// Provider side: the verified request's method, target and signature, which the
+    /// answer's signature covers (`;req`).
+    pub bound_request: Option<crate::msgsig::Message>,
 }
 
 /// One exchange as the edge parsed it, with its peer once authenticated.

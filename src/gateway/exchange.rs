@@ -116,10 +116,11 @@ async fn exchange(gateway: Arc<Gateway>, request: Request, arrival: Arrival) -> 
     };
 
     let journaling = gateway.journal().is_enabled();
-    let (response, response_body_len, response_digest, error_code) = match outcome {
+    let (head, body, response_digest, error_code) = match outcome {
         Ok((response, bytes)) => {
             let digest = journaling.then(|| gateway.journal().digest(&[&bytes]));
-            (response, bytes.len() as u64, digest, None)
+            let (head, _) = response.into_parts();
+            (head, bytes, digest, None)
         }
         Err(error) => {
             let code = error.code();
@@ -133,14 +134,20 @@ async fn exchange(gateway: Arc<Gateway>, request: Request, arrival: Arrival) -> 
                     "exchange failed"
                 );
             }
-            (error.into_problem(Some(&message_id)), 0, None, Some(code))
+            let (head, bytes) = error.into_problem_parts(Some(&message_id));
+            (head, bytes, None, Some(code))
         }
+    };
+    let response_body_len = if error_code.is_none() {
+        body.len() as u64
+    } else {
+        0
     };
     // Between gateways every answer, refusals included, is signed over the request's
     // signature, and a data answer is encrypted for the consumer's gateway.
-    let mut response = match (arrival, context.as_mut()) {
-        (Arrival::Exchange, Some(ctx)) => super::inbound::seal(&gateway, &runtime, ctx, response),
-        _ => response,
+    let mut response = match (arrival, context.as_ref()) {
+        (Arrival::Exchange, Some(ctx)) => super::inbound::seal(&gateway, ctx, head, body),
+        _ => Response::from_parts(head, Body::from(body)),
     };
 
     if journaling {

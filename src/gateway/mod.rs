@@ -6,6 +6,8 @@
 //! - [`provider`]: the seam after authorisation: a local adapter or a remote gateway;
 //! - [`remote`]: the consumer side of the federation (sign, encrypt, forward, verify);
 //! - [`inbound`]: the provider side (verify, decrypt, seal the answer);
+//! - [`hub`]: the relay of a hub (verify the sender, countersign, stream, never decrypt);
+//! - [`federation`]: the global configuration held, the signing identity, replay memory;
 //! - [`admission`]: the in-flight cap and each authenticated consumer's share of it;
 //! - [`connections`]: connection caps in all, per IP and per certificate;
 //! - [`listener`]: listeners as data (name, address, TLS mode, router, caps) and the accept loop;
@@ -16,6 +18,8 @@ pub mod admission;
 pub mod connections;
 pub mod context;
 pub mod exchange;
+pub mod federation;
+pub mod hub;
 pub mod inbound;
 pub mod listener;
 pub mod ops;
@@ -118,6 +122,7 @@ pub struct Gateway {
     admission: Arc<admission::Admission>,
     connections: Arc<connections::Connections>,
     clock: Arc<dyn Clock>,
+    federation: std::sync::OnceLock<Arc<federation::Federation>>,
 }
 
 impl Gateway {
@@ -134,12 +139,23 @@ impl Gateway {
             admission: admission::Admission::new(),
             connections: connections::Connections::new(),
             clock,
+            federation: std::sync::OnceLock::new(),
         })
     }
 
     /// The wall clock decisions are made by.
     pub fn clock(&self) -> &dyn Clock {
         self.clock.as_ref()
+    }
+
+    /// The federation this node is part of, if any.
+    pub fn federation(&self) -> Option<&Arc<federation::Federation>> {
+        self.federation.get()
+    }
+
+    /// Joins the node to a federation (once, at start).
+    pub fn join_federation(&self, federation: Arc<federation::Federation>) {
+        let _ = self.federation.set(federation);
     }
 
     /// The in-flight count and shares.

@@ -58,7 +58,15 @@ impl Provider {
         if let Some(backend) = runtime.services.get(&ctx.target.service) {
             return Ok(Provider::Local(backend.clone()));
         }
-        RemoteProvider::resolve(gateway, &ctx.target.service)
+        // The provider side answers only from its own adapters: a request for another
+        // member's service arriving on the exchange listener was misdirected.
+        if ctx.leg == super::context::Leg::ProviderSide {
+            return Err(GatewayError::new(
+                ErrorCode::FederationMisdirected,
+                "this node does not serve that service",
+            ));
+        }
+        RemoteProvider::resolve(gateway, &ctx.target.service)?
             .map(Provider::Remote)
             .ok_or_else(|| {
                 GatewayError::new(

@@ -109,6 +109,10 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
     };
     let runtime = Runtime::build(&mut config).map_err(anyhow::Error::msg)?;
     let gateway = Gateway::new(runtime, journal);
+    if let Some(settings) = config.federation.clone() {
+        let federation = Arc::new(super::federation::Federation::new(settings, &config.tls)?);
+        gateway.join_federation(federation);
+    }
     let tls = Arc::new(ArcSwap::new(config.tls_config.clone()));
     let mut listeners = vec![Listener {
         name: "consumer",
@@ -174,6 +178,9 @@ impl Node {
         self.gateway.check_backends().await;
         self.gateway
             .spawn_health_checks(self.gateway.runtime().health_interval());
+        if self.gateway.federation().is_some() {
+            spawn_global_configuration_refresh(&self.gateway);
+        }
         let mut running = Vec::new();
         for listener in self.listeners {
             running.push(tokio::spawn(listener.run(
@@ -199,6 +206,35 @@ impl Node {
         let file = self.config_file.clone();
         move || reload(&gateway, &tls, &file)
     }
+}
+
+/// Polls the global configuration: once at start, then every `refresh_seconds` (every
+/// second while none is held, so a federation that starts together converges quickly).
+fn spawn_global_configuration_refresh(gateway: &Arc<Gateway>) {
+    let weak = Arc::downgrade(gateway);
+    tokio::spawn(async move {
+        loop {
+            let Some(gateway) = weak.upgrade() else { break };
+            let Some(federation) = gateway.federation().cloned() else {
+                break;
+            };
+            let now = gateway.clock().now();
+            match federation.refresh(now).await {
+                Ok(_) => {}
+                Err(error) => {
+                    metrics::counter!("datagate_global_configuration_refusals_total").increment(1);
+                    tracing::warn!(error = %error, "global configuration not refreshed");
+                }
+            }
+            let wait = if federation.held().is_some() {
+                federation.settings.refresh
+            } else {
+                Duration::from_secs(1)
+            };
+            drop(gateway);
+            tokio::time::sleep(wait).await;
+        }
+    });
 }
 
 fn reload(gateway: &Gateway, tls: &ArcSwap<rustls::ServerConfig>, file: &Path) -> bool {
