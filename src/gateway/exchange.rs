@@ -487,29 +487,52 @@ async fn run(
     let now = gateway.clock().now();
 
     // Contract, for the authenticated client.
-    let grant = runtime.contracts.authorise(
+    // Deny by default. For another member's service the owner's gateway decides, on its
+    // own contracts; this node denies early on its copy when it holds one, and without
+    // one forwards for the owner to decide (a copy can only deny more, never allow more).
+    let grant = match runtime.contracts.authorise(
         &ctx.client,
         &ctx.target.service,
         &ctx.method,
         &ctx.target.path,
         ctx.purpose.as_ref().map(Purpose::as_str),
         now,
-    )?;
-    let contract = grant.contract;
-    ctx.trail.contract_id = Some(contract.id.clone());
-
-    // Quota.
-    contract.take_quota(now)?;
+    ) {
+        Ok(grant) => Some(grant),
+        Err(error)
+            if error.code() == ErrorCode::ContractNotFound
+                && ctx.leg == Leg::Local
+                && gateway.federation().is_some()
+                && !runtime.services.contains_key(&ctx.target.service) =>
+        {
+            None
+        }
+        Err(error) => return Err(error),
+    };
+    let (contract, grant_params) = match grant {
+        Some(grant) => (Some(grant.contract), grant.params),
+        None => (None, Default::default()),
+    };
+    if let Some(contract) = &contract {
+        ctx.trail.contract_id = Some(contract.id.clone());
+        // Quota: after the contract, because the quota is the contract's.
+        contract.take_quota(now)?;
+    }
 
     // Provider and route: a local adapter operation (only its declared query), or the
     // provider's gateway.
     let provider = Provider::resolve(gateway, runtime, ctx)?;
     if matches!(provider, Provider::Remote(_)) {
         ctx.leg = Leg::ConsumerSide;
+    } else if contract.is_none() {
+        return Err(GatewayError::new(
+            ErrorCode::ContractNotFound,
+            "no data-sharing contract allows this client to call this service",
+        ));
     }
     let mut routed = provider.route(ctx)?;
     if routed.params.is_empty() {
-        routed.params = grant.params;
+        routed.params = grant_params;
     }
     ctx.trail.operation = routed
         .operation
@@ -553,12 +576,13 @@ async fn run(
     ctx.trail.request_body = bytes.clone();
     let json_body = parse_body(content_type.as_deref(), &bytes)?;
     if gateway.journal().is_enabled()
-        && let Some(subject) = subject_value(&contract, &routed.params, json_body.as_ref())
+        && let Some(contract) = &contract
+        && let Some(subject) = subject_value(contract, &routed.params, json_body.as_ref())
     {
         ctx.trail.subject_digest =
             Some(gateway.journal().digest(&[b"subject", subject.as_bytes()]));
     }
-    if contract.request_schema.is_some() {
+    if let Some(contract) = contract.as_ref().filter(|c| c.request_schema.is_some()) {
         contract.validate_request(&request_document(
             &routed.params,
             &routed.query,
@@ -581,18 +605,24 @@ async fn run(
     // Response schema and projection. A pass-through contract (whole answer, no
     // response schema) forwards the provider's bytes once they are known to be JSON.
     let to_error = |error: crate::adapters::AdapterError| error.to_gateway_error();
-    let body = if contract.response_schema.is_none() && contract.projection.is_whole_document() {
-        record.into_json_bytes().map_err(to_error)?
-    } else {
-        let record = record.into_value().map_err(to_error)?;
-        contract.validate_response(&record)?;
-        let projected = contract.projection.apply(record);
-        bytes::Bytes::from(serde_json::to_vec(&projected).map_err(|_| {
-            GatewayError::new(
-                ErrorCode::InternalUnexpected,
-                "the answer could not be serialised",
-            )
-        })?)
+    let body = match &contract {
+        None => record.into_json_bytes().map_err(to_error)?,
+        Some(contract)
+            if contract.response_schema.is_none() && contract.projection.is_whole_document() =>
+        {
+            record.into_json_bytes().map_err(to_error)?
+        }
+        Some(contract) => {
+            let record = record.into_value().map_err(to_error)?;
+            contract.validate_response(&record)?;
+            let projected = contract.projection.apply(record);
+            bytes::Bytes::from(serde_json::to_vec(&projected).map_err(|_| {
+                GatewayError::new(
+                    ErrorCode::InternalUnexpected,
+                    "the answer could not be serialised",
+                )
+            })?)
+        }
     };
     let mut response = (
         [(
@@ -613,7 +643,10 @@ async fn run(
     if let Ok(value) = HeaderValue::from_str(&ctx.target.service.to_string()) {
         headers.insert(X_ROAD_SERVICE, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&contract.id) {
+    if let Some(value) = contract
+        .as_ref()
+        .and_then(|contract| HeaderValue::from_str(&contract.id).ok())
+    {
         headers.insert(X_CONTRACT_ID, value);
     }
     Ok((response, body))

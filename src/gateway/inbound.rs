@@ -117,18 +117,6 @@ pub fn authenticate(
     let federation = federation_of(gateway)?;
     let now = gateway.clock().now();
     let global = federation.global(now)?;
-    let tls_peer = global
-        .authenticate_peer(&certificate.fingerprint_sha256, now)
-        .map_err(|error| match error.code() {
-            "globalconf.peer_unknown" => GatewayError::new(
-                ErrorCode::TrustCertificateUnregistered,
-                "the TLS certificate is not a registered secure server or hub",
-            ),
-            _ => GatewayError::new(
-                ErrorCode::TrustRegistrationNotEffective,
-                "the TLS certificate's registration is not effective now",
-            ),
-        })?;
     let settings = &federation.settings;
     let target = crate::protocol::single_header(
         &parts.headers,
@@ -155,6 +143,32 @@ pub fn authenticate(
             )
         })?;
     let view = signed_view(parts, &own.address);
+    // From here on the answer is signed, bound to the request's `sig1` as received, even
+    // when the request is refused: the caller can trust who refused it.
+    if signature_member(&view, LABEL).is_some() {
+        let mut bound = Message::request(
+            parts.method.as_str(),
+            &view.target_uri().unwrap_or_default(),
+        );
+        for name in ["signature", "signature-input"] {
+            for value in view.header_values(name) {
+                bound.add_header(name, &value);
+            }
+        }
+        ctx.trail.bound_request = Some(bound);
+    }
+    let tls_peer = global
+        .authenticate_peer(&certificate.fingerprint_sha256, now)
+        .map_err(|error| match error.code() {
+            "globalconf.peer_unknown" => GatewayError::new(
+                ErrorCode::TrustCertificateUnregistered,
+                "the TLS certificate is not a registered secure server or hub",
+            ),
+            _ => GatewayError::new(
+                ErrorCode::TrustRegistrationNotEffective,
+                "the TLS certificate's registration is not effective now",
+            ),
+        })?;
     let signer =
         federation::verify_signer(&global, &view, LABEL, SIGNER_CERTIFICATE, now, settings)?;
     let GlobalPeer::SecureServer { member, name } = &signer.peer else {
@@ -304,9 +318,11 @@ pub async fn open_body(
     ))
 }
 
-/// Signs the answer over the request's signature and, for a data answer, encrypts its
-/// body for the calling gateway. A request refused before its signature verified gets
-/// its problem unsigned (the caller treats it as unverifiable).
+/// Signs the answer over the request's signature and, for a data answer (which only a
+/// verified request gets), encrypts its body for the calling gateway. A request
+/// refused before this node knew where it stands (no global configuration, not meant
+/// for this server, no `sig1`) gets its problem unsigned; the caller's gateway treats
+/// such an answer as unverifiable.
 pub fn seal(
     gateway: &Gateway,
     ctx: &ExchangeContext,

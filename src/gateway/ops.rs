@@ -1,6 +1,7 @@
 //! The ops listener: `/healthz` (the process answers), `/readyz` (configuration
 //! loaded and every backend passed its last health check), `/metrics`
-//! (Prometheus text). Plain HTTP: bind it to loopback or a management network.
+//! (Prometheus text), `/status/v1/federation` (the global configuration held, this
+//! node's key id and role). Plain HTTP: bind it to loopback or a management network.
 
 use super::Gateway;
 use axum::Router;
@@ -16,6 +17,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/status/v1/federation", get(federation))
         .with_state(gateway)
 }
 
@@ -40,6 +42,32 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body))
+}
+
+/// The federation as this node sees it: 404 when the node is in none.
+async fn federation(State(gateway): State<Arc<Gateway>>) -> axum::response::Response {
+    let Some(federation) = gateway.federation() else {
+        return (StatusCode::NOT_FOUND, "this node is in no federation\n").into_response();
+    };
+    let now = gateway.clock().now();
+    let held = federation.held();
+    let rfc3339 = |at: time::OffsetDateTime| {
+        at.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    axum::Json(serde_json::json!({
+        "instance": federation.settings.instance,
+        "server_name": federation.settings.server_name,
+        "key_id": federation.key_id(),
+        "hub": federation.settings.hub,
+        "global_configuration": held.as_ref().map(|held| serde_json::json!({
+            "version": held.version(),
+            "expires_at": rfc3339(held.expires_at()),
+            "expired": held.is_expired(now),
+        })),
+        "nonces_held": federation.nonces.len(),
+    }))
+    .into_response()
 }
 
 async fn metrics() -> impl IntoResponse {

@@ -381,7 +381,10 @@ fn oversized_input_is_refused_before_decoding() {
         "jwe.too_large"
     );
     // A header part beyond its own bound.
-    let long_header = format!("{}.a.b.c.d", "A".repeat(datagate::jwe::MAX_HEADER_BYTES + 4));
+    let long_header = format!(
+        "{}.a.b.c.d",
+        "A".repeat(datagate::jwe::MAX_HEADER_BYTES + 4)
+    );
     assert_eq!(
         header(&long_header).expect_err("long").code(),
         "jwe.malformed"

@@ -13,6 +13,7 @@ mod cases;
 mod check;
 mod contracts;
 mod errors;
+mod federation;
 mod global;
 mod global_interop;
 mod hardening;

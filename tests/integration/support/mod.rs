@@ -317,6 +317,10 @@ pub struct NodeBuilder<'a> {
     limits: Vec<String>,
     dangerous: Vec<String>,
     revoked: Vec<Vec<u8>>,
+    member: String,
+    node_certificate: Option<IssuedCertificate>,
+    federation: Option<String>,
+    files: Vec<(String, Vec<u8>)>,
 }
 
 impl<'a> NodeBuilder<'a> {
@@ -332,7 +336,36 @@ impl<'a> NodeBuilder<'a> {
             limits: Vec::new(),
             dangerous: Vec::new(),
             revoked: Vec::new(),
+            member: NODE_MEMBER.to_owned(),
+            node_certificate: None,
+            federation: None,
+            files: Vec::new(),
         }
+    }
+
+    /// This node's member (default [`NODE_MEMBER`]).
+    pub fn member(mut self, member: &str) -> Self {
+        self.member = member.to_owned();
+        self
+    }
+
+    /// This node's own certificate (TLS server, client to peers, message signing)
+    /// instead of the PKI's shared server certificate.
+    pub fn node_certificate(mut self, cert: &IssuedCertificate) -> Self {
+        self.node_certificate = Some(cert.clone());
+        self
+    }
+
+    /// A `[federation]` section (its lines) and an exchange listener.
+    pub fn federation(mut self, section: &str) -> Self {
+        self.federation = Some(section.to_owned());
+        self
+    }
+
+    /// A file written beside the configuration.
+    pub fn file(mut self, relative: &str, content: impl Into<Vec<u8>>) -> Self {
+        self.files.push((relative.to_owned(), content.into()));
+        self
     }
 
     /// The usual node: the citizen service on a REST upstream at `upstream`,
@@ -493,8 +526,16 @@ impl<'a> NodeBuilder<'a> {
         std::fs::create_dir_all(root.join("adapters")).expect("mkdir");
 
         write("certs/ca.pem", self.pki.ca.cert_pem());
-        write("certs/server.pem", &self.pki.server.cert_pem);
-        write("certs/server-key.pem", &self.pki.server.key_pem);
+        let own = self.node_certificate.as_ref().unwrap_or(&self.pki.server);
+        write("certs/server.pem", &own.cert_pem);
+        write("certs/server-key.pem", &own.key_pem);
+        for (relative, content) in &self.files {
+            let path = root.join(relative);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("mkdir");
+            }
+            std::fs::write(&path, content).expect("file");
+        }
         let crls = if self.revoked.is_empty() {
             String::new()
         } else {
@@ -577,15 +618,22 @@ impl<'a> NodeBuilder<'a> {
                 format!("[[services]]\nid = \"{id}\"\nadapter = \"{adapter}\"\n\n")
             })
             .collect();
+        let (exchange, federation) = match &self.federation {
+            Some(section) => (
+                "exchange = \"127.0.0.1:0\"\n".to_owned(),
+                format!("[federation]\n{section}\n"),
+            ),
+            None => (String::new(), String::new()),
+        };
         let config = format!(
             r#"[node]
-member = "{NODE_MEMBER}"
+member = "{member}"
 name = "integration-test-node"
 
 [listeners]
 consumer = "127.0.0.1:0"
 ops = "127.0.0.1:0"
-
+{exchange}
 [tls]
 certificate = "certs/server.pem"
 key = "certs/server-key.pem"
@@ -607,7 +655,9 @@ path = "journal.sqlite"
 {limits}
 
 {services}
-{dangerous}"#,
+{dangerous}
+{federation}"#,
+            member = self.member,
             limits = self.limits.join("\n"),
             dangerous = if self.dangerous.is_empty() {
                 String::new()
@@ -640,8 +690,8 @@ path = "journal.sqlite"
             )
         });
         let (stop, stopped) = watch::channel(false);
-        let (ready_tx, ready_rx) =
-            oneshot::channel::<Result<(SocketAddr, SocketAddr, Reload), String>>();
+        type Ready = (SocketAddr, SocketAddr, Option<SocketAddr>, Reload);
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<Ready, String>>();
         let (done_tx, done_rx) = oneshot::channel::<anyhow::Result<()>>();
         std::thread::Builder::new()
             .name("datagate-test-node".into())
@@ -659,13 +709,18 @@ path = "journal.sqlite"
                         }
                     };
                     let reload: Reload = Arc::new(node.reloader());
-                    let _ = ready_tx.send(Ok((node.consumer_addr(), node.ops_addr(), reload)));
+                    let _ = ready_tx.send(Ok((
+                        node.consumer_addr(),
+                        node.ops_addr(),
+                        node.listener_addr("exchange"),
+                        reload,
+                    )));
                     node.run(stopped).await
                 });
                 let _ = done_tx.send(outcome);
             })
             .expect("node thread");
-        let (consumer, ops, reload) = ready_rx
+        let (consumer, ops, exchange, reload) = ready_rx
             .await
             .expect("the node thread reports")
             .unwrap_or_else(|error| panic!("the node did not start: {error}"));
@@ -673,6 +728,7 @@ path = "journal.sqlite"
             written,
             consumer,
             ops,
+            exchange,
             ca_pem: self.pki.ca.cert_pem().to_owned(),
             stop,
             done: Some(done_rx),
@@ -690,6 +746,8 @@ pub struct TestNode {
     pub written: WrittenConfig,
     pub consumer: SocketAddr,
     pub ops: SocketAddr,
+    /// The exchange listener, when the node is in a federation.
+    pub exchange: Option<SocketAddr>,
     ca_pem: String,
     stop: watch::Sender<bool>,
     done: Option<oneshot::Receiver<anyhow::Result<()>>>,
@@ -918,7 +976,7 @@ pub struct RawAnswer {
 }
 
 impl RawAnswer {
-    fn parse(bytes: &[u8]) -> RawAnswer {
+    pub fn parse(bytes: &[u8]) -> RawAnswer {
         let text = String::from_utf8_lossy(bytes).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let mut lines = head.split("\r\n");

@@ -1,0 +1,824 @@
+//! The federation over real sockets: a provincial LGSP (A), the ministry's LGSP (B)
+//! and, where a test needs it, the NDXP hub, each a real node with its own
+//! certificate, encryption key and journal, trusting one signed global configuration.
+//! Attacks are made by hand against B's exchange listener: a request signed as A would
+//! sign it, then altered.
+
+use crate::support::*;
+use base64::Engine as _;
+use datagate::msgsig::{self, Component, DigestAlgorithm, Message, SignatureParams, SigningKey};
+use datagate::pki::{IssuedCertificate, LeafSpec, LeafUsage};
+use serde_json::{Value, json};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// The province's member and its LGSP's secure-server name.
+const A_SERVER: &str = "lgsp-hcm";
+/// The ministry's LGSP.
+const B_SERVER: &str = "lgsp-bca";
+/// The hub.
+const HUB: &str = "ndxp";
+const HUB_MEMBER: &str = "VN/GOV/000.00.00.G01";
+
+/// A fresh EC P-256 key: (PKCS#8 PEM, public JWK with `kid`).
+fn ec_key(kid: &str) -> (String, Value) {
+    let group =
+        openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).expect("curve");
+    let key = openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).expect("key"))
+        .expect("pkey");
+    let pem = String::from_utf8(key.private_key_to_pem_pkcs8().expect("pem")).expect("utf8");
+    let jwk = datagate::keystore::PrivateKey::from_pem(pem.as_bytes(), None)
+        .expect("our key loads")
+        .public_key()
+        .expect("public")
+        .to_jwk(Some(kid))
+        .expect("jwk");
+    (pem, jwk)
+}
+
+/// A gateway certificate (server and client), for 127.0.0.1.
+fn gateway_certificate(pki: &TestPki, name: &str) -> IssuedCertificate {
+    let mut spec = LeafSpec::server(name, &["localhost"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+    spec.usage = LeafUsage::ServerAndClient;
+    pki.ca.issue(&spec).expect("gateway certificate")
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .expect("format")
+}
+
+/// One gateway's part in the global configuration.
+struct Gateway {
+    member: &'static str,
+    name: &'static str,
+    certificate: IssuedCertificate,
+    encryption_pem: String,
+    encryption_jwk: Value,
+}
+
+impl Gateway {
+    fn new(pki: &TestPki, member: &'static str, name: &'static str) -> Self {
+        let (encryption_pem, encryption_jwk) = ec_key(&format!("{name}-enc"));
+        Gateway {
+            member,
+            name,
+            certificate: gateway_certificate(pki, name),
+            encryption_pem,
+            encryption_jwk,
+        }
+    }
+
+    /// The `[federation]` lines of its node.
+    fn section(&self, hub: bool) -> String {
+        format!(
+            "instance = \"VN\"\nanchor = \"federation/anchor.pem\"\n\
+             global_configuration = \"federation/global.jws\"\nrefresh_seconds = 1\n\
+             server_name = \"{}\"\nencryption_key = \"federation/encryption.pem\"\nhub = {hub}\n",
+            self.name
+        )
+    }
+}
+
+/// The central authority: its key, and the documents it signs.
+struct Authority {
+    key_pem: String,
+    public_pem: String,
+    version: u64,
+}
+
+impl Authority {
+    fn new() -> Self {
+        let (key_pem, _) = ec_key("anchor");
+        let key = openssl::pkey::PKey::private_key_from_pem(key_pem.as_bytes()).expect("key");
+        let public_pem = String::from_utf8(key.public_key_to_pem().expect("pem")).expect("utf8");
+        Authority {
+            key_pem,
+            public_pem,
+            version: 0,
+        }
+    }
+
+    fn sign(&self, payload: &Value) -> String {
+        datagate::trust::global::sign(
+            payload.to_string().as_bytes(),
+            &self.key_pem,
+            datagate::trust::global::SigningAlg::Es256,
+        )
+        .expect("signed")
+    }
+}
+
+/// A running federation: A (the portal's gateway), B (the population register's), and
+/// optionally the hub.
+struct Federation {
+    pki: TestPki,
+    authority: Authority,
+    a: Gateway,
+    b: Gateway,
+    hub: Gateway,
+    node_a: TestNode,
+    node_b: TestNode,
+    node_hub: Option<TestNode>,
+    _upstream: MockUpstream,
+}
+
+/// How the service is reached and how A's registration reads.
+#[derive(Clone, Copy)]
+struct Layout {
+    through_hub: bool,
+    a_submitted_days_ago: i64,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            through_hub: false,
+            a_submitted_days_ago: 30,
+        }
+    }
+}
+
+impl Federation {
+    async fn start(layout: Layout) -> Federation {
+        init();
+        let pki = TestPki::new();
+        let authority = Authority::new();
+        let a = Gateway::new(&pki, PORTAL_MEMBER, A_SERVER);
+        let b = Gateway::new(&pki, NODE_MEMBER, B_SERVER);
+        let hub = Gateway::new(&pki, HUB_MEMBER, HUB);
+        let upstream = MockUpstream::start(Reply::Citizen).await;
+        fn files<'p>(
+            builder: NodeBuilder<'p>,
+            gateway: &Gateway,
+            authority: &Authority,
+        ) -> NodeBuilder<'p> {
+            builder
+                .node_certificate(&gateway.certificate)
+                .file("federation/anchor.pem", authority.public_pem.clone())
+                .file("federation/encryption.pem", gateway.encryption_pem.clone())
+        }
+        // B: the owner, with the citizen service and the portal's contract.
+        let node_b = files(
+            NodeBuilder::standard(&pki, &upstream.url()).federation(&b.section(false)),
+            &b,
+            &authority,
+        )
+        .start()
+        .await;
+        // A: the province, with the portal registered and no service of its own.
+        let node_a = files(
+            NodeBuilder::new(&pki)
+                .member(PORTAL_MEMBER)
+                .register_system(
+                    &pki.portal,
+                    PORTAL_MEMBER,
+                    &["dvc-portal"],
+                    Effective::Already,
+                )
+                .federation(&a.section(false)),
+            &a,
+            &authority,
+        )
+        .start()
+        .await;
+        let node_hub = if layout.through_hub {
+            Some(
+                files(
+                    NodeBuilder::new(&pki)
+                        .member(HUB_MEMBER)
+                        .federation(&hub.section(true)),
+                    &hub,
+                    &authority,
+                )
+                .start()
+                .await,
+            )
+        } else {
+            None
+        };
+        let mut federation = Federation {
+            pki,
+            authority,
+            a,
+            b,
+            hub,
+            node_a,
+            node_b,
+            node_hub,
+            _upstream: upstream,
+        };
+        let document = federation.document(layout, OffsetDateTime::now_utc());
+        federation.publish(&document);
+        federation.wait_until_held().await;
+        federation
+    }
+
+    /// The global configuration for the running nodes.
+    fn document(&mut self, layout: Layout, now: OffsetDateTime) -> Value {
+        self.authority.version += 1;
+        let entry = |cert: &IssuedCertificate, submitted_days_ago: i64| {
+            json!([{
+                "sha256": cert.fingerprint_sha256,
+                "submitted_at": rfc3339(now - time::Duration::days(submitted_days_ago)),
+                "effective_from": rfc3339(now - time::Duration::days(submitted_days_ago.min(1))),
+            }])
+        };
+        let address = |node: &TestNode| {
+            format!(
+                "https://127.0.0.1:{}",
+                node.exchange.expect("an exchange listener").port()
+            )
+        };
+        let mut hubs = Vec::new();
+        if let Some(node) = &self.node_hub {
+            hubs.push(json!({
+                "name": HUB, "member": HUB_MEMBER, "address": address(node),
+                "certificates": entry(&self.hub.certificate, 30),
+            }));
+        }
+        json!({
+            "format": "datagate-global-configuration/1",
+            "instance": "VN",
+            "version": self.authority.version,
+            "issued_at": rfc3339(now - time::Duration::minutes(1)),
+            "expires_at": rfc3339(now + time::Duration::days(7)),
+            "trusted_cas": [self.pki.ca.cert_pem()],
+            "members": [
+                { "id": PORTAL_MEMBER, "name": "UBND TP. Hồ Chí Minh", "subsystems": ["dvc-portal"] },
+                { "id": NODE_MEMBER, "name": "Bộ Công an", "subsystems": ["population-db"] },
+                { "id": HUB_MEMBER, "name": "NDXP", "subsystems": [] },
+            ],
+            "secure_servers": [
+                {
+                    "member": self.a.member, "name": self.a.name, "address": address(&self.node_a),
+                    "certificates": entry(&self.a.certificate, layout.a_submitted_days_ago),
+                    "encryption_key": self.a.encryption_jwk,
+                },
+                {
+                    "member": self.b.member, "name": self.b.name, "address": address(&self.node_b),
+                    "certificates": entry(&self.b.certificate, 30),
+                    "encryption_key": self.b.encryption_jwk,
+                },
+            ],
+            "services": [
+                { "id": CITIZEN_SERVICE, "hubs": if layout.through_hub { vec![HUB] } else { vec![] } },
+            ],
+            "hubs": hubs,
+            "holidays": [],
+        })
+    }
+
+    /// Writes the signed document where every node polls it.
+    fn publish(&self, document: &Value) {
+        let signed = self.authority.sign(document);
+        let mut nodes = vec![&self.node_a, &self.node_b];
+        nodes.extend(self.node_hub.as_ref());
+        for node in nodes {
+            std::fs::write(node.written.path("federation/global.jws"), &signed).expect("write");
+        }
+    }
+
+    /// Waits (bounded) until every node reports the current version.
+    async fn wait_until_held(&self) {
+        let mut nodes = vec![&self.node_a, &self.node_b];
+        nodes.extend(self.node_hub.as_ref());
+        let client = reqwest::Client::new();
+        for node in nodes {
+            let mut held = false;
+            for _ in 0..100 {
+                if held_version(&client, node).await >= self.authority.version {
+                    held = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(held, "a node did not take the global configuration");
+        }
+    }
+
+    /// A citizen lookup by the portal through its own gateway A.
+    async fn lookup(&self) -> reqwest::Response {
+        self.node_a
+            .lookup_citizen_as(&self.pki.portal, PORTAL, Some(PURPOSE))
+            .await
+    }
+
+    /// B's exchange address.
+    fn b_exchange(&self) -> SocketAddr {
+        self.node_b.exchange.expect("B's exchange listener")
+    }
+}
+
+/// The global configuration version `node` holds (0: none).
+async fn held_version(client: &reqwest::Client, node: &TestNode) -> u64 {
+    let status: Value = client
+        .get(node.ops_url("/status/v1/federation"))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    status["global_configuration"]["version"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// The value of the first sample of `metric` (no labels) in a Prometheus text page.
+fn sample(page: &str, metric: &str) -> f64 {
+    page.lines()
+        .find(|line| line.starts_with(metric) && line[metric.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A request to B's exchange listener, signed as A's gateway would sign it.
+struct Forged {
+    method: &'static str,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// What to change in a forged request.
+#[derive(Default, Clone)]
+struct Forge {
+    /// Key and certificate that sign (default A's).
+    signer: Option<IssuedCertificate>,
+    /// `keyid` (default the signer certificate's SHA-256).
+    key_id: Option<String>,
+    /// `created` relative to now, in seconds.
+    created_offset: i64,
+    /// `expires` relative to `created`.
+    lifetime: Option<i64>,
+    /// `alg` parameter text to put instead of the key's.
+    alg: Option<&'static str>,
+    /// Leave `x-purpose` out of the covered set while sending it.
+    uncover_purpose: bool,
+    /// Encrypt the body to this JWK instead of B's key.
+    encrypt_to: Option<Value>,
+    /// POST this JSON to `/search` (encrypted) instead of the GET lookup.
+    body: Option<Vec<u8>>,
+    /// Cut the JWE short before the digest and signature are made.
+    truncate: bool,
+}
+
+impl Federation {
+    fn forge(&self, forge: &Forge) -> Forged {
+        let signer = forge.signer.as_ref().unwrap_or(&self.a.certificate);
+        let (method, path) = match forge.body {
+            None => (
+                "GET",
+                format!("/exchange/v1/r1/{CITIZEN_SERVICE}/{CITIZEN_ID}"),
+            ),
+            Some(_) => ("POST", format!("/exchange/v1/r1/{CITIZEN_SERVICE}/search")),
+        };
+        let target = format!("https://127.0.0.1:{}{path}", self.b_exchange().port());
+        let body: Vec<u8> = match &forge.body {
+            None => Vec::new(),
+            Some(plain) => {
+                let jwk = forge.encrypt_to.as_ref().unwrap_or(&self.b.encryption_jwk);
+                let key = datagate::keystore::PublicKey::from_jwk(jwk).expect("jwk");
+                let mut jwe = datagate::jwe::encrypt(plain, &key, None, Some("application/json"))
+                    .expect("jwe")
+                    .into_bytes();
+                if forge.truncate {
+                    jwe.truncate(jwe.len() - 10);
+                }
+                jwe
+            }
+        };
+        let mut message = Message::request(method, &target)
+            .header(
+                "content-digest",
+                &msgsig::content_digest(&body, DigestAlgorithm::Sha256),
+            )
+            .header("x-road-client", PORTAL)
+            .header("x-road-id", &uuid_like())
+            .header("x-road-target-server", B_SERVER)
+            .header("x-purpose", PURPOSE);
+        let mut components = vec![
+            Component::Method,
+            Component::TargetUri,
+            Component::Header("content-digest".into()),
+            Component::Header("x-road-client".into()),
+            Component::Header("x-road-id".into()),
+            Component::Header("x-road-target-server".into()),
+        ];
+        if !forge.uncover_purpose {
+            components.push(Component::Header("x-purpose".into()));
+        }
+        let key = SigningKey::from_pem(&signer.key_pem, None).expect("signing key");
+        let created = OffsetDateTime::now_utc().unix_timestamp() + forge.created_offset;
+        let params = SignatureParams {
+            created: Some(created),
+            expires: Some(created + forge.lifetime.unwrap_or(60)),
+            nonce: Some(uuid_like()),
+            keyid: Some(
+                forge
+                    .key_id
+                    .clone()
+                    .unwrap_or_else(|| signer.fingerprint_sha256.clone()),
+            ),
+            alg: Some(key.algorithm()),
+            tag: None,
+        };
+        let signed = msgsig::sign("sig1", &components, &params, &message, &key).expect("sign");
+        let mut input = signed.signature_input;
+        if let Some(alg) = forge.alg {
+            input = input.replace("ecdsa-p256-sha256", alg);
+        }
+        message.add_header("signature-input", &input);
+        message.add_header("signature", &signed.signature);
+        message.add_header(
+            "x-road-signer-certificate",
+            &base64::engine::general_purpose::STANDARD.encode(&signer.cert_der),
+        );
+        if !body.is_empty() {
+            message.add_header("content-type", "application/jose");
+        }
+        Forged {
+            method,
+            path,
+            headers: message.headers().to_vec(),
+            body,
+        }
+    }
+
+    /// Sends a forged request to B over mTLS as `tls` (default A's certificate).
+    async fn send(&self, forged: &Forged, tls: Option<&IssuedCertificate>) -> RawAnswer {
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: {}\r\n",
+            forged.method,
+            forged.path,
+            forged.body.len()
+        );
+        for (name, value) in &forged.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        raw_exchange(
+            self.b_exchange(),
+            &self.node_b,
+            tls.unwrap_or(&self.a.certificate),
+            head.as_bytes(),
+            &forged.body,
+        )
+        .await
+    }
+}
+
+/// The journal row of `message_id` on `node` (panics when absent).
+async fn journaled(
+    node: &TestNode,
+    message_id: &str,
+) -> std::collections::BTreeMap<String, Option<String>> {
+    crate::journal::journal_rows(node)
+        .await
+        .into_iter()
+        .find(|row| row["message_id"].as_deref() == Some(message_id))
+        .expect("the exchange is journaled")
+}
+
+/// A unique token (message ids, nonces).
+fn uuid_like() -> String {
+    let mut bytes = [0u8; 16];
+    openssl::rand::rand_bytes(&mut bytes).expect("random");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Sends raw bytes over mTLS to `addr` and reads the answer.
+async fn raw_exchange(
+    addr: SocketAddr,
+    node: &TestNode,
+    identity: &IssuedCertificate,
+    head: &[u8],
+    body: &[u8],
+) -> RawAnswer {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        node.tls_client_config(Some(identity)),
+    ));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("TCP connect");
+    let name = rustls_pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
+    let mut tls = connector.connect(name, tcp).await.expect("TLS connect");
+    let mut bytes = head.to_vec();
+    bytes.extend_from_slice(body);
+    tls.write_all(&bytes).await.expect("write");
+    tls.flush().await.expect("flush");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no complete answer within 10 s");
+    RawAnswer::parse(&answer)
+}
+
+/// 004 Điều 55 khoản 3, Điều 57: a lookup through the portal's own gateway travels
+/// signed and encrypted to the owner's gateway, which decides on its contract and
+/// answers signed over the request; both journals hold the exchange under one
+/// `X-Road-Id`, with the same signature digest and each other's key id.
+#[tokio::test]
+async fn lookup_travels_signed_and_encrypted_between_gateways() {
+    let federation = Federation::start(Layout::default()).await;
+    let response = federation.lookup().await;
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let id = response.headers()["x-road-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body, projected_citizen(CITIZEN_ID));
+
+    let a = journaled(&federation.node_a, &id).await;
+    let b = journaled(&federation.node_b, &id).await;
+    assert_eq!(a["leg"].as_deref(), Some("consumer"));
+    assert_eq!(b["leg"].as_deref(), Some("provider"));
+    assert_eq!(
+        a["remote_key_id"].as_deref(),
+        Some(federation.b.certificate.fingerprint_sha256.as_str())
+    );
+    assert_eq!(
+        b["remote_key_id"].as_deref(),
+        Some(federation.a.certificate.fingerprint_sha256.as_str())
+    );
+    assert!(a["signature_digest"].is_some());
+    assert_eq!(a["signature_digest"], b["signature_digest"]);
+    assert!(b["contract_id"].is_some());
+    assert_eq!(a["status"].as_deref(), Some("200"));
+    assert_eq!(b["status"].as_deref(), Some("200"));
+}
+
+/// 004 Điều 57: the owner's gateway decides: a client without a contract there is
+/// refused, and its refusal reaches the portal with the owner's code.
+#[tokio::test]
+async fn owner_gateway_refusal_reaches_the_consumer_with_its_code() {
+    let federation = Federation::start(Layout::default()).await;
+    let response = federation
+        .node_a
+        .lookup_citizen_as(&federation.pki.portal, PORTAL, Some("UNLISTED-PURPOSE"))
+        .await;
+    assert_eq!(response.status(), 403);
+    let problem: Value = response.json().await.expect("problem");
+    assert_eq!(problem["code"], "contract.purpose_not_allowed");
+}
+
+/// 003 Điều 3 khoản 3: each tampering of a signed request is refused with its code,
+/// and a valid request on the same listener still passes.
+#[tokio::test]
+async fn tampered_and_forged_requests_are_refused_with_their_codes() {
+    let federation = Federation::start(Layout::default()).await;
+
+    // The untouched forgery passes: the harness signs as A does.
+    let valid = federation.forge(&Forge::default());
+    let answer = federation.send(&valid, None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+
+    // Replayed: the same signed bytes again.
+    federation
+        .send(&valid, None)
+        .await
+        .expect_problem(401, "signature.replayed");
+
+    // A covered header changed after signing.
+    let mut changed = federation.forge(&Forge::default());
+    for (name, value) in &mut changed.headers {
+        if name == "x-purpose" {
+            *value = "SOCIAL-ALLOWANCE".into();
+        }
+    }
+    federation
+        .send(&changed, None)
+        .await
+        .expect_problem(401, "signature.invalid");
+
+    // A covered header removed.
+    let mut removed = federation.forge(&Forge::default());
+    removed.headers.retain(|(name, _)| name != "x-purpose");
+    federation
+        .send(&removed, None)
+        .await
+        .expect_problem(400, "signature.component_missing");
+
+    // A protected header sent but left out of the covered set.
+    let uncovered = federation.forge(&Forge {
+        uncover_purpose: true,
+        ..Forge::default()
+    });
+    federation
+        .send(&uncovered, None)
+        .await
+        .expect_problem(401, "signature.component_not_covered");
+
+    // Expired, and created in the future.
+    let expired = federation.forge(&Forge {
+        created_offset: -3600,
+        ..Forge::default()
+    });
+    federation
+        .send(&expired, None)
+        .await
+        .expect_problem(401, "signature.expired");
+    let future = federation.forge(&Forge {
+        created_offset: 3600,
+        ..Forge::default()
+    });
+    federation
+        .send(&future, None)
+        .await
+        .expect_problem(401, "signature.not_yet_valid");
+
+    // A keyid that is not the attached certificate's.
+    let unknown = federation.forge(&Forge {
+        key_id: Some("00".repeat(32)),
+        ..Forge::default()
+    });
+    federation
+        .send(&unknown, None)
+        .await
+        .expect_problem(401, "signature.key_unknown");
+
+    // An algorithm the protocol does not know.
+    let alg = federation.forge(&Forge {
+        alg: Some("hmac-sha256"),
+        ..Forge::default()
+    });
+    let answer = federation.send(&alg, None).await;
+    assert!(
+        answer.status == 400 || answer.status == 401,
+        "unsupported alg: {} {}",
+        answer.status,
+        answer.body
+    );
+
+    // Signed by a key the global configuration does not register (over A's TLS).
+    let stranger = gateway_certificate(&federation.pki, "stranger");
+    let unregistered = federation.forge(&Forge {
+        signer: Some(stranger.clone()),
+        ..Forge::default()
+    });
+    federation
+        .send(&unregistered, None)
+        .await
+        .expect_problem(401, "signature.key_unknown");
+
+    // Signed by B's own registered key, claiming the portal's member.
+    let other_member = federation.forge(&Forge {
+        signer: Some(federation.b.certificate.clone()),
+        ..Forge::default()
+    });
+    federation
+        .send(&other_member, None)
+        .await
+        .expect_problem(403, "signature.key_not_authorised");
+
+    // An unregistered TLS certificate never gets that far.
+    federation
+        .send(&federation.forge(&Forge::default()), Some(&stranger))
+        .await
+        .expect_problem(403, "trust.certificate_unregistered");
+
+    // Still served after all that.
+    let answer = federation
+        .send(&federation.forge(&Forge::default()), None)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+/// 004 Điều 57: an altered body fails its digest; a payload encrypted to another key or
+/// cut short does not open; the valid encrypted search passes.
+#[tokio::test]
+async fn altered_or_misencrypted_payloads_are_refused() {
+    let federation = Federation::start(Layout::default()).await;
+    let plain = format!(r#"{{"citizen_id": "{CITIZEN_ID}"}}"#).into_bytes();
+    let search = Forge {
+        body: Some(plain.clone()),
+        ..Forge::default()
+    };
+    let answer = federation.send(&federation.forge(&search), None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.header("content-type"), Some("application/jose"));
+
+    let mut tampered = federation.forge(&search);
+    let middle = tampered.body.len() / 2;
+    tampered.body[middle] ^= 1;
+    federation
+        .send(&tampered, None)
+        .await
+        .expect_problem(400, "digest.mismatch");
+
+    let wrong_key = federation.forge(&Forge {
+        encrypt_to: Some(federation.a.encryption_jwk.clone()),
+        ..search.clone()
+    });
+    federation
+        .send(&wrong_key, None)
+        .await
+        .expect_problem(400, "jwe.decryption_failed");
+
+    let truncated = federation.forge(&Forge {
+        truncate: true,
+        ..search.clone()
+    });
+    let answer = federation.send(&truncated, None).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    let code = answer.expect_problem(400, answer_code(&answer).as_str());
+    assert!(
+        code["code"] == "jwe.malformed" || code["code"] == "jwe.decryption_failed",
+        "{code}"
+    );
+}
+
+fn answer_code(answer: &RawAnswer) -> String {
+    serde_json::from_str::<Value>(&answer.body)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// 003 Điều 50 khoản 2: a secure server registered less than three working days ago
+/// is not yet a peer: its signed requests are refused.
+#[tokio::test]
+async fn secure_server_registered_without_three_working_days_notice_is_refused() {
+    let federation = Federation::start(Layout {
+        a_submitted_days_ago: 0,
+        ..Layout::default()
+    })
+    .await;
+    let answer = federation
+        .send(&federation.forge(&Forge::default()), None)
+        .await;
+    answer.expect_problem(403, "trust.registration_not_effective");
+    // And through A: the lookup fails at B with that refusal.
+    let response = federation.lookup().await;
+    assert_eq!(response.status(), 403);
+}
+
+/// 004 Điều 57: through the NDXP hub the exchange still works end to end; the hub
+/// journals the relay (leg `hub`) under the same `X-Road-Id` and signature digest, and
+/// the provider sees the hub's countersignature.
+#[tokio::test]
+async fn lookup_through_the_hub_is_relayed_and_journaled_on_three_nodes() {
+    let federation = Federation::start(Layout {
+        through_hub: true,
+        ..Layout::default()
+    })
+    .await;
+    let response = federation.lookup().await;
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let id = response.headers()["x-road-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(
+        response.json::<Value>().await.expect("json"),
+        projected_citizen(CITIZEN_ID)
+    );
+    let hub = federation.node_hub.as_ref().expect("hub");
+    let mut digests = Vec::new();
+    for (node, leg) in [
+        (&federation.node_a, "consumer"),
+        (hub, "hub"),
+        (&federation.node_b, "provider"),
+    ] {
+        let row = journaled(node, &id).await;
+        assert_eq!(row["leg"].as_deref(), Some(leg));
+        digests.push(row["signature_digest"].clone());
+    }
+    assert!(digests.iter().all(|d| d.is_some() && *d == digests[0]));
+}
+
+/// 003 Điều 3 khoản 3: a global configuration signed by another key, or older than the
+/// one held, never replaces it; the node keeps exchanging on the one it holds.
+#[tokio::test]
+async fn forged_or_stale_global_configuration_is_refused_and_the_held_one_kept() {
+    let mut federation = Federation::start(Layout::default()).await;
+    let held = federation.authority.version;
+    // Another authority signs a newer version.
+    let impostor = Authority::new();
+    let mut document = federation.document(Layout::default(), OffsetDateTime::now_utc());
+    document["version"] = json!(held + 10);
+    let signed = impostor.sign(&document);
+    std::fs::write(
+        federation.node_a.written.path("federation/global.jws"),
+        signed,
+    )
+    .expect("write");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        held_version(&reqwest::Client::new(), &federation.node_a).await,
+        held
+    );
+    let metrics = reqwest::get(federation.node_a.ops_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(sample(&metrics, "datagate_global_configuration_refusals_total") >= 1.0);
+    let response = federation.lookup().await;
+    assert_eq!(response.status(), 200);
+}
