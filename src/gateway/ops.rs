@@ -18,6 +18,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status/v1/federation", get(federation))
+        .route("/status/v1/journal/{message_id}", get(journal))
         .with_state(gateway)
 }
 
@@ -42,6 +43,32 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body))
+}
+
+/// This node's journal records of one `X-Road-Id`: what reconciliation between the
+/// consumer's, the hub's and the provider's nodes matches (digests, never payloads).
+async fn journal(
+    State(gateway): State<Arc<Gateway>>,
+    axum::extract::Path(message_id): axum::extract::Path<String>,
+) -> axum::response::Response {
+    let valid = axum::http::HeaderValue::from_str(&message_id)
+        .ok()
+        .is_some_and(|value| crate::protocol::message_id(Some(&value)).is_ok());
+    if !valid {
+        return (StatusCode::BAD_REQUEST, "not an X-Road-Id\n").into_response();
+    }
+    match gateway.journal().find(&message_id).await {
+        Ok(records) if records.is_empty() => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({ "records": [] })),
+        )
+            .into_response(),
+        Ok(records) => axum::Json(serde_json::json!({ "records": records })).into_response(),
+        Err(error) => {
+            tracing::error!(error = %error, "journal lookup failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "journal unavailable\n").into_response()
+        }
+    }
 }
 
 /// The federation as this node sees it: 404 when the node is in none.

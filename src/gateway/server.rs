@@ -105,7 +105,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
             .with_context(|| {
                 format!("cannot open the journal {}", config.journal_path.display())
             })?;
-        Journal::start(store, &key)
+        Journal::start(store, &key).with_reader(&config.journal_path)
     };
     let runtime = Runtime::build(&mut config).map_err(anyhow::Error::msg)?;
     let gateway = Gateway::new(runtime, journal);
@@ -334,6 +334,27 @@ pub async fn run_until_signalled(node: Node) -> anyhow::Result<()> {
         let _ = stop.send(true);
     });
     node.run(stopped).await
+}
+
+/// Runs several nodes of one process (the demo's federation) until SIGINT/SIGTERM;
+/// SIGHUP reloads each node's configuration.
+pub async fn run_all_until_signalled(nodes: Vec<Node>) -> anyhow::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    for node in &nodes {
+        spawn_reload_on_hangup(node.reloader());
+    }
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let runs: Vec<_> = nodes
+        .into_iter()
+        .map(|node| tokio::spawn(node.run(stopped.clone())))
+        .collect();
+    for run in runs {
+        run.await??;
+    }
+    Ok(())
 }
 
 /// Runs a node until SIGINT/SIGTERM; SIGHUP reloads the configuration.

@@ -111,6 +111,8 @@ pub struct Journal {
     /// `None` when the journal is disabled by `[dangerous] disable_journal`.
     sender: Option<mpsc::Sender<Pending>>,
     key: std::sync::Arc<aws_lc_rs::hmac::Key>,
+    /// The store's file, for read-only lookups beside the writer.
+    reader: Option<std::path::PathBuf>,
 }
 
 impl Journal {
@@ -137,6 +139,22 @@ impl Journal {
                 aws_lc_rs::hmac::HMAC_SHA256,
                 key_bytes,
             )),
+            reader: None,
+        }
+    }
+
+    /// Lets [`Journal::find`] read the SQLite file at `path` (read-only, beside the writer).
+    pub fn with_reader(mut self, path: &std::path::Path) -> Self {
+        self.reader = Some(path.to_owned());
+        self
+    }
+
+    /// The records of one `X-Road-Id` (reconciliation between nodes: each node's legs of
+    /// one exchange), oldest first; digests and identifiers only, never payloads.
+    pub async fn find(&self, message_id: &str) -> Result<Vec<serde_json::Value>, JournalError> {
+        match &self.reader {
+            Some(path) => sqlite::find(path, message_id).await,
+            None => Ok(Vec::new()),
         }
     }
 
@@ -148,6 +166,7 @@ impl Journal {
                 aws_lc_rs::hmac::HMAC_SHA256,
                 key_bytes,
             )),
+            reader: None,
         }
     }
 

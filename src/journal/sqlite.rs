@@ -151,6 +151,46 @@ impl SqliteJournal {
     }
 }
 
+/// The records of `message_id` in the journal file at `path`, read-only.
+pub async fn find(path: &Path, message_id: &str) -> Result<Vec<serde_json::Value>, JournalError> {
+    use sqlx::Row as _;
+    let mut connection = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .connect()
+        .await
+        .map_err(store_error)?;
+    let rows = sqlx::query(
+        "SELECT seq, message_id, leg, client, service, method, status, error_code, contract_id,
+                signature_digest, remote_key_id, request_in_at, response_out_at
+         FROM exchanges WHERE message_id = ? ORDER BY seq LIMIT 100",
+    )
+    .bind(message_id)
+    .fetch_all(&mut connection)
+    .await
+    .map_err(store_error)?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            serde_json::json!({
+                "seq": row.get::<i64, _>(0),
+                "message_id": row.get::<String, _>(1),
+                "leg": row.get::<String, _>(2),
+                "client": row.get::<Option<String>, _>(3),
+                "service": row.get::<Option<String>, _>(4),
+                "method": row.get::<String, _>(5),
+                "status": row.get::<i64, _>(6),
+                "error_code": row.get::<Option<String>, _>(7),
+                "contract_id": row.get::<Option<String>, _>(8),
+                "signature_digest": row.get::<Option<String>, _>(9),
+                "remote_key_id": row.get::<Option<String>, _>(10),
+                "request_in_at": row.get::<String, _>(11),
+                "response_out_at": row.get::<String, _>(12),
+            })
+        })
+        .collect())
+}
+
 impl JournalStore for SqliteJournal {
     fn append_batch<'a>(
         &'a mut self,
