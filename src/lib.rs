@@ -13,6 +13,7 @@
 //!
 //! Modules, outermost first:
 //! - [`config`]: node configuration, parsed → validated completely → built;
+//! - [`operator`]: the operator tools over files (`datagate message …`, `datagate globalconf …`);
 //! - [`gateway`]: listeners, the exchange pipeline, ops endpoints, reload;
 //! - [`trust`]: TLS, secure-server registry, working-day calendar;
 //! - [`protocol`]: X-Road REST headers and paths;
@@ -48,6 +49,7 @@ pub mod jwe;
 pub mod keystore;
 pub mod msgsig;
 pub mod observe;
+pub mod operator;
 pub mod pattern;
 #[cfg(feature = "dev")]
 pub mod pki;

@@ -1,6 +1,11 @@
-//! The `datagate` command: serve, check, demo, certs.
+//! The `datagate` command: serve, check, demo, certs, and the operator tools
+//! `message` and `globalconf` (docs/OPERATOR-TOOLS.md).
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use datagate::base::clock::{Clock, SystemClock};
+use datagate::msgsig::{Algorithm, Component};
+use datagate::operator::{self, OperatorError, globalconf, message};
+use datagate::trust::global::SigningAlg;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,6 +51,138 @@ enum Command {
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
     },
+    /// Sign, verify, encrypt or decrypt a message (HTTP/1.1 request or payload on stdin).
+    Message {
+        #[command(subcommand)]
+        command: MessageCommand,
+    },
+    /// Sign or verify the federation's global configuration.
+    Globalconf {
+        #[command(subcommand)]
+        command: GlobalconfCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MessageCommand {
+    /// Add Content-Digest, Signature-Input and Signature (RFC 9421, RFC 9530) to the
+    /// HTTP/1.1 request on stdin; write it to stdout.
+    Sign {
+        /// Private key: PEM (PKCS#8, SEC1, PKCS#1, encrypted) or PKCS#12.
+        #[arg(long)]
+        key: PathBuf,
+        /// The keyid parameter (by convention the certificate's SHA-256 fingerprint).
+        #[arg(long)]
+        key_id: String,
+        /// ecdsa-p256-sha256, rsa-pss-sha512, rsa-v1_5-sha256 or ed25519 [default: the key's].
+        #[arg(long)]
+        alg: Option<Algorithm>,
+        #[command(flatten)]
+        password: PasswordArg,
+        /// Signature label.
+        #[arg(long, default_value = message::DEFAULT_LABEL)]
+        label: String,
+        /// expires = created + this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = message::DEFAULT_EXPIRES_IN_SECS)]
+        expires_in: u32,
+        /// The created parameter, in UNIX seconds [default: now].
+        #[arg(long, value_name = "UNIX")]
+        created: Option<i64>,
+        /// Covered components, replacing the default (@method @target-uri content-digest
+        /// and the X-Road headers present).
+        #[arg(long, value_name = "COMPONENT", num_args = 1.., value_parser = component)]
+        cover: Option<Vec<Component>>,
+    },
+    /// Verify the signature and Content-Digest of the signed HTTP/1.1 request on stdin.
+    #[command(group(ArgGroup::new("signer").required(true).args(["cert", "key"])))]
+    Verify {
+        /// The signer's certificate (PEM).
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// The signer's public key (PEM PUBLIC KEY).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The one algorithm accepted [default: the key's; for RSA, the RSA one `alg` names].
+        #[arg(long)]
+        alg: Option<Algorithm>,
+        /// Signature label.
+        #[arg(long, default_value = message::DEFAULT_LABEL)]
+        label: String,
+        /// The oldest created accepted, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = message::DEFAULT_MAX_AGE_SECS)]
+        max_age: u32,
+        /// Clock difference tolerated with the signer, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = message::DEFAULT_MAX_SKEW_SECS)]
+        max_skew: u32,
+        /// Components that must be covered, replacing the default (@method @target-uri
+        /// content-digest x-road-client x-road-id and the optional X-Road headers present).
+        #[arg(long, value_name = "COMPONENT", num_args = 1.., value_parser = component)]
+        require: Option<Vec<Component>>,
+    },
+    /// Encrypt stdin as a JWE compact serialisation (stdout) to a gateway's key.
+    Encrypt {
+        /// The recipient: a PEM certificate or public key, or a public JWK (JSON).
+        #[arg(long)]
+        to: PathBuf,
+        /// The kid header [default: the certificate's SHA-256 fingerprint, or the JWK's kid].
+        #[arg(long)]
+        kid: Option<String>,
+        /// The cty header.
+        #[arg(long, value_name = "TYPE")]
+        cty: Option<String>,
+    },
+    /// Decrypt the JWE compact serialisation on stdin; write the plaintext to stdout.
+    Decrypt {
+        /// Private key: PEM (PKCS#8, SEC1, PKCS#1, encrypted) or PKCS#12.
+        #[arg(long)]
+        key: PathBuf,
+        #[command(flatten)]
+        password: PasswordArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum GlobalconfCommand {
+    /// Validate the payload JSON on stdin and sign it as a JWS compact serialisation (stdout).
+    Sign {
+        /// The authority's private key (EC P-256 or RSA ≥ 2048): PEM or PKCS#12.
+        #[arg(long)]
+        key: PathBuf,
+        /// ES256 or RS256 [default: the key's].
+        #[arg(long, value_parser = signing_alg)]
+        alg: Option<SigningAlg>,
+        #[command(flatten)]
+        password: PasswordArg,
+    },
+    /// Verify the signed global configuration on stdin as a gateway would, now.
+    Verify {
+        /// The anchor: the authority's public key or certificate (PEM), or a public JWK.
+        #[arg(long)]
+        anchor: PathBuf,
+        /// The federation instance, e.g. VN.
+        #[arg(long, value_name = "VN")]
+        instance: String,
+        /// The signed configuration held: the new one must be newer (or the same).
+        #[arg(long, value_name = "HELD.jws")]
+        held: Option<PathBuf>,
+    },
+}
+
+/// The password of an encrypted key, by the name of the variable that holds it:
+/// never on the command line, where other users' `ps` would show it.
+#[derive(Args)]
+struct PasswordArg {
+    /// The environment variable holding the key's password.
+    #[arg(long, value_name = "VAR")]
+    password_env: Option<String>,
+}
+
+fn component(text: &str) -> Result<Component, String> {
+    Component::parse(text).map_err(|e| e.to_string())
+}
+
+fn signing_alg(text: &str) -> Result<SigningAlg, String> {
+    SigningAlg::from_header(text).ok_or_else(|| "expected ES256 or RS256".to_owned())
 }
 
 /// Exit code for an invalid configuration (EX_CONFIG would be 78; 64 is EX_USAGE as STYLE.md asks).
@@ -55,22 +192,10 @@ fn main() -> ExitCode {
     datagate::observe::init_tracing();
     datagate::install_crypto_provider();
     let cli = Cli::parse();
-    // One core available (e.g. pinned with taskset or a 1-CPU container): a single-threaded
-    // scheduler avoids cross-thread wake-ups that buy nothing there.
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let mut builder = if cores == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    let runtime = match builder.enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
     match cli.command {
+        // The operator tools run to completion on files and stdin: no runtime.
+        Command::Message { command } => finish(run_message(command)),
+        Command::Globalconf { command } => finish(run_globalconf(command)),
         Command::Check { config } => match datagate::config::load(&config) {
             Ok(loaded) => {
                 println!(
@@ -101,13 +226,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_INVALID_CONFIG);
                 }
             };
-            report(runtime.block_on(datagate::gateway::server::serve(loaded)))
+            block_on(datagate::gateway::server::serve(loaded))
         }
         #[cfg(feature = "dev")]
         Command::Demo {
             state_dir,
             project_dir,
-        } => report(runtime.block_on(datagate::demo::run(&project_dir, &state_dir))),
+        } => block_on(datagate::demo::run(&project_dir, &state_dir)),
         #[cfg(feature = "dev")]
         Command::Certs { dir } => match datagate::pki::write_dev_pki(&dir) {
             Ok(pki) => {
@@ -127,6 +252,148 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Runs a node's future to completion on a runtime sized to the machine.
+fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    // One core available (e.g. pinned with taskset or a 1-CPU container): a single-threaded
+    // scheduler avoids cross-thread wake-ups that buy nothing there.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    match builder.enable_all().build() {
+        Ok(runtime) => report(runtime.block_on(future)),
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_message(command: MessageCommand) -> Result<(), OperatorError> {
+    let (stdin, stdout) = (std::io::stdin().lock(), std::io::stdout().lock());
+    match command {
+        MessageCommand::Sign {
+            key,
+            key_id,
+            alg,
+            password,
+            label,
+            expires_in,
+            created,
+            cover,
+        } => {
+            let created = match created {
+                Some(unix) => time::OffsetDateTime::from_unix_timestamp(unix)
+                    .map_err(|_| OperatorError::Usage("--created is out of range".to_owned()))?,
+                None => SystemClock.now(),
+            };
+            let options = message::SignOptions {
+                key,
+                password: operator::password_from_env(password.password_env.as_deref())?,
+                key_id,
+                alg,
+                label,
+                expires_in_secs: expires_in,
+                cover,
+                created,
+            };
+            message::sign(stdin, stdout, &options)
+        }
+        MessageCommand::Verify {
+            cert,
+            key,
+            alg,
+            label,
+            max_age,
+            max_skew,
+            require,
+        } => {
+            let key = match (cert, key) {
+                (Some(cert), _) => message::VerifyKey::Certificate(cert),
+                (None, Some(key)) => message::VerifyKey::PublicKey(key),
+                (None, None) => {
+                    return Err(OperatorError::Usage(
+                        "--cert or --key is required".to_owned(),
+                    ));
+                }
+            };
+            let options = message::VerifyOptions {
+                key,
+                alg,
+                label,
+                max_age_secs: max_age,
+                max_skew_secs: max_skew,
+                require,
+                now: SystemClock.now(),
+            };
+            let report = message::verify(stdin, &options)?;
+            println!("{report}");
+            Ok(())
+        }
+        MessageCommand::Encrypt { to, kid, cty } => {
+            let options = message::EncryptOptions {
+                to,
+                kid,
+                content_type: cty,
+            };
+            message::encrypt(stdin, stdout, &options)
+        }
+        MessageCommand::Decrypt { key, password } => {
+            let options = message::DecryptOptions {
+                key,
+                password: operator::password_from_env(password.password_env.as_deref())?,
+            };
+            message::decrypt(stdin, stdout, &options)
+        }
+    }
+}
+
+fn run_globalconf(command: GlobalconfCommand) -> Result<(), OperatorError> {
+    let (stdin, stdout) = (std::io::stdin().lock(), std::io::stdout().lock());
+    match command {
+        GlobalconfCommand::Sign { key, alg, password } => {
+            let options = globalconf::SignOptions {
+                key,
+                password: operator::password_from_env(password.password_env.as_deref())?,
+                alg,
+            };
+            globalconf::sign(stdin, stdout, &options)
+        }
+        GlobalconfCommand::Verify {
+            anchor,
+            instance,
+            held,
+        } => {
+            let options = globalconf::VerifyOptions {
+                anchor,
+                instance,
+                held,
+                now: SystemClock.now(),
+            };
+            let report = globalconf::verify(stdin, &options)?;
+            println!("{report}");
+            Ok(())
+        }
+    }
+}
+
+/// Exit 0, or 1 with the stable code first on stderr (then the message, which names
+/// files, fields and components, never key material or header values).
+fn finish(outcome: Result<(), OperatorError>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}: {error}", error.code());
+            for detail in error.details() {
+                eprintln!("  {detail}");
+            }
+            ExitCode::FAILURE
+        }
     }
 }
 

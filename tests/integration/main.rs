@@ -19,6 +19,7 @@ mod global_interop;
 mod hardening;
 mod journal;
 mod layering;
+mod message_cli;
 mod ops;
 mod properties;
 mod trust;
