@@ -20,7 +20,7 @@ use crate::pattern::OperationPattern;
 use axum::http::Method;
 use projection::Projection;
 use quota::{ContractQuota, QuotaRefusal, Rate};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -28,7 +28,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// Data classification (004 Điều 26 khoản 2b).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Classification {
     /// Open data.
@@ -42,7 +42,7 @@ pub enum Classification {
 }
 
 /// Assurance level a citizen subject must have (003 Điều 9–10).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AssuranceLevel {
     /// SMS OTP and above.
@@ -52,7 +52,7 @@ pub enum AssuranceLevel {
 }
 
 /// A JSON Schema: a file relative to the contracts directory, or inline.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum SchemaSource {
     /// Path relative to the contracts directory, e.g. `schemas/citizen.json`.
@@ -62,7 +62,7 @@ pub enum SchemaSource {
 }
 
 /// One allowed operation as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOperation {
     /// HTTP method.
@@ -72,7 +72,7 @@ pub struct RawOperation {
 }
 
 /// Quota as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawQuota {
     /// Sustained rate: `10/s`, `600/min`, `5000/h`.
@@ -87,7 +87,7 @@ pub struct RawQuota {
 }
 
 /// Cache policy as written (used by the autofill cache).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCache {
     /// Whether answers may be cached at all.
@@ -98,7 +98,7 @@ pub struct RawCache {
 }
 
 /// A contract file as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawContract {
     /// Stable identifier, e.g. `hcm-portal-citizen-2026`.
@@ -198,6 +198,9 @@ pub struct CompiledContract {
     pub assurance_level: Option<AssuranceLevel>,
     /// The data subject reference.
     pub subject: Option<SubjectRef>,
+    /// The contract as written, schemas inline: what the owner's gateway publishes to
+    /// the consumer member's gateway.
+    pub published: RawContract,
 }
 
 /// The maximum number of schema violations reported in one answer.
@@ -283,11 +286,12 @@ impl CompiledContract {
     }
 }
 
-/// Loads a schema source into a compiled validator.
+/// Loads a schema source into a compiled validator, with the schema itself (what a
+/// published copy of the contract carries inline).
 fn compile_schema(
     source: &SchemaSource,
     contracts_dir: &Path,
-) -> Result<jsonschema::Validator, String> {
+) -> Result<(jsonschema::Validator, serde_json::Value), String> {
     let schema = match source {
         SchemaSource::Inline(map) => serde_json::Value::Object(map.clone()),
         SchemaSource::File(relative) => {
@@ -300,7 +304,9 @@ fn compile_schema(
     };
     // No retriever is configured (jsonschema's default features are off), so a
     // remote `$ref` fails here instead of fetching over the network.
-    jsonschema::validator_for(&schema).map_err(|e| format!("invalid JSON Schema: {e}"))
+    jsonschema::validator_for(&schema)
+        .map(|validator| (validator, schema))
+        .map_err(|e| format!("invalid JSON Schema: {e}"))
 }
 
 /// Validates and compiles one contract, returning every problem found.
@@ -389,19 +395,33 @@ pub fn compile(
             None
         }
     };
+    // The contract as the owner publishes it to the consumer's gateway: schemas inline.
+    let mut published = raw.clone();
     let mut schema = |name: &str, source: &Option<SchemaSource>| {
         source
             .as_ref()
             .and_then(|source| match compile_schema(source, contracts_dir) {
-                Ok(validator) => Some(validator),
+                Ok((validator, schema)) => Some((validator, schema)),
                 Err(message) => {
                     error(name, message);
                     None
                 }
             })
     };
-    let request_schema = schema("request_schema", &raw.request_schema);
-    let response_schema = schema("response_schema", &raw.response_schema);
+    let inline = |schema: serde_json::Value| match schema {
+        serde_json::Value::Object(map) => Some(SchemaSource::Inline(map)),
+        _ => None,
+    };
+    let request_schema =
+        schema("request_schema", &raw.request_schema).map(|(validator, schema)| {
+            published.request_schema = inline(schema);
+            validator
+        });
+    let response_schema =
+        schema("response_schema", &raw.response_schema).map(|(validator, schema)| {
+            published.response_schema = inline(schema);
+            validator
+        });
     if raw.valid_until <= raw.valid_from {
         error("valid_until", "must be later than valid_from".into());
     }
@@ -512,6 +532,7 @@ pub fn compile(
                 cache_ttl,
                 assurance_level: raw.assurance_level,
                 subject,
+                published,
             })
         }
         _ => Err(errors),
@@ -587,7 +608,7 @@ impl ContractSet {
         }
     }
 
-    /// Number of contracts.
+    /// The number of contracts.
     pub fn len(&self) -> usize {
         self.ids.len()
     }

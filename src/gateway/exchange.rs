@@ -502,10 +502,23 @@ async fn run(
         Err(error)
             if error.code() == ErrorCode::ContractNotFound
                 && ctx.leg == Leg::Local
-                && gateway.federation().is_some()
                 && !runtime.services.contains_key(&ctx.target.service) =>
         {
-            None
+            match gateway.federation().map(|federation| federation.copies()) {
+                // The owner's published copy: deny early on it.
+                Some(copies) => match copies.of(&ctx.target.service.provider.member) {
+                    Some(copy) => Some(copy.authorise(
+                        &ctx.client,
+                        &ctx.target.service,
+                        &ctx.method,
+                        &ctx.target.path,
+                        ctx.purpose.as_ref().map(Purpose::as_str),
+                        now,
+                    )?),
+                    None => None,
+                },
+                None => return Err(error),
+            }
         }
         Err(error) => return Err(error),
     };

@@ -142,6 +142,7 @@ pub struct Federation {
     client: reqwest::Client,
     key_id: String,
     certificate_header: String,
+    copies: ArcSwap<super::publication::ContractCopies>,
 }
 
 impl std::fmt::Debug for Federation {
@@ -182,6 +183,7 @@ impl Federation {
             client,
             key_id,
             certificate_header,
+            copies: ArcSwap::from_pointee(Default::default()),
         })
     }
 
@@ -215,6 +217,16 @@ impl Federation {
             ));
         }
         Ok(held)
+    }
+
+    /// The verified copies of the providers' contracts.
+    pub fn copies(&self) -> Arc<super::publication::ContractCopies> {
+        self.copies.load_full()
+    }
+
+    /// Replaces the copies (after a refresh).
+    pub fn set_copies(&self, copies: super::publication::ContractCopies) {
+        self.copies.store(Arc::new(copies));
     }
 
     /// The held global configuration, expired or not (status pages).

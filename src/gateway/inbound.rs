@@ -43,6 +43,10 @@ pub fn router(gateway: Arc<Gateway>) -> axum::Router {
             "/exchange/v1/globalconf",
             axum::routing::get(super::hub::serve_global_configuration),
         )
+        .route(
+            "/exchange/v1/contracts",
+            axum::routing::get(super::publication::serve_contracts),
+        )
         .fallback(
             |axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>,
              request: axum::extract::Request| async move {

@@ -8,6 +8,7 @@
 //! - [`inbound`]: the provider side (verify, decrypt, seal the answer);
 //! - [`hub`]: the relay of a hub (verify the sender, countersign, stream, never decrypt);
 //! - [`federation`]: the global configuration held, the signing identity, replay memory;
+//! - [`publication`]: contracts travel with the federation (the owner publishes, consumers keep verified copies);
 //! - [`admission`]: the in-flight cap and each authenticated consumer's share of it;
 //! - [`connections`]: connection caps in all, per IP and per certificate;
 //! - [`listener`]: listeners as data (name, address, TLS mode, router, caps) and the accept loop;
@@ -24,6 +25,7 @@ pub mod inbound;
 pub mod listener;
 pub mod ops;
 pub mod provider;
+pub mod publication;
 pub mod remote;
 pub mod server;
 

@@ -93,6 +93,7 @@ async fn federation(State(gateway): State<Arc<Gateway>>) -> axum::response::Resp
             "expired": held.is_expired(now),
         })),
         "nonces_held": federation.nonces.len(),
+        "contract_copies": federation.copies().summary(),
     }))
     .into_response()
 }

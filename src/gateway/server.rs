@@ -226,6 +226,8 @@ fn spawn_global_configuration_refresh(gateway: &Arc<Gateway>) {
                     tracing::warn!(error = %error, "global configuration not refreshed");
                 }
             }
+            // The providers' contracts, as they publish them for this member.
+            super::publication::refresh_copies(&gateway, &federation).await;
             let wait = if federation.held().is_some() {
                 federation.settings.refresh
             } else {

@@ -212,7 +212,31 @@ impl Federation {
         let document = federation.document(layout, OffsetDateTime::now_utc());
         federation.publish(&document);
         federation.wait_until_held().await;
+        // A gateway still in its notice period is not served the owner's contracts.
+        if layout.a_submitted_days_ago >= 7 {
+            federation.wait_for_copy().await;
+        }
         federation
+    }
+
+    /// Waits (bounded) until A holds B's published contracts.
+    async fn wait_for_copy(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            let status: Value = client
+                .get(self.node_a.ops_url("/status/v1/federation"))
+                .send()
+                .await
+                .expect("status")
+                .json()
+                .await
+                .expect("json");
+            if status["contract_copies"][NODE_MEMBER].as_u64().unwrap_or(0) > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("A never held B's published contracts");
     }
 
     /// The global configuration for the running nodes.
@@ -548,22 +572,67 @@ async fn lookup_travels_signed_and_encrypted_between_gateways() {
     assert!(a["signature_digest"].is_some());
     assert_eq!(a["signature_digest"], b["signature_digest"]);
     assert!(b["contract_id"].is_some());
+    // A decided early on the owner's published copy of the same contract.
+    assert_eq!(a["contract_id"], b["contract_id"]);
     assert_eq!(a["status"].as_deref(), Some("200"));
     assert_eq!(b["status"].as_deref(), Some("200"));
 }
 
-/// 004 Điều 57: the owner's gateway decides: a client without a contract there is
-/// refused, and its refusal reaches the portal with the owner's code.
+/// 004 Điều 57, design §5: contracts travel with the federation: the consumer's gateway
+/// denies early on the owner's published copy (nothing reaches the owner), and when the
+/// owner withdraws a contract, its own decision stands at once, before the consumer's
+/// copy catches up; then the refreshed copy denies early too.
 #[tokio::test]
-async fn owner_gateway_refusal_reaches_the_consumer_with_its_code() {
+async fn consumer_gateway_denies_early_on_the_owners_published_contracts() {
     let federation = Federation::start(Layout::default()).await;
     let response = federation
         .node_a
-        .lookup_citizen_as(&federation.pki.portal, PORTAL, Some("UNLISTED-PURPOSE"))
-        .await;
+        .client(&federation.pki.portal)
+        .get(federation.node_a.citizen_url(CITIZEN_ID))
+        .header("X-Road-Client", PORTAL)
+        .header("X-Purpose", "UNLISTED-PURPOSE")
+        .header("X-Road-Id", "early-denial-1")
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), 403);
     let problem: Value = response.json().await.expect("problem");
     assert_eq!(problem["code"], "contract.purpose_not_allowed");
+    let at_b = crate::journal::journal_rows(&federation.node_b).await;
+    assert!(
+        !at_b
+            .iter()
+            .any(|row| row["message_id"].as_deref() == Some("early-denial-1")),
+        "the early denial reached the owner"
+    );
+
+    // The owner withdraws the portal's lookup contract and reloads.
+    let dir = federation.node_b.written.path("contracts");
+    std::fs::remove_file(dir.join("portal-citizen.yaml")).expect("remove contract");
+    assert!(federation.node_b.reload(), "B reloads");
+    // Whatever A's copy still says, the owner refuses.
+    let response = federation.lookup().await;
+    assert_eq!(response.status(), 403);
+    // Once A's copy is refreshed (1 s here), A refuses without asking B.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let response = federation
+        .node_a
+        .client(&federation.pki.portal)
+        .get(federation.node_a.citizen_url(CITIZEN_ID))
+        .header("X-Road-Client", PORTAL)
+        .header("X-Purpose", PURPOSE)
+        .header("X-Road-Id", "early-denial-2")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 403);
+    let at_b = crate::journal::journal_rows(&federation.node_b).await;
+    assert!(
+        !at_b
+            .iter()
+            .any(|row| row["message_id"].as_deref() == Some("early-denial-2")),
+        "the refreshed copy did not deny early"
+    );
 }
 
 /// 003 Điều 3 khoản 3: each tampering of a signed request is refused with its code,
