@@ -171,9 +171,37 @@ pub fn build(
             .ok()
             .map(|key| (key, identity.certificate().clone()))
     });
-    let encryption_key = PrivateKey::load(resolve(&raw.encryption_key), None)
-        .map_err(|e| fail("encryption_key", format!("{} ({})", e, e.code())))
-        .ok();
+    // The TLS certificate is what peers authenticate and what must equal the signer.
+    if let (Some((_, certificate)), Ok(tls_chain)) = (
+        signing.as_ref(),
+        crate::trust::tls::load_certificates(&tls.certificate),
+    ) && tls_chain
+        .first()
+        .is_none_or(|leaf| crate::trust::fingerprint_sha256(leaf) != certificate.fingerprint_hex())
+    {
+        fail(
+            "identity",
+            "must hold the [tls] certificate: peers require the TLS certificate to be the signer's"
+                .into(),
+        );
+    }
+    let encryption_password = match &raw.encryption_key_password_env {
+        Some(var) => match std::env::var(var) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                fail(
+                    "encryption_key_password_env",
+                    format!("the environment variable {var} is not set"),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let encryption_key =
+        PrivateKey::load(resolve(&raw.encryption_key), encryption_password.as_deref())
+            .map_err(|e| fail("encryption_key", format!("{} ({})", e, e.code())))
+            .ok();
     let serve = raw.serve_global_configuration.as_deref().map(resolve);
     if let Some(path) = &serve
         && std::fs::metadata(path).is_err()

@@ -407,6 +407,13 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
         .federation
         .as_ref()
         .map(|section| federation::build(section, &tls, file, &resolve, &mut errors));
+    if raw.federation.is_none() && raw.listeners.exchange.is_some() {
+        errors.push(ConfigError::new(
+            file,
+            "listeners.exchange",
+            "an exchange listener needs a [federation] section".into(),
+        ));
+    }
     if raw.federation.is_some() && raw.listeners.exchange.is_none() {
         errors.push(ConfigError::new(
             file,

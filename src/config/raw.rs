@@ -66,6 +66,9 @@ pub struct RawFederation {
     /// The private key whose public half the global configuration publishes as this
     /// server's `encryption_key` (PEM or PKCS#12).
     pub encryption_key: PathBuf,
+    /// The environment variable holding the encryption key file's password, if any.
+    #[serde(default)]
+    pub encryption_key_password_env: Option<String>,
     /// The signature algorithm for an RSA identity: `rsa-pss-sha512` (default for RSA) or
     /// `rsa-v1_5-sha256`. EC P-256 keys sign `ecdsa-p256-sha256`, Ed25519 `ed25519`.
     #[serde(default)]

@@ -225,6 +225,9 @@ async fn relay_exchange(
     let (parts, body) = request.into_parts();
     let limits = gateway.runtime().limits;
     protocol::check_single_headers(&parts.headers)?;
+    for name in [TARGET_SERVER, "content-digest", SIGNER_CERTIFICATE] {
+        protocol::single_header(&parts.headers, &HeaderName::from_static(name))?;
+    }
 
     // The connection: a registered secure server (hubs do not relay to each other).
     let certificate = parts.extensions.get::<PeerCertificate>().ok_or_else(|| {
@@ -301,6 +304,8 @@ async fn relay_exchange(
     )?;
     trail.signature = signature_member(&view, LABEL);
     trail.sender_key_id = Some(signer.key_id.clone());
+    // The sender's share of the hub's in-flight relays, as on any other listener.
+    let _ticket = gateway.admission().admit(&client, &limits)?;
 
     // The hub's countersignature, appended to the sender's.
     let countersigned = federation.sign(HUB_LABEL, &hub_components(), &view, now)?;

@@ -200,6 +200,16 @@ pub fn authenticate(
             ));
         }
         GlobalPeer::Hub { name: hub, .. } => {
+            // Only a hub the global configuration routes this service through may relay it.
+            if !global
+                .service(&ctx.target.service)
+                .is_some_and(|service| service.hubs.contains(hub))
+            {
+                return Err(GatewayError::new(
+                    ErrorCode::FederationRouteNotAllowed,
+                    "the global configuration does not route this service through that hub",
+                ));
+            }
             // The hub's countersignature: by the hub on the connection, over `sig1`.
             let relay = federation::verify_signer(
                 &global,

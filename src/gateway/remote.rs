@@ -186,8 +186,13 @@ impl RemoteProvider {
             let compact =
                 crate::jwe::encrypt(body, &recipient, server.encryption_key.kid(), content_type)
                     .map_err(|error| {
+                        let code = if error.code() == "jwe.too_large" {
+                            ErrorCode::RequestBodyTooLarge
+                        } else {
+                            ErrorCode::InternalUnexpected
+                        };
                         Attempt::Refused(GatewayError::new(
-                            ErrorCode::RequestBodyTooLarge,
+                            code,
                             format!("the body cannot be encrypted ({})", error.code()),
                         ))
                     })?;
@@ -263,17 +268,24 @@ impl RemoteProvider {
             ))
         };
 
+        // A hub's own refusal (the target server unreachable, the relay aborted) is not
+        // signed by the server we asked: nothing in it can be trusted but its status,
+        // which may only make us try another server (idempotent requests only).
+        if hub.is_some() && status >= 500 && answer.header_values(SIGNER_CERTIFICATE).is_empty() {
+            return Err(Attempt::Interrupted("the hub could not relay"));
+        }
         // The answer must be signed by the server we asked, over our signature.
         let bound = ResponseWithRequest {
             response: &answer,
             request: &request,
         };
+        // Freshness against the time the answer arrived, not when the attempt began.
         let signer = federation::verify_signer(
             &self.global,
             &bound,
             LABEL,
             SIGNER_CERTIFICATE,
-            now,
+            gateway.clock().now(),
             &federation.settings,
         )
         .map_err(|error| invalid(error.code().as_str()))?;
@@ -291,15 +303,35 @@ impl RemoteProvider {
         ctx.trail.remote_key_id = Some(signer.key_id);
 
         if status >= 400 {
-            // A refusal by the provider's gateway: its code, when we know it.
+            // A refusal by the provider's gateway. Its decisions about the request (the
+            // contract, the request's shape, its quota) are the consumer system's to see;
+            // a refusal of the gateway-to-gateway leg (this node's signature, payload or
+            // registration) is not the consumer system's fault and is reported as such.
             let code = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
-                .and_then(|problem| problem["code"].as_str().and_then(ErrorCode::from_name))
-                .unwrap_or(ErrorCode::FederationProviderRefused);
-            return Err(Attempt::Refused(GatewayError::new(
-                code,
-                "the provider's gateway refused the exchange",
-            )));
+                .and_then(|problem| problem["code"].as_str().map(str::to_owned));
+            let known = code.as_deref().and_then(ErrorCode::from_name);
+            let leg = code.as_deref().is_some_and(|code| {
+                ["signature.", "digest.", "jwe.", "trust.", "federation."]
+                    .iter()
+                    .any(|prefix| code.starts_with(prefix))
+            });
+            let error = match known {
+                Some(code) if !leg => {
+                    GatewayError::new(code, "the provider's gateway refused the exchange")
+                }
+                _ => GatewayError::new(
+                    ErrorCode::FederationProviderRefused,
+                    format!(
+                        "the provider's gateway refused this gateway's request ({})",
+                        code.as_deref().unwrap_or("no code")
+                    ),
+                ),
+            };
+            return Err(Attempt::Refused(error));
+        }
+        if bytes.is_empty() {
+            return Ok(Record::Json(bytes));
         }
         if answer
             .header_values("content-type")

@@ -45,7 +45,8 @@ const MINIMUM: [&str; 5] = [
 
 /// The headers also covered (and required) whenever the message carries them: they
 /// say who asks, why and about whom, and must not be altered in transit.
-const COVERED_WHEN_PRESENT: [&str; 4] = [
+const COVERED_WHEN_PRESENT: [&str; 5] = [
+    "x-road-target-server",
     "x-purpose",
     "x-road-userid",
     "x-road-issue",

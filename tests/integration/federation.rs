@@ -715,13 +715,10 @@ async fn tampered_and_forged_requests_are_refused_with_their_codes() {
         alg: Some("hmac-sha256"),
         ..Forge::default()
     });
-    let answer = federation.send(&alg, None).await;
-    assert!(
-        answer.status == 400 || answer.status == 401,
-        "unsupported alg: {} {}",
-        answer.status,
-        answer.body
-    );
+    federation
+        .send(&alg, None)
+        .await
+        .expect_problem(400, "signature.algorithm_unsupported");
 
     // Signed by a key the global configuration does not register (over A's TLS).
     let stranger = gateway_certificate(&federation.pki, "stranger");
@@ -821,9 +818,12 @@ async fn secure_server_registered_without_three_working_days_notice_is_refused()
         .send(&federation.forge(&Forge::default()), None)
         .await;
     answer.expect_problem(403, "trust.registration_not_effective");
-    // And through A: the lookup fails at B with that refusal.
+    // And through A: B refuses A's leg; the portal is told the provider's gateway refused
+    // this gateway, not that the portal did something wrong.
     let response = federation.lookup().await;
-    assert_eq!(response.status(), 403);
+    assert_eq!(response.status(), 502);
+    let problem: Value = response.json().await.expect("problem");
+    assert_eq!(problem["code"], "federation.provider_refused");
 }
 
 /// 004 Điều 57: through the NDXP hub the exchange still works end to end; the hub

@@ -77,6 +77,17 @@ fn https_url(text: &str, path: &str, problems: &mut Problems) -> Option<Url> {
     ok.then_some(url)
 }
 
+/// The base URL of an exchange listener: an https origin with no path (every node of
+/// a path computes `@target-uri` by appending `/exchange/v1/...` to it).
+fn exchange_address(text: &str, path: &str, problems: &mut Problems) -> Option<Url> {
+    let url = https_url(text, path, problems)?;
+    if url.path() != "/" {
+        problems.push(path, "must be an origin without a path");
+        return None;
+    }
+    Some(url)
+}
+
 /// Builds the typed document from a parsed payload, or returns every problem.
 pub(super) fn build(raw_json: &[u8], value: &Value) -> Result<GlobalConfiguration, Vec<Problem>> {
     let mut p = Problems::default();
@@ -489,7 +500,7 @@ fn secure_servers(
         }
         let address = object
             .string("address", p)
-            .and_then(|text| https_url(text, &object.at("address"), p));
+            .and_then(|text| exchange_address(text, &object.at("address"), p));
         let certificates = certificates(&object, calendar, fingerprints, p);
         let encryption_key = object
             .required("encryption_key", p)
@@ -541,7 +552,7 @@ fn hubs(
         let member = listed_member(&object, "member", members, p);
         let address = object
             .string("address", p)
-            .and_then(|text| https_url(text, &object.at("address"), p));
+            .and_then(|text| exchange_address(text, &object.at("address"), p));
         let certificates = certificates(&object, calendar, fingerprints, p);
         if let (Some(name), Some(member), Some(address)) = (name, member, address) {
             out.push(Hub {
