@@ -294,6 +294,15 @@ impl Federation {
         })
     }
 
+    /// Publishes a new version of the document, changed by `change`, and waits until
+    /// every node holds it.
+    async fn republish(&mut self, layout: Layout, change: impl FnOnce(&mut Value)) {
+        let mut document = self.document(layout, OffsetDateTime::now_utc());
+        change(&mut document);
+        self.publish(&document);
+        self.wait_until_held().await;
+    }
+
     /// Writes the signed document where every node polls it.
     fn publish(&self, document: &Value) {
         let signed = self.authority.sign(document);
@@ -388,6 +397,8 @@ struct Forge {
     body: Option<Vec<u8>>,
     /// Cut the JWE short before the digest and signature are made.
     truncate: bool,
+    /// `X-Road-Target-Server` (default B's name).
+    target_server: Option<&'static str>,
 }
 
 impl Federation {
@@ -422,7 +433,10 @@ impl Federation {
             )
             .header("x-road-client", PORTAL)
             .header("x-road-id", &uuid_like())
-            .header("x-road-target-server", B_SERVER)
+            .header(
+                "x-road-target-server",
+                forge.target_server.unwrap_or(B_SERVER),
+            )
             .header("x-purpose", PURPOSE);
         let mut components = vec![
             Component::Method,
@@ -474,6 +488,16 @@ impl Federation {
 
     /// Sends a forged request to B over mTLS as `tls` (default A's certificate).
     async fn send(&self, forged: &Forged, tls: Option<&IssuedCertificate>) -> RawAnswer {
+        self.send_to(self.b_exchange(), forged, tls).await
+    }
+
+    /// Sends a forged request to `addr` (B's or the hub's exchange listener).
+    async fn send_to(
+        &self,
+        addr: SocketAddr,
+        forged: &Forged,
+        tls: Option<&IssuedCertificate>,
+    ) -> RawAnswer {
         let mut head = format!(
             "{} {} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: {}\r\n",
             forged.method,
@@ -485,7 +509,7 @@ impl Federation {
         }
         head.push_str("\r\n");
         raw_exchange(
-            self.b_exchange(),
+            addr,
             &self.node_b,
             tls.unwrap_or(&self.a.certificate),
             head.as_bytes(),
@@ -890,4 +914,152 @@ async fn forged_or_stale_global_configuration_is_refused_and_the_held_one_kept()
     assert!(sample(&metrics, "datagate_global_configuration_refusals_total") >= 1.0);
     let response = federation.lookup().await;
     assert_eq!(response.status(), 200);
+}
+
+/// A closed port: a secure server that is down.
+fn dead_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    format!("https://127.0.0.1:{port}")
+}
+
+/// A second secure server of the provider's member, which is down.
+fn dead_server(federation: &Federation, name: &str) -> Value {
+    let certificate = gateway_certificate(&federation.pki, name);
+    let now = OffsetDateTime::now_utc();
+    json!({
+        "member": NODE_MEMBER, "name": name, "address": dead_address(),
+        "certificates": [{
+            "sha256": certificate.fingerprint_sha256,
+            "submitted_at": rfc3339(now - time::Duration::days(30)),
+            "effective_from": rfc3339(now - time::Duration::days(20)),
+        }],
+        "encryption_key": federation.b.encryption_jwk,
+    })
+}
+
+/// 004 Điều 57 (availability of the shared platform): with one of the provider's secure
+/// servers down, every lookup still succeeds on the other; with all of them down the
+/// portal gets a clear 503 within the deadline.
+#[tokio::test]
+async fn lookups_fail_over_between_the_providers_secure_servers() {
+    let mut federation = Federation::start(Layout::default()).await;
+    let dead = dead_server(&federation, "lgsp-bca-2");
+    federation
+        .republish(Layout::default(), |document| {
+            let servers = document["secure_servers"].as_array_mut().expect("servers");
+            servers.insert(1, dead);
+        })
+        .await;
+    for _ in 0..4 {
+        let response = federation.lookup().await;
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    }
+
+    // Every server of the provider down.
+    federation
+        .republish(Layout::default(), |document| {
+            document["secure_servers"][1]["address"] = json!(dead_address());
+        })
+        .await;
+    let started = std::time::Instant::now();
+    let response = federation.lookup().await;
+    assert_eq!(response.status(), 503);
+    let problem: Value = response.json().await.expect("problem");
+    assert_eq!(problem["code"], "federation.provider_unavailable");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// 003 Điều 3 khoản 3: once the global configuration expires, cross-gateway exchange
+/// stops with a clear code, while the provider's local consumers keep being served.
+#[tokio::test]
+async fn expired_global_configuration_stops_federated_exchange_only() {
+    let mut federation = Federation::start(Layout::default()).await;
+    federation
+        .republish(Layout::default(), |document| {
+            let soon = OffsetDateTime::now_utc() + time::Duration::seconds(3);
+            document["expires_at"] = json!(rfc3339(soon));
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let response = federation.lookup().await;
+    assert_eq!(response.status(), 503);
+    let problem: Value = response.json().await.expect("problem");
+    assert_eq!(problem["code"], "federation.configuration_expired");
+    // B's own information systems still reach B's adapters.
+    let local = federation
+        .node_b
+        .lookup_citizen_as(&federation.pki.portal, PORTAL, Some(PURPOSE))
+        .await;
+    assert_eq!(local.status(), 200);
+}
+
+/// 003 Điều 3 khoản 3: a global configuration older than the one held is refused, even
+/// when the authority signed it.
+#[tokio::test]
+async fn older_global_configuration_is_refused() {
+    let mut federation = Federation::start(Layout::default()).await;
+    let held = federation.authority.version;
+    let mut older = federation.document(Layout::default(), OffsetDateTime::now_utc());
+    older["version"] = json!(held - 1);
+    federation.publish(&older);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        held_version(&reqwest::Client::new(), &federation.node_a).await,
+        held
+    );
+}
+
+/// 004 Điều 57: a request meant for another secure server is refused by a node that is
+/// not a hub; a hub aborts a relay whose body does not match its digest; and it relays
+/// only the routes the global configuration lists.
+#[tokio::test]
+async fn misdirected_altered_and_unrouted_relays_are_refused() {
+    let mut federation = Federation::start(Layout {
+        through_hub: true,
+        ..Layout::default()
+    })
+    .await;
+    let misdirected = federation.forge(&Forge {
+        target_server: Some("another-server"),
+        ..Forge::default()
+    });
+    federation
+        .send(&misdirected, None)
+        .await
+        .expect_problem(421, "federation.misdirected");
+
+    let hub = federation
+        .node_hub
+        .as_ref()
+        .and_then(|hub| hub.exchange)
+        .expect("hub");
+    // A body altered after signing, through the hub: the hub checks the digest as the
+    // bytes pass and aborts the relay.
+    let plain = format!(r#"{{"citizen_id": "{CITIZEN_ID}"}}"#).into_bytes();
+    let mut altered = federation.forge(&Forge {
+        body: Some(plain.clone()),
+        ..Forge::default()
+    });
+    let middle = altered.body.len() / 2;
+    altered.body[middle] ^= 1;
+    federation
+        .send_to(hub, &altered, None)
+        .await
+        .expect_problem(400, "digest.mismatch");
+    // The same request unaltered passes through the hub.
+    let intact = federation.forge(&Forge {
+        body: Some(plain),
+        ..Forge::default()
+    });
+    let answer = federation.send_to(hub, &intact, None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+
+    // The authority stops routing the service through the hub: the hub refuses it.
+    federation.republish(Layout::default(), |_| {}).await;
+    federation
+        .send_to(hub, &federation.forge(&Forge::default()), None)
+        .await
+        .expect_problem(403, "federation.route_not_allowed");
 }
