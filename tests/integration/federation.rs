@@ -1063,3 +1063,138 @@ async fn misdirected_altered_and_unrouted_relays_are_refused() {
         .await
         .expect_problem(403, "federation.route_not_allowed");
 }
+
+/// A provider impostor on B's exchange address: it holds B's certificate and key, and
+/// answers every request with `answer(request headers)`: used to check what A accepts.
+async fn fake_provider(
+    certificate: &IssuedCertificate,
+    answer: impl Fn(&axum::http::HeaderMap) -> axum::response::Response + Send + Sync + 'static,
+) -> SocketAddr {
+    use rustls_pki_types::pem::PemObject;
+    let chain = vec![
+        rustls_pki_types::CertificateDer::from_pem_slice(certificate.cert_pem.as_bytes())
+            .expect("cert"),
+    ];
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(certificate.key_pem.as_bytes())
+        .expect("key");
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let answer = std::sync::Arc::new(answer);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let response = answer(request.headers());
+                        async move { Ok::<_, std::convert::Infallible>(response) }
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+            });
+        }
+    });
+    addr
+}
+
+/// 004 Điều 57: an answer must be signed by the server asked *over the request's
+/// signature*; an answer signed with the right key but not bound to the request (or
+/// bound to another request's signature) is refused by the consumer's gateway.
+#[tokio::test]
+async fn answer_not_bound_to_the_request_is_refused() {
+    let mut federation = Federation::start(Layout::default()).await;
+    let b = federation.b.certificate.clone();
+    let a_jwk = federation.a.encryption_jwk.clone();
+    // 0: no binding; 1: bound to another request's signature; 2: bound to this request's
+    // (the control: the impostor's answer is otherwise well formed, so it passes).
+    for binding in [0, 1, 2] {
+        let (cert, jwk) = (b.clone(), a_jwk.clone());
+        let impostor = fake_provider(&federation.b.certificate, move |headers| {
+            let key = SigningKey::from_pem(&cert.key_pem, None).expect("key");
+            let recipient = datagate::keystore::PublicKey::from_jwk(&jwk).expect("jwk");
+            let body = datagate::jwe::encrypt(
+                synthetic_citizen(CITIZEN_ID).to_string().as_bytes(),
+                &recipient,
+                None,
+                Some("application/json"),
+            )
+            .expect("jwe");
+            let digest = msgsig::content_digest(body.as_bytes(), DigestAlgorithm::Sha256);
+            let id = headers["x-road-id"].to_str().expect("id").to_owned();
+            let mut answer = Message::response(200)
+                .header("content-digest", &digest)
+                .header("x-road-id", &id);
+            // Either no binding at all, or a binding to a signature of another request.
+            let mut components = vec![
+                Component::Status,
+                Component::Header("content-digest".into()),
+                Component::Header("x-road-id".into()),
+            ];
+            let bound = match binding {
+                1 => Some("sig1=:AAAA:".to_owned()),
+                2 => headers["signature"].to_str().ok().map(str::to_owned),
+                _ => None,
+            };
+            if let Some(signature) = bound {
+                components.push(Component::request_signature("sig1"));
+                answer = answer.with_request(
+                    Message::request("GET", "https://127.0.0.1/").header("signature", &signature),
+                );
+            }
+            let created = OffsetDateTime::now_utc().unix_timestamp();
+            let params = SignatureParams {
+                created: Some(created),
+                expires: Some(created + 60),
+                nonce: Some(uuid_like()),
+                keyid: Some(cert.fingerprint_sha256.clone()),
+                alg: Some(key.algorithm()),
+                tag: None,
+            };
+            let signed = msgsig::sign("sig1", &components, &params, &answer, &key).expect("sign");
+            axum::response::Response::builder()
+                .status(200)
+                .header("content-type", "application/jose")
+                .header("content-digest", digest)
+                .header("x-road-id", id)
+                .header("signature-input", signed.signature_input)
+                .header("signature", signed.signature)
+                .header(
+                    "x-road-signer-certificate",
+                    base64::engine::general_purpose::STANDARD.encode(&cert.cert_der),
+                )
+                .body(axum::body::Body::from(body))
+                .expect("response")
+        })
+        .await;
+        federation
+            .republish(Layout::default(), |document| {
+                document["secure_servers"][1]["address"] =
+                    json!(format!("https://127.0.0.1:{}", impostor.port()));
+            })
+            .await;
+        let response = federation.lookup().await;
+        if binding == 2 {
+            assert_eq!(response.status(), 200, "{:?}", response.text().await);
+            continue;
+        }
+        assert_eq!(response.status(), 502, "binding {binding}");
+        let problem: Value = response.json().await.expect("problem");
+        assert_eq!(problem["code"], "federation.response_invalid");
+    }
+}
