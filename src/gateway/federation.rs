@@ -139,7 +139,9 @@ pub struct Federation {
     held: ArcSwapOption<GlobalConfiguration>,
     /// Replays refused on the exchange listener.
     pub nonces: NonceMemory,
-    client: reqwest::Client,
+    client: ArcSwap<reqwest::Client>,
+    tls: TlsFiles,
+    exchange_tls: Arc<ArcSwap<rustls::ServerConfig>>,
     key_id: String,
     certificate_header: String,
     copies: ArcSwap<super::publication::ContractCopies>,
@@ -157,17 +159,11 @@ impl Federation {
     /// The federation state for `settings`; its client presents the node's `[tls]`
     /// certificate and trusts the node's CAs.
     pub fn new(settings: FederationSettings, tls: &TlsFiles) -> anyhow::Result<Self> {
+        // Until a global configuration is held, the node's own CAs; then the CAs the
+        // global configuration lists (see [`Federation::apply`]).
         let roots = crate::trust::tls::load_roots(&tls.trusted_cas)?;
-        let chain = crate::trust::tls::load_certificates(&tls.certificate)?;
-        let key = crate::trust::tls::load_key(&tls.key)?;
-        let config = rustls::ClientConfig::builder_with_provider(crate::trust::tls::provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)?;
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(config)
-            .pool_idle_timeout(std::time::Duration::from_secs(30))
-            .build()?;
+        let client = Self::build_client(tls, roots.clone())?;
+        let exchange_tls = crate::trust::tls::server_config_with_roots(tls, roots)?;
         let key_id = settings.certificate.fingerprint_hex();
         use base64::Engine as _;
         let certificate_header =
@@ -180,16 +176,54 @@ impl Federation {
             nonces: NonceMemory::new(settings.nonce_memory),
             settings,
             held: ArcSwapOption::empty(),
-            client,
+            client: ArcSwap::from_pointee(client),
+            tls: tls.clone(),
+            exchange_tls: Arc::new(ArcSwap::from_pointee(exchange_tls)),
             key_id,
             certificate_header,
             copies: ArcSwap::from_pointee(Default::default()),
         })
     }
 
+    /// An mTLS client presenting the node's certificate and trusting `roots`.
+    fn build_client(
+        tls: &TlsFiles,
+        roots: rustls::RootCertStore,
+    ) -> anyhow::Result<reqwest::Client> {
+        let chain = crate::trust::tls::load_certificates(&tls.certificate)?;
+        let key = crate::trust::tls::load_key(&tls.key)?;
+        let config = rustls::ClientConfig::builder_with_provider(crate::trust::tls::provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)?;
+        Ok(reqwest::Client::builder()
+            .use_preconfigured_tls(config)
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .build()?)
+    }
+
+    /// Trusts, on the exchange listener and in the client, exactly the CAs `config` lists.
+    fn trust_cas_of(&self, config: &GlobalConfiguration) -> anyhow::Result<()> {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in config.trusted_cas() {
+            roots.add(rustls_pki_types::CertificateDer::from(ca.der().to_vec()))?;
+        }
+        let server = crate::trust::tls::server_config_with_roots(&self.tls, roots.clone())?;
+        let client = Self::build_client(&self.tls, roots)?;
+        self.exchange_tls.store(Arc::new(server));
+        self.client.store(Arc::new(client));
+        Ok(())
+    }
+
     /// The mTLS client to other gateways.
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
+    pub fn client(&self) -> Arc<reqwest::Client> {
+        self.client.load_full()
+    }
+
+    /// The exchange listener's TLS configuration (its trusted CAs follow the global
+    /// configuration).
+    pub fn exchange_tls(&self) -> Arc<ArcSwap<rustls::ServerConfig>> {
+        self.exchange_tls.clone()
     }
 
     /// This node's key id: the SHA-256 of its secure-server certificate.
@@ -256,6 +290,17 @@ impl Federation {
                     version = accepted.config.version(),
                     "global configuration applied"
                 );
+                // Exchange peers must chain to the CAs this configuration lists. A set the
+                // TLS stack cannot use is refused: the held configuration stays in force.
+                if let Err(error) = self.trust_cas_of(&accepted.config) {
+                    tracing::error!(error = %error, "the global configuration's CAs are unusable; keeping the held one");
+                    return Err(GlobalConfError::Invalid {
+                        problems: vec![crate::trust::global::Problem {
+                            path: "trusted_cas".into(),
+                            message: "unusable by the TLS stack".into(),
+                        }],
+                    });
+                }
                 metrics::gauge!("datagate_global_configuration_version")
                     .set(accepted.config.version() as f64);
                 self.held.store(Some(Arc::new(accepted.config)));
@@ -272,7 +317,7 @@ impl Federation {
             }
             GlobalSource::Url(url) => {
                 let mut response = self
-                    .client
+                    .client()
                     .get(url.clone())
                     .timeout(std::time::Duration::from_secs(10))
                     .send()

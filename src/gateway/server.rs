@@ -122,10 +122,14 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
         connections: gateway.connections().clone(),
     }];
     if let Some(address) = config.exchange_listener {
+        // Exchange peers chain to the CAs of the global configuration once one is held.
+        let exchange_tls = gateway
+            .federation()
+            .map_or_else(|| tls.clone(), |federation| federation.exchange_tls());
         listeners.push(Listener {
             name: "exchange",
             socket: bind("exchange", address).await?,
-            tls: TlsMode::Mutual(tls.clone()),
+            tls: TlsMode::Mutual(exchange_tls),
             router: exchange_router(gateway.clone()),
             connections: super::connections::Connections::new(),
         });

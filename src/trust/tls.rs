@@ -113,8 +113,16 @@ fn load_crls(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'stat
 
 /// Builds the server configuration of an mTLS listener.
 pub fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
+    server_config_with_roots(files, load_roots(&files.trusted_cas)?)
+}
+
+/// The server configuration of an mTLS listener whose clients must chain to `roots`
+/// (the exchange listener: the CAs of the global configuration).
+pub fn server_config_with_roots(
+    files: &TlsFiles,
+    roots: RootCertStore,
+) -> Result<ServerConfig, TlsError> {
     let provider = provider();
-    let roots = load_roots(&files.trusted_cas)?;
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .with_crls(load_crls(&files.crls)?)
         .build()

@@ -1198,3 +1198,51 @@ async fn answer_not_bound_to_the_request_is_refused() {
         assert_eq!(problem["code"], "federation.response_invalid");
     }
 }
+
+/// Design §3: between gateways both sides' certificates must chain to a CA the global
+/// configuration lists, whatever CAs the node's own file trusts: when the authority
+/// lists another CA only, no gateway of this CA can exchange; listing it again restores
+/// the exchange.
+#[tokio::test]
+async fn exchange_peers_must_chain_to_the_global_configurations_cas() {
+    let mut federation = Federation::start(Layout::default()).await;
+    let other = datagate::pki::CertificateAuthority::new("Another CA").expect("CA");
+    let other_pem = other.cert_pem().to_owned();
+    federation
+        .republish(Layout::default(), move |document| {
+            document["trusted_cas"] = json!([other_pem]);
+        })
+        .await;
+    let response = federation.lookup().await;
+    assert_eq!(response.status(), 503);
+    let problem: Value = response.json().await.expect("problem");
+    assert_eq!(problem["code"], "federation.provider_unavailable");
+    // B's exchange listener refuses A's certificate at the handshake, too.
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        federation
+            .node_b
+            .tls_client_config(Some(&federation.a.certificate)),
+    ));
+    let tcp = tokio::net::TcpStream::connect(federation.b_exchange())
+        .await
+        .expect("tcp");
+    let name = rustls_pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
+    let refused = async {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut tls = connector.connect(name, tcp).await?;
+        tls.write_all(b"GET /exchange/v1/contracts HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await?;
+        let mut buf = [0u8; 16];
+        let read = tls.read(&mut buf).await?;
+        Ok::<usize, std::io::Error>(read)
+    }
+    .await;
+    assert!(
+        !matches!(refused, Ok(n) if n > 0),
+        "B answered a peer of a CA the global configuration does not list"
+    );
+
+    federation.republish(Layout::default(), |_| {}).await;
+    let response = federation.lookup().await;
+    assert_eq!(response.status(), 200);
+}
