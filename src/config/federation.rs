@@ -27,6 +27,8 @@ pub struct FederationSettings {
     pub instance: String,
     /// The trust anchor of the global configuration.
     pub anchor: Anchor,
+    /// The anchor's file: a rotated anchor is written back to it.
+    pub anchor_path: PathBuf,
     /// Where the global configuration comes from.
     pub source: GlobalSource,
     /// How often it is polled.
@@ -215,6 +217,7 @@ pub fn build(
     Some(FederationSettings {
         instance: raw.instance.clone(),
         anchor: anchor?,
+        anchor_path: resolve(&raw.anchor),
         source: source?,
         refresh: Duration::from_secs(raw.refresh_seconds),
         server_name: raw.server_name.clone(),

@@ -60,12 +60,14 @@ struct NonceState {
 }
 
 impl NonceMemory {
-    /// A memory of at most `capacity` nonces.
-    pub fn new(capacity: usize) -> Self {
+    /// A memory of at most `capacity` nonces that refuses anything created at or before
+    /// `floor`: the moment the process started, since the nonces seen before then are
+    /// gone (a replay of a message signed before a restart is refused, not forgotten).
+    pub fn new(capacity: usize, floor: i64) -> Self {
         NonceMemory {
             capacity: capacity.max(1),
             state: Mutex::new(NonceState {
-                floor: i64::MIN,
+                floor,
                 ..NonceState::default()
             }),
         }
@@ -158,7 +160,11 @@ impl std::fmt::Debug for Federation {
 impl Federation {
     /// The federation state for `settings`; its client presents the node's `[tls]`
     /// certificate and trusts the node's CAs.
-    pub fn new(settings: FederationSettings, tls: &TlsFiles) -> anyhow::Result<Self> {
+    pub fn new(
+        settings: FederationSettings,
+        tls: &TlsFiles,
+        started: OffsetDateTime,
+    ) -> anyhow::Result<Self> {
         // Until a global configuration is held, the node's own CAs; then the CAs the
         // global configuration lists (see [`Federation::apply`]).
         let roots = crate::trust::tls::load_roots(&tls.trusted_cas)?;
@@ -173,7 +179,9 @@ impl Federation {
                 settings.anchor.clone(),
                 settings.instance.clone(),
             )),
-            nonces: NonceMemory::new(settings.nonce_memory),
+            // One second of slack below the start: a message signed in the same second
+            // the node started may still be in flight to it.
+            nonces: NonceMemory::new(settings.nonce_memory, started.unix_timestamp() - 1),
             settings,
             held: ArcSwapOption::empty(),
             client: ArcSwap::from_pointee(client),
@@ -285,6 +293,15 @@ impl Federation {
                         accepted.signed_by.clone(),
                         self.settings.instance.clone(),
                     )));
+                    // Written back, so a restart trusts the anchor in force (write, then
+                    // rename: a crash leaves the old file or the new one, never half).
+                    let path = &self.settings.anchor_path;
+                    let staged = path.with_extension("pem.new");
+                    if let Err(error) = std::fs::write(&staged, accepted.signed_by.to_pem())
+                        .and_then(|()| std::fs::rename(&staged, path))
+                    {
+                        tracing::error!(error = %error, path = %path.display(), "cannot persist the rotated anchor");
+                    }
                 }
                 tracing::info!(
                     version = accepted.config.version(),
@@ -582,7 +599,7 @@ mod tests {
     /// 004 Điều 57: a nonce is accepted once; a second use within the window is a replay.
     #[test]
     fn nonce_is_accepted_once() {
-        let memory = NonceMemory::new(10);
+        let memory = NonceMemory::new(10, 0);
         assert!(memory.check_and_remember("k", "n1", 100, 0).is_ok());
         let replay = memory.check_and_remember("k", "n1", 100, 0);
         assert_eq!(
@@ -597,7 +614,7 @@ mod tests {
     /// before it: forgetting never opens a replay.
     #[test]
     fn full_memory_raises_the_floor_instead_of_forgetting_safety() {
-        let memory = NonceMemory::new(3);
+        let memory = NonceMemory::new(3, 0);
         for (i, nonce) in ["a", "b", "c"].iter().enumerate() {
             assert!(
                 memory
@@ -619,10 +636,24 @@ mod tests {
         assert!(memory.check_and_remember("k", "e", 104, 0).is_ok());
     }
 
+    /// After a restart nothing seen before is remembered: everything signed before the
+    /// start is refused, so a replay cannot slip through the empty memory.
+    #[test]
+    fn memory_refuses_what_was_signed_before_the_process_started() {
+        let memory = NonceMemory::new(10, 1_000);
+        assert_eq!(
+            memory
+                .check_and_remember("k", "old", 999, 0)
+                .map_err(|e| e.code()),
+            Err(ErrorCode::SignatureReplayed)
+        );
+        assert!(memory.check_and_remember("k", "new", 1_001, 0).is_ok());
+    }
+
     /// Entries that left the window are forgotten (freshness refuses their replays).
     #[test]
     fn nonces_outside_the_window_are_forgotten() {
-        let memory = NonceMemory::new(10);
+        let memory = NonceMemory::new(10, 0);
         assert!(memory.check_and_remember("k", "a", 100, 0).is_ok());
         assert!(memory.check_and_remember("k", "b", 500, 200).is_ok());
         assert_eq!(memory.len(), 1);

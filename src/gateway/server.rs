@@ -110,7 +110,11 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
     let runtime = Runtime::build(&mut config).map_err(anyhow::Error::msg)?;
     let gateway = Gateway::new(runtime, journal);
     if let Some(settings) = config.federation.clone() {
-        let federation = Arc::new(super::federation::Federation::new(settings, &config.tls)?);
+        let federation = Arc::new(super::federation::Federation::new(
+            settings,
+            &config.tls,
+            gateway.clock().now(),
+        )?);
         gateway.join_federation(federation);
     }
     let tls = Arc::new(ArcSwap::new(config.tls_config.clone()));
