@@ -11,6 +11,17 @@ pub fn encode(bytes: &[u8]) -> String {
     out
 }
 
+/// Normalises a certificate fingerprint to 64 lowercase hex digits, if it is one: case
+/// and `:` separators are ignored (operators paste them from `openssl x509 -fingerprint`).
+pub fn normalise_fingerprint(text: &str) -> Option<String> {
+    let hex: String = text
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -1,28 +1,34 @@
-//! The consumer-facing exchange pipeline.
+//! The exchange pipeline, shared by the consumer listener (a member's information
+//! systems) and the exchange listener (other gateways: [`Arrival`]).
 //!
-//! [`handle`] is the one place that turns an exchange into a response: it
-//! parses the request head once into a typed [`Exchange`], runs the phases
-//! under the exchange deadline, renders any [`GatewayError`] as problem+json,
-//! journals the outcome **before** the response leaves, and records metrics.
-//! The phases, in order, and why there:
+//! [`exchange`] is the one place that turns an exchange into a response: it parses
+//! the request head once into a typed [`ExchangeContext`], runs the phases under the
+//! exchange deadline, renders any [`GatewayError`] as problem+json, seals the answer
+//! between gateways ([`super::inbound::seal`]), journals the outcome **before** the
+//! response leaves, and records metrics. The phases, in order, and why there:
 //!
 //! 1. message id: taken or generated first, so every answer and log line carries it
 //!    (a repeated or invalid `X-Road-Id` is refused, under a fresh id);
 //! 2. head: size limits of the target and headers, repeated protocol headers,
 //!    the canonical `/r1` target, `X-Road-Client`, `X-Purpose`: all parsed once,
 //!    before anything is looked up, so malformed requests cost nothing more;
-//! 3. identity: the peer's certificate must be a registered information system
-//!    bound to the subsystem in `X-Road-Client`; from here on the **authenticated**
+//! 3. identity: on the consumer listener the peer's certificate must be a registered
+//!    information system bound to the subsystem in `X-Road-Client`; on the exchange
+//!    listener the request's signature must be a registered secure server's of that
+//!    member ([`super::inbound::authenticate`]); from here on the **authenticated**
 //!    client is what limits, shares and metric labels are keyed on;
 //! 4. admission: the node's in-flight cap and this consumer's share of it, refused
 //!    at once, never queued; after identity so a share is per authenticated consumer;
-//! 5. contract: deny by default; purpose and validity window;
+//! 5. contract: deny by default; purpose and validity window (for another member's
+//!    service: the owner's published copy, [`super::publication`]);
 //! 6. quota: after the contract, because the quota is the contract's;
-//! 7. route and query: the adapter operation, and only its declared query parameters;
+//! 7. provider and route ([`super::provider`]): a local adapter operation and only its
+//!    declared query parameters, or the provider's gateway;
 //! 8. body: read (capped, under the receive deadline) only now, so refused requests
-//!    cost no body read and a slow sender gets 408, not the exchange deadline;
+//!    cost no body read and a slow sender gets 408, not the exchange deadline; between
+//!    gateways its digest is checked and its JWE opened;
 //! 9. request schema: before any backend is touched;
-//! 10. adapter call, under the exchange deadline;
+//! 10. the provider's answer, under the exchange deadline;
 //! 11. response schema, then projection to the allowed fields, then headers.
 
 use super::admission::Ticket;

@@ -592,6 +592,52 @@ pub fn verify_signer(
     })
 }
 
+/// Authenticates the sender of an exchange request seen as `view`: its `sig1`
+/// verifies with the attached certificate, which the global configuration registers,
+/// effective now, as a secure server of `client_member` (the member in
+/// `X-Road-Client`); it covers the protocol's components; it is fresh; and its nonce
+/// was never seen by this node. Returns the signer and its server's name.
+pub fn authenticate_sender(
+    federation: &Federation,
+    global: &GlobalConfiguration,
+    view: &dyn HttpMessage,
+    client_member: &crate::identity::MemberId,
+    now: OffsetDateTime,
+) -> Result<(Signer, String), GatewayError> {
+    let settings = &federation.settings;
+    let signer = verify_signer(global, view, LABEL, SIGNER_CERTIFICATE, now, settings)?;
+    let name = match &signer.peer {
+        crate::trust::global::Peer::SecureServer { member, name } if member == client_member => {
+            name.clone()
+        }
+        crate::trust::global::Peer::SecureServer { .. } => {
+            return Err(GatewayError::new(
+                ErrorCode::SignatureKeyNotAuthorised,
+                "the signing secure server belongs to another member than X-Road-Client's",
+            ));
+        }
+        crate::trust::global::Peer::Hub { .. } => {
+            return Err(GatewayError::new(
+                ErrorCode::SignatureKeyNotAuthorised,
+                "a hub's certificate cannot sign as a member's gateway",
+            ));
+        }
+    };
+    signer
+        .verified
+        .require_covered(&request_components(view))
+        .map_err(|error| signature_error(&error))?;
+    let params = &signer.verified.params;
+    let window = (settings.max_signature_age + settings.max_clock_skew).as_secs() as i64;
+    federation.nonces.check_and_remember(
+        &signer.key_id,
+        params.nonce.as_deref().unwrap_or_default(),
+        params.created.unwrap_or_default(),
+        now.unix_timestamp() - window,
+    )?;
+    Ok((signer, name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -278,30 +278,14 @@ async fn relay_exchange(
 
     // The sender: its signature over the head, by the member's registered server.
     let view = signed_view(&parts, &server.address);
-    let signer =
-        federation::verify_signer(&global, &view, LABEL, SIGNER_CERTIFICATE, now, settings)?;
-    match &signer.peer {
-        GlobalPeer::SecureServer { member, .. }
-            if *member == client.member && signer.key_id == certificate.fingerprint_sha256 => {}
-        _ => {
-            return Err(GatewayError::new(
-                ErrorCode::SignatureKeyNotAuthorised,
-                "the signer is not the connecting secure server of X-Road-Client's member",
-            ));
-        }
+    let (signer, _) =
+        federation::authenticate_sender(federation, &global, &view, &client.member, now)?;
+    if signer.key_id != certificate.fingerprint_sha256 {
+        return Err(GatewayError::new(
+            ErrorCode::SignatureKeyNotAuthorised,
+            "the signer is not the connecting secure server",
+        ));
     }
-    signer
-        .verified
-        .require_covered(&federation::request_components(&view))
-        .map_err(|error| federation::signature_error(&error))?;
-    let params = &signer.verified.params;
-    let window = (settings.max_signature_age + settings.max_clock_skew).as_secs() as i64;
-    federation.nonces.check_and_remember(
-        &signer.key_id,
-        params.nonce.as_deref().unwrap_or_default(),
-        params.created.unwrap_or_default(),
-        now.unix_timestamp() - window,
-    )?;
     trail.signature = signature_member(&view, LABEL);
     trail.sender_key_id = Some(signer.key_id.clone());
     // The sender's share of the hub's in-flight relays, as on any other listener.

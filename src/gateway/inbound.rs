@@ -173,24 +173,8 @@ pub fn authenticate(
                 "the TLS certificate's registration is not effective now",
             ),
         })?;
-    let signer =
-        federation::verify_signer(&global, &view, LABEL, SIGNER_CERTIFICATE, now, settings)?;
-    let GlobalPeer::SecureServer { member, name } = &signer.peer else {
-        return Err(GatewayError::new(
-            ErrorCode::SignatureKeyNotAuthorised,
-            "a hub's certificate cannot sign as a member's gateway",
-        ));
-    };
-    if *member != ctx.client.member {
-        return Err(GatewayError::new(
-            ErrorCode::SignatureKeyNotAuthorised,
-            "the signing secure server belongs to another member than X-Road-Client's",
-        ));
-    }
-    signer
-        .verified
-        .require_covered(&federation::request_components(&view))
-        .map_err(|error| federation::signature_error(&error))?;
+    let (signer, name) =
+        federation::authenticate_sender(federation, &global, &view, &ctx.client.member, now)?;
     match &tls_peer {
         GlobalPeer::SecureServer { .. } if certificate.fingerprint_sha256 == signer.key_id => {}
         GlobalPeer::SecureServer { .. } => {
@@ -235,31 +219,12 @@ pub fn authenticate(
                 .map_err(|error| federation::signature_error(&error))?;
         }
     }
-    let params = &signer.verified.params;
-    let window = (settings.max_signature_age + settings.max_clock_skew).as_secs() as i64;
-    federation.nonces.check_and_remember(
-        &signer.key_id,
-        params.nonce.as_deref().unwrap_or_default(),
-        params.created.unwrap_or_default(),
-        now.unix_timestamp() - window,
-    )?;
-
-    // What the answer will be bound to and encrypted for.
-    let mut bound = Message::request(
-        parts.method.as_str(),
-        &view.target_uri().unwrap_or_default(),
-    );
-    for name in ["signature", "signature-input"] {
-        for value in view.header_values(name) {
-            bound.add_header(name, &value);
-        }
-    }
+    // What the journal matches legs by, and who the answer is encrypted for.
     ctx.trail.request_signature = signature_member(&view, LABEL);
     ctx.trail.remote_key_id = Some(signer.key_id.clone());
-    ctx.trail.bound_request = Some(bound);
     Ok(Peer::SecureServer {
-        member: member.clone(),
-        name: name.clone(),
+        member: ctx.client.member.clone(),
+        name,
         key_id: signer.key_id,
     })
 }

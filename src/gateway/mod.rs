@@ -13,7 +13,7 @@
 //! - [`connections`]: connection caps in all, per IP and per certificate;
 //! - [`listener`]: listeners as data (name, address, TLS mode, router, caps) and the accept loop;
 //! - [`server`]: the node: its listeners, graceful shutdown, reload;
-//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/status/v1/federation`, `/status/v1/journal/{id}`.
 
 pub mod admission;
 pub mod connections;

@@ -129,15 +129,7 @@ pub struct SecureServerRegistry {
     by_fingerprint: HashMap<String, Registration>,
 }
 
-/// Normalises a fingerprint to 64 lowercase hex digits, if it is one.
-pub fn normalise_fingerprint(text: &str) -> Option<String> {
-    let hex: String = text
-        .chars()
-        .filter(|c| *c != ':')
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
-}
+pub use crate::base::hex::normalise_fingerprint;
 
 /// The member and normalised fingerprint of one entry, each problem reported at its path.
 fn member_and_fingerprint(

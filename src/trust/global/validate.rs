@@ -19,16 +19,7 @@ use std::ops::Range;
 use time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
 use url::Url;
 
-/// Normalises a fingerprint to 64 lowercase hex digits, if it is one (the same rule as
-/// the local registry's `normalise_fingerprint`: case and `:` separators are ignored).
-pub fn normalise_fingerprint(text: &str) -> Option<String> {
-    let hex: String = text
-        .chars()
-        .filter(|c| *c != ':')
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
-}
+pub use crate::base::hex::normalise_fingerprint;
 
 /// A name (secure server, hub): 1–64 of `A-Z a-z 0-9 . _ -`, starting with a letter
 /// or digit, so it is safe in logs and metric labels.
