@@ -513,14 +513,18 @@ async fn run(
             match gateway.federation().map(|federation| federation.copies()) {
                 // The owner's published copy: deny early on it.
                 Some(copies) => match copies.of(&ctx.target.service.provider.member) {
-                    Some(copy) => Some(copy.authorise(
-                        &ctx.client,
-                        &ctx.target.service,
-                        &ctx.method,
-                        &ctx.target.path,
-                        ctx.purpose.as_ref().map(Purpose::as_str),
-                        now,
-                    )?),
+                    Some(copy) => Some({
+                        // Refused or not, this is the consumer side of a federated exchange.
+                        ctx.leg = Leg::ConsumerSide;
+                        copy.authorise(
+                            &ctx.client,
+                            &ctx.target.service,
+                            &ctx.method,
+                            &ctx.target.path,
+                            ctx.purpose.as_ref().map(Purpose::as_str),
+                            now,
+                        )?
+                    }),
                     None => None,
                 },
                 None => return Err(error),
@@ -630,6 +634,19 @@ async fn run(
             if contract.response_schema.is_none() && contract.projection.is_whole_document() =>
         {
             record.into_json_bytes().map_err(to_error)?
+        }
+        // A copy of the owner's contract: the owner validated its backend's record and
+        // projected it; projecting again can only narrow it (a stale copy denies more).
+        Some(contract) if ctx.leg == Leg::ConsumerSide => {
+            let record = record.into_value().map_err(to_error)?;
+            bytes::Bytes::from(
+                serde_json::to_vec(&contract.projection.apply(record)).map_err(|_| {
+                    GatewayError::new(
+                        ErrorCode::InternalUnexpected,
+                        "the answer could not be serialised",
+                    )
+                })?,
+            )
         }
         Some(contract) => {
             let record = record.into_value().map_err(to_error)?;

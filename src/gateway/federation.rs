@@ -283,11 +283,21 @@ impl Federation {
         match self.verifier.load().verify(signed, held.as_deref(), now)? {
             Verification::Unchanged => Ok(false),
             Verification::Accepted(accepted) => {
+                // Exchange peers must chain to the CAs this configuration lists. A set the
+                // TLS stack cannot use is refused: the held configuration stays in force.
+                if let Err(error) = self.trust_cas_of(&accepted.config) {
+                    tracing::error!(error = %error, "the global configuration's CAs are unusable; keeping the held one");
+                    return Err(GlobalConfError::Invalid {
+                        problems: vec![crate::trust::global::Problem {
+                            path: "trusted_cas".into(),
+                            message: "unusable by the TLS stack".into(),
+                        }],
+                    });
+                }
                 if accepted.anchor_rotated {
                     tracing::warn!(
                         anchor = %accepted.signed_by.fingerprint(),
-                        "the federation's anchor was rotated; install the new anchor in the \
-                         node configuration before the old one is withdrawn"
+                        "the federation's anchor was rotated; the new anchor is written to the anchor file"
                     );
                     self.verifier.store(Arc::new(Verifier::new(
                         accepted.signed_by.clone(),
@@ -307,17 +317,6 @@ impl Federation {
                     version = accepted.config.version(),
                     "global configuration applied"
                 );
-                // Exchange peers must chain to the CAs this configuration lists. A set the
-                // TLS stack cannot use is refused: the held configuration stays in force.
-                if let Err(error) = self.trust_cas_of(&accepted.config) {
-                    tracing::error!(error = %error, "the global configuration's CAs are unusable; keeping the held one");
-                    return Err(GlobalConfError::Invalid {
-                        problems: vec![crate::trust::global::Problem {
-                            path: "trusted_cas".into(),
-                            message: "unusable by the TLS stack".into(),
-                        }],
-                    });
-                }
                 metrics::gauge!("datagate_global_configuration_version")
                     .set(accepted.config.version() as f64);
                 self.held.store(Some(Arc::new(accepted.config)));
@@ -595,8 +594,9 @@ pub fn verify_signer(
 /// Authenticates the sender of an exchange request seen as `view`: its `sig1`
 /// verifies with the attached certificate, which the global configuration registers,
 /// effective now, as a secure server of `client_member` (the member in
-/// `X-Road-Client`); it covers the protocol's components; it is fresh; and its nonce
-/// was never seen by this node. Returns the signer and its server's name.
+/// `X-Road-Client`); it covers the protocol's components; and it is fresh. Returns the
+/// signer and its server's name. The caller remembers the nonce ([`remember_nonce`])
+/// once every other check has passed, so only authenticated messages fill the memory.
 pub fn authenticate_sender(
     federation: &Federation,
     global: &GlobalConfiguration,
@@ -627,6 +627,16 @@ pub fn authenticate_sender(
         .verified
         .require_covered(&request_components(view))
         .map_err(|error| signature_error(&error))?;
+    Ok((signer, name))
+}
+
+/// Refuses a replay of `signer`'s message, or remembers its nonce.
+pub fn remember_nonce(
+    federation: &Federation,
+    signer: &Signer,
+    now: OffsetDateTime,
+) -> Result<(), GatewayError> {
+    let settings = &federation.settings;
     let params = &signer.verified.params;
     let window = (settings.max_signature_age + settings.max_clock_skew).as_secs() as i64;
     federation.nonces.check_and_remember(
@@ -634,8 +644,7 @@ pub fn authenticate_sender(
         params.nonce.as_deref().unwrap_or_default(),
         params.created.unwrap_or_default(),
         now.unix_timestamp() - window,
-    )?;
-    Ok((signer, name))
+    )
 }
 
 #[cfg(test)]

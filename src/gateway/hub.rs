@@ -286,6 +286,7 @@ async fn relay_exchange(
             "the signer is not the connecting secure server",
         ));
     }
+    federation::remember_nonce(federation, &signer, now)?;
     trail.signature = signature_member(&view, LABEL);
     trail.sender_key_id = Some(signer.key_id.clone());
     // The sender's share of the hub's in-flight relays, as on any other listener.

@@ -129,6 +129,10 @@ pub fn authenticate(
     .and_then(|value| value.to_str().ok())
     .map(str::trim)
     .unwrap_or_default();
+    // One signer certificate, one digest: a repeated header would be ambiguous.
+    for name in [SIGNER_CERTIFICATE, "content-digest", HUB_CERTIFICATE] {
+        crate::protocol::single_header(&parts.headers, &axum::http::HeaderName::from_static(name))?;
+    }
     if target != settings.server_name {
         return Err(GatewayError::new(
             ErrorCode::FederationMisdirected,
@@ -219,6 +223,7 @@ pub fn authenticate(
                 .map_err(|error| federation::signature_error(&error))?;
         }
     }
+    federation::remember_nonce(federation, &signer, now)?;
     // What the journal matches legs by, and who the answer is encrypted for.
     ctx.trail.request_signature = signature_member(&view, LABEL);
     ctx.trail.remote_key_id = Some(signer.key_id.clone());

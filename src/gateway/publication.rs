@@ -177,7 +177,17 @@ pub async fn refresh_copies(gateway: &Gateway, federation: &Federation) {
     for provider in providers {
         let mut fetched = None;
         for server in global.secure_servers_of(&provider) {
-            match fetch(federation, &global, &provider, &own, &server.address, now).await {
+            // Each publication's freshness against the time it arrives.
+            match fetch(
+                federation,
+                &global,
+                &provider,
+                &own,
+                &server.address,
+                gateway,
+            )
+            .await
+            {
                 Ok(set) => {
                     fetched = Some(set);
                     break;
@@ -208,7 +218,7 @@ async fn fetch(
     provider: &MemberId,
     own: &MemberId,
     address: &url::Url,
-    now: time::OffsetDateTime,
+    gateway: &Gateway,
 ) -> Result<ContractSet, String> {
     let url = format!(
         "{}{EXCHANGE_PREFIX}/contracts",
@@ -233,7 +243,7 @@ async fn fetch(
         &answer,
         LABEL,
         SIGNER_CERTIFICATE,
-        now,
+        gateway.clock().now(),
         &federation.settings,
     )
     .map_err(|error| error.code().as_str().to_owned())?;

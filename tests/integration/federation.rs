@@ -629,6 +629,12 @@ async fn consumer_gateway_denies_early_on_the_owners_published_contracts() {
             .any(|row| row["message_id"].as_deref() == Some("early-denial-1")),
         "the early denial reached the owner"
     );
+    let at_a = journaled(&federation.node_a, "early-denial-1").await;
+    assert_eq!(at_a["leg"].as_deref(), Some("consumer"));
+    assert_eq!(
+        at_a["error_code"].as_deref(),
+        Some("contract.purpose_not_allowed")
+    );
 
     // The owner withdraws the portal's lookup contract and reloads.
     let dir = federation.node_b.written.path("contracts");
