@@ -75,8 +75,12 @@ pub struct Endpoint {
 impl Endpoint {
     /// The endpoint at `port`.
     pub fn new(port: u16, tls: bool) -> Self {
+        Self::for_path(port, tls, &setup::request_path())
+    }
+
+    /// The endpoint at `port`, asking for `path`.
+    pub fn for_path(port: u16, tls: bool, path: &str) -> Self {
         let scheme = if tls { "https" } else { "http" };
-        let path = setup::request_path();
         let raw_request = format!(
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Road-Client: {}\r\nX-Purpose: {}\r\n\r\n",
             setup::CLIENT,

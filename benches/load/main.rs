@@ -8,6 +8,9 @@
 //! (core 1): CPU time per request at a fixed offered rate (open loop, latency
 //! from the scheduled time), CPU per new mTLS connection, throughput at
 //! saturation, and peak RSS, including with many idle keep-alive connections.
+//! Scenario (c) runs two (or three, with the hub) gateways with `[federation]`
+//! configurations and compares each one's CPU per request with nginx's plus its
+//! role's cryptographic floor, measured in the same run.
 //! Results: `target/bench-load/results.{json,md}`; method and figures in
 //! `docs/BENCHMARKS.md` (`## Load harness`). The targets of the issue are
 //! reported as met or missed; the harness exits 0 either way.
@@ -16,6 +19,11 @@
 #![allow(clippy::disallowed_methods)]
 
 mod client;
+mod federation;
+// The role floors, shared with benches/crypto_floor.rs.
+#[allow(dead_code)]
+#[path = "../common/federation_crypto.rs"]
+mod federation_crypto;
 mod flood;
 mod measure;
 mod procs;
@@ -37,8 +45,14 @@ usage: cargo bench --bench load -- [--quick | --full] [options]
   --quick              ~10 s runs at 1 000 req/s, 1 000 idle connections (default; < 2 min)
   --full               ~30 s runs at 2 000 req/s, 10 000 idle connections (~6 min;
                        needs ~25 000 open files: run under `prlimit --nofile=65536`)
-  --targets LIST       comma-separated subset of direct,nginx,gateway-a,gateway-b
+  --targets LIST       comma-separated subset of
+                       direct,nginx,gateway-a,gateway-b,fed-direct,fed-hub
+  --federation         only scenario (c) and what it is compared with: the targets
+                       direct,nginx,gateway-a,fed-direct,fed-hub (portal → A → B and
+                       portal → A → hub → B, signed and encrypted)
   --rate N             offered rate of the keep-alive run (req/s)
+  --federation-rate N  offered rate of the keep-alive run for the federation paths
+                       (default 100 req/s: their gateways share core 0)
   --seconds N          measured seconds of the keep-alive run, per target
   --rounds N           interleaved rounds the keep-alive run is split into (the
                        other runs use a third and a half of it, at least 2 and 3)
@@ -52,12 +66,26 @@ usage: cargo bench --bench load -- [--quick | --full] [options]
   --out DIR            where results go (default: target/bench-load)
 ";
 
+/// Every target, in report order.
+const TARGETS: [&str; 6] = [
+    "direct",
+    "nginx",
+    "gateway-a",
+    "gateway-b",
+    "fed-direct",
+    "fed-hub",
+];
+
 /// What to run and for how long.
 #[derive(Debug, Clone)]
 pub struct Options {
     full: bool,
     /// Offered rate of the keep-alive run (req/s).
     pub rate: f64,
+    /// Offered rate of the keep-alive run for the federation paths (req/s): below what
+    /// two or three gateways sharing core 0 can serve, so CPU per request is not
+    /// measured in overload.
+    pub federation_rate: f64,
     /// Its measured seconds per target.
     pub seconds: f64,
     /// Rounds it is split into.
@@ -96,6 +124,7 @@ impl Options {
             Options {
                 full: true,
                 rate: 2000.0,
+                federation_rate: 100.0,
                 seconds: 30.0,
                 rounds: 10,
                 warmup: 5.0,
@@ -116,6 +145,7 @@ impl Options {
             Options {
                 full: false,
                 rate: 1000.0,
+                federation_rate: 100.0,
                 seconds: 10.0,
                 rounds: 5,
                 warmup: 2.0,
@@ -133,9 +163,7 @@ impl Options {
                 out: PathBuf::new(),
             }
         };
-        options.targets = ["direct", "nginx", "gateway-a", "gateway-b"]
-            .map(String::from)
-            .to_vec();
+        options.targets = TARGETS.map(String::from).to_vec();
         options.out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-load");
         let mut iter = args.iter();
         let number = |value: Option<&String>, name: &str| -> anyhow::Result<f64> {
@@ -151,13 +179,18 @@ impl Options {
                     let list = iter.next().context("--targets needs a list")?;
                     options.targets = list.split(',').map(|t| t.trim().to_owned()).collect();
                     for t in &options.targets {
-                        anyhow::ensure!(
-                            ["direct", "nginx", "gateway-a", "gateway-b"].contains(&t.as_str()),
-                            "unknown target {t:?}"
-                        );
+                        anyhow::ensure!(TARGETS.contains(&t.as_str()), "unknown target {t:?}");
                     }
                 }
+                "--federation" => {
+                    options.targets = ["direct", "nginx", "gateway-a", "fed-direct", "fed-hub"]
+                        .map(String::from)
+                        .to_vec();
+                }
                 "--rate" => options.rate = number(iter.next(), "--rate")?,
+                "--federation-rate" => {
+                    options.federation_rate = number(iter.next(), "--federation-rate")?
+                }
                 "--seconds" => options.seconds = number(iter.next(), "--seconds")?,
                 "--rounds" => options.rounds = number(iter.next(), "--rounds")?.max(1.0) as usize,
                 "--idle" => options.idle = number(iter.next(), "--idle")? as usize,
@@ -374,18 +407,50 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
         drop(temp);
         return Ok(());
     }
+    // Scenario (c): the role floors first (this core is idle now), then its gateways.
+    let wants = |id: &str| options.targets.iter().any(|t| t == id);
+    let with_federation = wants("fed-direct") || wants("fed-hub");
+    let mut floors = None;
+    let mut federation = None;
+    let mut federation_error = None;
+    if with_federation {
+        eprintln!("load: measuring the crypto floor of each federation role");
+        match federation::measure_floors(None) {
+            Ok(measured) => floors = Some(measured),
+            Err(error) => eprintln!("load: crypto floor: {error:#}"),
+        }
+        eprintln!("load: starting the federation's gateways");
+        match federation::start(&harness, wants("fed-hub")) {
+            Ok(running) => federation = Some(running),
+            Err(error) => {
+                eprintln!("load: federation: {error:#}");
+                federation_error = Some(format!("{error:#}"));
+            }
+        }
+    }
     // Start every target, then measure them side by side.
     let mut targets = Vec::new();
     let mut lives = Vec::new();
-    for id in ["direct", "nginx", "gateway-a", "gateway-b"] {
-        if !options.targets.iter().any(|t| t == id) {
+    for id in TARGETS {
+        if !wants(id) {
             continue;
         }
         let mut result = TargetResult::new(id, label(id));
         if let (Some(note), true) = (&idle_note, id != "direct") {
             result.note = Some(note.clone());
         }
-        match start(&harness, result.clone()).await {
+        let started = if id.starts_with("fed-") {
+            start_federation_target(
+                &harness,
+                federation.as_ref(),
+                &federation_error,
+                result.clone(),
+            )
+            .await
+        } else {
+            start(&harness, result.clone()).await
+        };
+        match started {
             Ok(Some(live)) => lives.push(live),
             Ok(None) => {
                 result.available = false;
@@ -401,7 +466,21 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
         }
     }
     measure::measure_all(&harness, &mut lives).await;
+    let federation_exits = federation.as_mut().map(|f| f.exits()).unwrap_or_default();
+    if let Some(running) = federation.as_mut() {
+        running.stop();
+    }
+    if floors.is_some() {
+        eprintln!("load: measuring the crypto floors again");
+        match federation::measure_floors(floors.clone()) {
+            Ok(measured) => floors = Some(measured),
+            Err(error) => eprintln!("load: crypto floor: {error:#}"),
+        }
+    }
     for mut live in lives {
+        if !live.roles.is_empty() && !federation_exits.is_empty() {
+            live.result.note = Some(federation_exits.join("; "));
+        }
         if let Some(mut proc) = live.proc.take() {
             if let Some(status) = proc.exited() {
                 live.result.note = Some(format!(
@@ -413,24 +492,16 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
         }
         targets.push(live.result);
     }
-    let order = |id: &str| {
-        ["direct", "nginx", "gateway-a", "gateway-b"]
-            .iter()
-            .position(|o| *o == id)
-    };
+    let order = |id: &str| TARGETS.iter().position(|o| *o == id);
     targets.sort_by_key(|t| order(&t.id));
-    let mut unavailable =
-        TargetResult::new("gateway-c", "(c) gateway → gateway, signed + encrypted");
-    unavailable.available = false;
-    unavailable.note = Some("not available yet (the signed and encrypted exchange between two gateways is not implemented)".into());
-    targets.push(unavailable);
 
-    let checks = report::checks(&targets, options.idle);
+    let checks = report::checks(&targets, options.idle, floors.as_ref());
     let run = report::Run {
         date,
         environment,
         settings,
         targets,
+        floors,
         checks,
         total_seconds: started.elapsed().as_secs_f64(),
     };
@@ -452,8 +523,36 @@ fn label(id: &str) -> &'static str {
         "direct" => "direct call to the stub (plain HTTP)",
         "nginx" => "nginx (TLS 1.3 mTLS reverse proxy, 1 worker)",
         "gateway-a" => "(a) gateway, pass-through contract, no journal",
+        "fed-direct" => "(c) portal → A → B, signed + encrypted (A + B)",
+        "fed-hub" => "(c) portal → A → hub → B, signed + encrypted (A + hub + B)",
         _ => "(b) gateway, full pipeline with the durable journal",
     }
+}
+
+/// Wraps a federation path as a target once A answers 200 through it (which needs every
+/// gateway on the path and the global configuration in force).
+async fn start_federation_target(
+    harness: &Harness,
+    running: Option<&federation::Running>,
+    error: &Option<String>,
+    result: TargetResult,
+) -> anyhow::Result<Option<Live>> {
+    let Some(running) = running else {
+        anyhow::bail!(
+            "the federation did not start: {}",
+            error.as_deref().unwrap_or("unknown error")
+        );
+    };
+    eprintln!("load: starting {}", result.label);
+    let endpoint = client::Endpoint::for_path(
+        running.a_consumer_port,
+        true,
+        &federation::Running::path(&result.id),
+    );
+    let roles = running.roles(&result.id);
+    Live::new(harness, result, running.a.pid(), endpoint, None)
+        .await
+        .map(|live| Some(live.with_roles(roles)))
 }
 
 /// Starts a target and waits until it answers; `None` when nginx is missing.

@@ -5,8 +5,11 @@
 //! CPU counters are read around each round and summed.
 
 use crate::client::{self, Endpoint, Mode, Observed};
+use crate::federation::RoleProcess;
 use crate::procs::{self, Proc};
-use crate::report::{FixedRate, Latency, Memory, NewConnections, Saturation, TargetResult};
+use crate::report::{
+    FixedRate, Latency, Memory, NewConnections, RoleCpu, Saturation, TargetResult,
+};
 use crate::{Harness, Options};
 use anyhow::Context as _;
 use std::process::Command;
@@ -17,8 +20,11 @@ use std::time::{Duration, Instant};
 pub struct Live {
     /// What is reported.
     pub result: TargetResult,
-    /// The process measured.
+    /// The process measured (the first on the path, for a federation target).
     pub pid: u32,
+    /// For a federation target, every gateway process on the path: the target's CPU is
+    /// their sum, and each is reported on its own.
+    pub roles: Vec<RoleProcess>,
     /// Where requests go.
     pub endpoint: Arc<Endpoint>,
     /// The process, stopped when dropped (none for the stub: the harness owns it).
@@ -50,6 +56,7 @@ impl Live {
         Ok(Live {
             result,
             pid,
+            roles: Vec::new(),
             endpoint: Arc::new(endpoint),
             proc,
             keepalive,
@@ -57,6 +64,30 @@ impl Live {
             connector,
             failed: false,
         })
+    }
+
+    /// Makes this a target of several processes (a federation path).
+    pub fn with_roles(mut self, roles: Vec<RoleProcess>) -> Self {
+        self.roles = roles;
+        self
+    }
+
+    /// The keep-alive run's offered rate for this target.
+    fn rate(&self, options: &Options) -> f64 {
+        if self.roles.is_empty() {
+            options.rate
+        } else {
+            options.federation_rate
+        }
+    }
+
+    /// The processes whose CPU is the target's.
+    fn pids(&self) -> Vec<u32> {
+        if self.roles.is_empty() {
+            vec![self.pid]
+        } else {
+            self.roles.iter().map(|r| r.pid).collect()
+        }
     }
 
     fn fail(&mut self, what: &str, error: anyhow::Error) {
@@ -97,31 +128,41 @@ async fn wait_answering(client: &reqwest::Client, endpoint: &Endpoint) -> anyhow
 }
 
 /// CPU counters at one instant.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Snapshot {
     at: Instant,
     target: u64,
     target_user: u64,
     target_switches: u64,
+    /// Each process of the target (one, or a federation path's gateways).
+    per_process: Vec<u64>,
     stub: u64,
     loadgen: u64,
 }
 
 impl Snapshot {
-    fn take(target: u32, stub: u32) -> anyhow::Result<Self> {
+    fn take(targets: &[u32], stub: u32) -> anyhow::Result<Self> {
         let read = |pid: u32| {
             procs::cpu_ticks(pid).with_context(|| format!("cannot read /proc/{pid}/stat"))
         };
-        let (user, system) = procs::cpu_ticks_split(target)
-            .with_context(|| format!("cannot read /proc/{target}/stat"))?;
-        Ok(Snapshot {
+        let mut snapshot = Snapshot {
             at: Instant::now(),
-            target: user + system,
-            target_user: user,
-            target_switches: procs::context_switches(target).unwrap_or(0),
+            target: 0,
+            target_user: 0,
+            target_switches: 0,
+            per_process: Vec::with_capacity(targets.len()),
             stub: read(stub)?,
             loadgen: read(std::process::id())?,
-        })
+        };
+        for &target in targets {
+            let (user, system) = procs::cpu_ticks_split(target)
+                .with_context(|| format!("cannot read /proc/{target}/stat"))?;
+            snapshot.target += user + system;
+            snapshot.target_user += user;
+            snapshot.target_switches += procs::context_switches(target).unwrap_or(0);
+            snapshot.per_process.push(user + system);
+        }
+        Ok(snapshot)
     }
 }
 
@@ -131,6 +172,7 @@ struct Totals {
     observed: Observed,
     target: f64,
     target_user: f64,
+    per_process: Vec<f64>,
     switches: u64,
     stub: f64,
     loadgen: f64,
@@ -142,6 +184,15 @@ impl Totals {
         let d = |a: u64, b: u64| a.saturating_sub(b) as f64 / ticks;
         self.target += d(after.target, before.target);
         self.target_user += d(after.target_user, before.target_user);
+        self.per_process
+            .resize(after.per_process.len().max(self.per_process.len()), 0.0);
+        for (sum, (a, b)) in self
+            .per_process
+            .iter_mut()
+            .zip(after.per_process.iter().zip(&before.per_process))
+        {
+            *sum += d(*a, *b);
+        }
         self.switches += after.target_switches.saturating_sub(before.target_switches);
         self.stub += d(after.stub, before.stub);
         self.loadgen += d(after.loadgen, before.loadgen);
@@ -182,7 +233,7 @@ async fn drive(
             client::open_loop(
                 Mode::KeepAlive(live.keepalive.clone()),
                 live.endpoint.clone(),
-                options.rate,
+                live.rate(options),
                 duration,
             )
             .await
@@ -220,8 +271,12 @@ async fn rounds(
     total_seconds: f64,
 ) -> Vec<Option<Totals>> {
     let stub_pid = harness.stub.pid();
-    let applies =
-        |live: &Live| !live.failed && (phase != Phase::NewConnection || live.endpoint.tls);
+    // A new connection per request at 200/s would overload a federation path (two or
+    // three gateways on one core): its cost is A's, which (a) already shows.
+    let applies = |live: &Live| {
+        !live.failed
+            && (phase != Phase::NewConnection || (live.endpoint.tls && live.roles.is_empty()))
+    };
     for live in lives.iter_mut().filter(|l| applies(l)) {
         if let Err(error) = drive(live, &harness.options, phase, warmup).await {
             live.fail("warm-up", error);
@@ -240,10 +295,11 @@ async fn rounds(
             if !applies(live) {
                 continue;
             }
+            let pids = live.pids();
             let outcome = async {
-                let before = Snapshot::take(live.pid, stub_pid)?;
+                let before = Snapshot::take(&pids, stub_pid)?;
                 let observed = drive(live, &harness.options, phase, per_round).await?;
-                let after = Snapshot::take(live.pid, stub_pid)?;
+                let after = Snapshot::take(&pids, stub_pid)?;
                 anyhow::Ok((before, after, observed))
             }
             .await;
@@ -275,12 +331,24 @@ pub async fn measure_all(harness: &Harness, lives: &mut [Live]) {
         o.rounds,
         o.seconds / o.rounds as f64
     );
-    let perf: Vec<Option<Proc>> = lives
+    let perf: Vec<Vec<(String, Proc)>> = lives
         .iter()
         .map(|l| {
-            (o.perf && l.endpoint.tls && !l.failed)
-                .then(|| start_perf(harness, &l.result.id, l.pid))
-                .flatten()
+            if !(o.perf && l.endpoint.tls && !l.failed) {
+                return Vec::new();
+            }
+            let processes: Vec<(String, u32)> = if l.roles.is_empty() {
+                vec![(l.result.id.clone(), l.pid)]
+            } else {
+                l.roles
+                    .iter()
+                    .map(|r| (format!("{}-{}", l.result.id, r.role.name()), r.pid))
+                    .collect()
+            };
+            processes
+                .into_iter()
+                .filter_map(|(name, pid)| start_perf(harness, &name, pid).map(|p| (name, p)))
+                .collect()
         })
         .collect();
     let totals = rounds(
@@ -293,14 +361,18 @@ pub async fn measure_all(harness: &Harness, lives: &mut [Live]) {
     )
     .await;
     for (live, perf) in lives.iter_mut().zip(perf) {
-        if let Some(perf) = perf {
-            live.result.profile = finish_perf(harness, &live.result.id, perf);
+        let files: Vec<String> = perf
+            .into_iter()
+            .filter_map(|(name, perf)| finish_perf(harness, &name, perf))
+            .collect();
+        if !files.is_empty() {
+            live.result.profile = Some(files.join(", "));
         }
     }
     for (live, totals) in lives.iter_mut().zip(totals) {
         let Some(mut t) = totals else { continue };
         let fixed = FixedRate {
-            offered_rps: o.rate,
+            offered_rps: live.rate(&o),
             seconds: t.observed.wall.as_secs_f64(),
             ok: t.observed.ok,
             errors: t.observed.errors,
@@ -315,7 +387,23 @@ pub async fn measure_all(harness: &Harness, lives: &mut [Live]) {
             response_bytes: t.observed.body_bytes as f64 / t.observed.ok.max(1) as f64,
             latency: Latency::of(&mut t.observed.latencies_us),
             first_error: t.observed.first_error.take(),
+            roles: live
+                .roles
+                .iter()
+                .zip(&t.per_process)
+                .map(|(role, cpu)| RoleCpu {
+                    label: role.label.clone(),
+                    role: role.role.name().to_owned(),
+                    cpu_us_per_request: t.per_request_us(*cpu),
+                })
+                .collect(),
         };
+        for role in &fixed.roles {
+            eprintln!(
+                "  {:<10}   {}: {:.1} µs CPU/request",
+                "", role.label, role.cpu_us_per_request
+            );
+        }
         eprintln!(
             "  {:<10} {:>7.1} µs CPU/request, {:>5.1} context switches/request, p99 {} ms, {} errors",
             live.result.id,
@@ -424,8 +512,9 @@ pub async fn measure_all(harness: &Harness, lives: &mut [Live]) {
         });
     }
 
-    // 4. Memory: peak after load, then with idle keep-alive connections (one target at a time).
-    for live in lives.iter_mut().filter(|l| !l.failed) {
+    // 4. Memory: peak after load, then with idle keep-alive connections (one target at a
+    // time). Not for a federation path: its idle connections would measure A alone, as (a).
+    for live in lives.iter_mut().filter(|l| !l.failed && l.roles.is_empty()) {
         live.result.memory = Some(memory(harness, live).await);
     }
 }

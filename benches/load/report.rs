@@ -1,8 +1,16 @@
 //! Results: what is measured per target, the pass/fail targets of the issue,
 //! and the JSON and Markdown renderings.
 
+use crate::federation::Floors;
+use crate::federation_crypto::Role;
 use serde::Serialize;
 use std::fmt::Write as _;
+
+/// The limit of the federation's CPU targets: 1.25 × (nginx's CPU per request + the
+/// role's crypto floor).
+pub const FEDERATION_CPU_FACTOR: f64 = 1.25;
+/// The limit of the federation's added p99 over the unsigned exchange (gateway (a)), ms.
+pub const FEDERATION_ADDED_P99_MS: f64 = 1.0;
 
 /// Latency percentiles, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -79,6 +87,20 @@ pub struct FixedRate {
     pub latency: Option<Latency>,
     /// The first failure.
     pub first_error: Option<String>,
+    /// For a federation path: each gateway's own CPU (they add up to the target's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<RoleCpu>,
+}
+
+/// One gateway of a federation path.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleCpu {
+    /// What the report calls it.
+    pub label: String,
+    /// The floor it is compared with (`consumer`, `provider`, `provider-via-hub`, `hub`).
+    pub role: String,
+    /// Its CPU per successful request, microseconds.
+    pub cpu_us_per_request: f64,
 }
 
 /// The run where every request opens a new mTLS connection.
@@ -281,6 +303,8 @@ pub struct Run {
     pub settings: Settings,
     /// Per target.
     pub targets: Vec<TargetResult>,
+    /// The crypto floor of each federation role, measured in this run.
+    pub floors: Option<Floors>,
     /// The issue's targets.
     pub checks: Vec<Check>,
     /// Seconds the whole run took.
@@ -346,7 +370,11 @@ fn check(
 }
 
 /// The issue's targets, evaluated on `targets`.
-pub fn checks(targets: &[TargetResult], idle_connections: usize) -> Vec<Check> {
+pub fn checks(
+    targets: &[TargetResult],
+    idle_connections: usize,
+    floors: Option<&Floors>,
+) -> Vec<Check> {
     let direct = target(targets, "direct");
     let nginx = target(targets, "nginx");
     let a = target(targets, "gateway-a");
@@ -366,14 +394,6 @@ pub fn checks(targets: &[TargetResult], idle_connections: usize) -> Vec<Check> {
             "(b) full pipeline: CPU/request ÷ nginx's",
             ratio(cpu(b), cpu(nginx)),
             Some(1.25),
-            "×",
-            false,
-            false,
-        ),
-        check(
-            "(c) signed + encrypted, two gateways: CPU/request ÷ nginx's (not available yet)",
-            None,
-            Some(2.5),
             "×",
             false,
             false,
@@ -411,6 +431,7 @@ pub fn checks(targets: &[TargetResult], idle_connections: usize) -> Vec<Check> {
             false,
         ),
     ];
+    out.extend(federation_checks(targets, floors));
     for (name, t) in [("(a)", a), ("(b)", b)] {
         let memory = t.and_then(|t| t.memory.as_ref());
         let (value, indicative) = match memory {
@@ -437,6 +458,52 @@ pub fn checks(targets: &[TargetResult], idle_connections: usize) -> Vec<Check> {
     out
 }
 
+/// The role named `name` (`consumer`, …).
+fn role_of(name: &str) -> Option<Role> {
+    Role::ALL.into_iter().find(|r| r.name() == name)
+}
+
+/// The limit of a federation gateway: 1.25 × (nginx's CPU per request + its floor).
+pub fn federation_limit(nginx_cpu: Option<f64>, floor: Option<f64>) -> Option<f64> {
+    Some(FEDERATION_CPU_FACTOR * (nginx_cpu? + floor?))
+}
+
+/// (c): each gateway's CPU per request against 1.25 × (nginx + its role's floor), and
+/// the path's added p99 over the unsigned exchange (gateway (a)).
+fn federation_checks(targets: &[TargetResult], floors: Option<&Floors>) -> Vec<Check> {
+    let nginx = target(targets, "nginx");
+    let a = target(targets, "gateway-a");
+    let mut out = Vec::new();
+    for (id, path) in [("fed-direct", "A → B"), ("fed-hub", "A → hub → B")] {
+        let Some(t) = target(targets, id) else {
+            continue;
+        };
+        for role in t.fixed.iter().flat_map(|f| &f.roles) {
+            let floor = role_of(&role.role).and_then(|r| floors?.of(r));
+            out.push(check(
+                &format!(
+                    "(c) {path}: {} CPU/request ≤ 1.25 × (nginx + {} floor)",
+                    role.label, role.role
+                ),
+                Some(role.cpu_us_per_request).filter(|v| v.is_finite()),
+                federation_limit(cpu(nginx), floor),
+                "µs",
+                false,
+                false,
+            ));
+        }
+        out.push(check(
+            &format!("(c) {path}: added p99 over the unsigned exchange (a) ≤ 1 ms"),
+            p99(Some(t)).zip(p99(a)).map(|(t, a)| t - a),
+            Some(FEDERATION_ADDED_P99_MS),
+            "ms",
+            false,
+            false,
+        ));
+    }
+    out
+}
+
 fn f(value: Option<f64>, digits: usize) -> String {
     match value {
         Some(v) if v.is_finite() => format!("{v:.digits$}"),
@@ -448,6 +515,92 @@ fn x(value: Option<f64>) -> String {
     match value {
         Some(v) if v.is_finite() => format!("{v:.2}×"),
         _ => "–".to_owned(),
+    }
+}
+
+/// The (c) section: each gateway of each federation path beside its floor and target.
+fn federation_markdown(md: &mut String, run: &Run) {
+    let paths: Vec<&TargetResult> = ["fed-direct", "fed-hub"]
+        .iter()
+        .filter_map(|id| target(&run.targets, id))
+        .collect();
+    if paths.is_empty() {
+        return;
+    }
+    let nginx = cpu(target(&run.targets, "nginx"));
+    let a = target(&run.targets, "gateway-a");
+    let floors = run.floors.as_ref();
+    let _ = writeln!(
+        md,
+        "\n**(c) Federation, per gateway** (keep-alive open loop at {} req/s, the rounds interleaved with the other targets'; crypto floor measured in this run: {}; {}; {}):\n",
+        paths
+            .first()
+            .and_then(|t| t.fixed.as_ref())
+            .map_or("–".to_owned(), |fixed| format!(
+                "{:.0}",
+                fixed.offered_rps
+            )),
+        floors.map_or("not measured", |f| f.keys.as_str()),
+        floors.map_or("", |f| f.exchange.as_str()),
+        floors.map_or("", |f| f.method.as_str()),
+    );
+    md.push_str("| path | gateway | CPU µs/req | crypto floor µs | nginx µs/req | limit 1.25 × (nginx + floor) µs | CPU − floor − nginx µs | verdict |\n");
+    md.push_str("|---|---|---:|---:|---:|---:|---:|---|\n");
+    for t in &paths {
+        for role in t.fixed.iter().flat_map(|f| &f.roles) {
+            let floor = role_of(&role.role).and_then(|r| floors?.of(r));
+            let limit = federation_limit(nginx, floor);
+            let verdict = match limit {
+                Some(l) if role.cpu_us_per_request <= l => "met",
+                Some(_) => "missed",
+                None => "n/a",
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                t.label,
+                role.label,
+                f(Some(role.cpu_us_per_request), 1),
+                f(floor, 1),
+                f(nginx, 1),
+                f(limit, 1),
+                f(
+                    floor
+                        .zip(nginx)
+                        .map(|(fl, n)| role.cpu_us_per_request - fl - n),
+                    1
+                ),
+                verdict
+            );
+        }
+    }
+    md.push_str("\n| path | p50 ms | p99 ms | unsigned exchange (a) p99 ms | added p99 ms | limit ms |\n|---|---:|---:|---:|---:|---:|\n");
+    for t in &paths {
+        let l = t.fixed.as_ref().and_then(|f| f.latency.as_ref());
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} |",
+            t.label,
+            f(l.map(|l| l.p50_ms), 3),
+            f(l.map(|l| l.p99_ms), 3),
+            f(p99(a), 3),
+            f(p99(Some(*t)).zip(p99(a)).map(|(t, a)| t - a), 3),
+            f(Some(FEDERATION_ADDED_P99_MS), 1),
+        );
+    }
+    if let Some(floors) = floors {
+        md.push_str("\nFloors of every role (µs per exchange; before / after the load runs):");
+        for r in &floors.roles {
+            let _ = write!(
+                md,
+                " {} {} ({} / {});",
+                r.role,
+                f(Some(r.us), 1),
+                f(Some(r.before_us), 1),
+                f(r.after_us, 1)
+            );
+        }
+        md.push('\n');
     }
 }
 
@@ -529,6 +682,8 @@ pub fn markdown(run: &Run) -> String {
             fixed.errors,
         );
     }
+
+    federation_markdown(&mut md, run);
 
     let _ = writeln!(
         md,

@@ -2,7 +2,7 @@
 //! node configuration, registry, contracts and adapter (one directory per
 //! gateway configuration), and nginx's configuration.
 
-use datagate::pki::{CertificateAuthority, IssuedCertificate, LeafSpec};
+use datagate::pki::{CertificateAuthority, IssuedCertificate, LeafSpec, LeafUsage};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
@@ -23,7 +23,12 @@ pub const RECORD_ID: &str = "001085012345";
 
 /// The request path, the same for every target (the stub and nginx ignore it).
 pub fn request_path() -> String {
-    format!("/r1/{SERVICE}/{RECORD_ID}")
+    service_path(SERVICE)
+}
+
+/// The request path for the record of `service`.
+pub fn service_path(service: &str) -> String {
+    format!("/r1/{service}/{RECORD_ID}")
 }
 
 /// The PKI files, written in the run's temporary directory.
@@ -41,6 +46,9 @@ pub struct Pki {
     pub client: IssuedCertificate,
     /// The second consumer's client certificate.
     pub victim: IssuedCertificate,
+    /// Secure-server certificates (server and client) of the federation's gateways,
+    /// for 127.0.0.1: LGSP A, LGSP B and the hub, in that order.
+    pub gateways: [IssuedCertificate; 3],
 }
 
 /// Generates a CA, a server certificate (127.0.0.1, localhost) and a client
@@ -55,6 +63,12 @@ pub fn write_pki(dir: &Path) -> anyhow::Result<Pki> {
     ))?;
     let client = ca.issue(&LeafSpec::client("bench-client", "000.00.00.H29"))?;
     let victim = ca.issue(&LeafSpec::client("bench-victim", "000.00.00.H29"))?;
+    let gateway = |name: &str| {
+        let mut spec = LeafSpec::server(name, &["localhost"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+        spec.usage = LeafUsage::ServerAndClient;
+        ca.issue(&spec)
+    };
+    let gateways = [gateway("lgsp-a")?, gateway("lgsp-b")?, gateway("ndxp")?];
     let pki = Pki {
         ca_cert: dir.join("ca.pem"),
         ca_der: ca.cert_der().to_vec(),
@@ -62,6 +76,7 @@ pub fn write_pki(dir: &Path) -> anyhow::Result<Pki> {
         server_key: dir.join("server-key.pem"),
         client,
         victim,
+        gateways,
     };
     std::fs::write(&pki.ca_cert, ca.cert_pem())?;
     std::fs::write(&pki.server_cert, &server.cert_pem)?;
@@ -82,12 +97,13 @@ pub enum GatewayProfile {
     Full,
 }
 
-fn toml_path(path: &Path) -> String {
+/// A path as a TOML string.
+pub fn toml_path(path: &Path) -> String {
     toml::Value::String(path.display().to_string()).to_string()
 }
 
 /// `[[information_systems]]`: each certificate bound to its own subsystem.
-fn registry(pki: &Pki) -> String {
+pub fn registry(pki: &Pki) -> String {
     [(&pki.client, CLIENT), (&pki.victim, VICTIM)]
         .iter()
         .map(|(cert, client)| {
@@ -102,14 +118,23 @@ fn registry(pki: &Pki) -> String {
 }
 
 fn contract(profile: GatewayProfile, consumer: &str) -> String {
+    contract_for(profile, consumer, SERVICE)
+}
+
+/// A contract of `profile` letting `consumer` read records of `service`.
+pub fn contract_for(profile: GatewayProfile, consumer: &str, service: &str) -> String {
     let common = format!(
-        "version: 1\nconsumer: {consumer}\nservice: {SERVICE}\n\
+        "version: 1\nconsumer: {consumer}\nservice: {service}\n\
          operations:\n  - {{ method: GET, path: \"/{{record_id}}\" }}\n\
          purposes: [{PURPOSE}]\nlegal_basis: load benchmark (synthetic)\n\
          valid_from: 2020-01-01T00:00:00+07:00\nvalid_until: 2099-12-31T23:59:59+07:00\n\
          approved_by: load benchmark\n"
     );
-    let suffix = consumer.rsplit('/').next().unwrap_or("client");
+    let suffix = format!(
+        "{}-{}",
+        service.rsplit('/').next().unwrap_or("service"),
+        consumer.rsplit('/').next().unwrap_or("client")
+    );
     match profile {
         GatewayProfile::PassThrough => format!(
             "id: bench-pass-through-{suffix}\n{common}classification: internal\nallowed_fields: [\"\"]\n"
@@ -191,7 +216,8 @@ pub enum GatewayLimits {
 }
 
 impl GatewayLimits {
-    fn toml(self) -> String {
+    /// The `[limits]` lines.
+    pub fn toml(self) -> String {
         match self {
             GatewayLimits::Wide { connections } => {
                 let connections = connections + 4096;
@@ -229,15 +255,7 @@ pub fn write_gateway(
         std::fs::write(contracts.join("schemas/request.json"), REQUEST_SCHEMA)?;
         std::fs::write(contracts.join("schemas/record.json"), RECORD_SCHEMA)?;
     }
-    std::fs::write(
-        adapters.join("bench-db.toml"),
-        format!(
-            "name = \"bench-db\"\nkind = \"rest\"\naddress = \"http://127.0.0.1:{stub_port}\"\n\
-             timeout_ms = 5000\nconnect_timeout_ms = 1000\nretries = 0\nmax_in_flight = 8192\n\n\
-             [[operations]]\nname = \"get-record\"\nmethod = \"GET\"\npath = \"/{{record_id}}\"\n\n\
-             [operations.rest]\nmethod = \"GET\"\npath = \"/api/v1/records/{{record_id}}\"\n"
-        ),
-    )?;
+    write_adapter(&adapters, stub_port)?;
     let registry_file = dir.join("registry.toml");
     std::fs::write(&registry_file, registry(pki))?;
     let file = dir.join("datagate.toml");
@@ -271,6 +289,20 @@ pub fn write_gateway(
         ),
     )?;
     Ok(file)
+}
+
+/// Writes the REST adapter `bench-db` (pointing at the stub) into `adapters`.
+pub fn write_adapter(adapters: &Path, stub_port: u16) -> anyhow::Result<()> {
+    std::fs::write(
+        adapters.join("bench-db.toml"),
+        format!(
+            "name = \"bench-db\"\nkind = \"rest\"\naddress = \"http://127.0.0.1:{stub_port}\"\n\
+             timeout_ms = 5000\nconnect_timeout_ms = 1000\nretries = 0\nmax_in_flight = 8192\n\n\
+             [[operations]]\nname = \"get-record\"\nmethod = \"GET\"\npath = \"/{{record_id}}\"\n\n\
+             [operations.rest]\nmethod = \"GET\"\npath = \"/api/v1/records/{{record_id}}\"\n"
+        ),
+    )?;
+    Ok(())
 }
 
 /// Writes nginx's configuration under `prefix`: one worker, no master, in
