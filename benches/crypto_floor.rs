@@ -134,5 +134,18 @@ fn reference(c: &mut Criterion) {
     });
 }
 
-criterion_group!(crypto_floor, roles, primitives, reference);
+/// What `inbound::seal` and `remote` add per exchange before `jwe::encrypt`: the peer's
+/// published encryption key, parsed from its SPKI DER with OpenSSL.
+fn key_parsing(c: &mut Criterion) {
+    let group =
+        openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).expect("curve");
+    let key = openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).expect("key"))
+        .expect("pkey");
+    let spki = key.public_key_to_der().expect("spki");
+    c.bench_function("overhead/ec-p256/encryption_key_from_spki_der", |b| {
+        b.iter(|| datagate::keystore::PublicKey::from_spki_der(black_box(&spki)).expect("key"))
+    });
+}
+
+criterion_group!(crypto_floor, roles, primitives, reference, key_parsing);
 criterion_main!(crypto_floor);
