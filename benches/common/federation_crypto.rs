@@ -25,8 +25,8 @@ use datagate::gateway::federation::{
     HUB_LABEL, LABEL, TARGET_SERVER, request_components, response_components,
 };
 use datagate::gateway::inbound::hub_components;
-use datagate::jwe::{self, Policy};
-use datagate::keystore::{PrivateKey, PublicKey};
+use datagate::jwe;
+use datagate::keystore::PrivateKey;
 use datagate::msgsig::{
     self, Algorithm, DigestAlgorithm, DigestVerifier, HttpMessage, Message, ResponseWithRequest,
     SignatureParams, SigningKey, VerifyingKey,
@@ -79,8 +79,10 @@ pub struct Party {
     signing: SigningKey,
     verifying: VerifyingKey,
     key_id: String,
-    decryption: PrivateKey,
-    encryption: PublicKey,
+    /// Its decryption key made ready once, as the gateway holds it.
+    opener: jwe::Opener,
+    /// Its published encryption key made ready once, as its peers hold it.
+    recipient: jwe::Recipient,
     kid: String,
 }
 
@@ -102,8 +104,10 @@ impl Party {
             signing,
             // The gateway's keyid is its certificate's SHA-256 in hex: 64 characters.
             key_id: format!("{name:0>64}"),
-            decryption,
-            encryption,
+            opener: jwe::Opener::new(&decryption)
+                .map_err(|e| anyhow::anyhow!("decryption key: {e}"))?,
+            recipient: jwe::Recipient::new(&encryption)
+                .map_err(|e| anyhow::anyhow!("encryption key: {e}"))?,
             kid: format!("{name}-enc"),
         })
     }
@@ -276,14 +280,15 @@ impl Exchange {
         let payload = if self.body.is_empty() {
             Vec::new()
         } else {
-            jwe::encrypt(
-                &self.body,
-                &self.provider.encryption,
-                Some(&self.provider.kid),
-                Some("application/json"),
-            )
-            .context("encrypt the body")?
-            .into_bytes()
+            self.provider
+                .recipient
+                .encrypt(
+                    &self.body,
+                    Some(&self.provider.kid),
+                    Some("application/json"),
+                )
+                .context("encrypt the body")?
+                .into_bytes()
         };
         let mut message = Message::request(self.method(), &self.target_uri)
             .header(
@@ -366,24 +371,27 @@ impl Exchange {
             return Ok(Vec::new());
         }
         let compact = std::str::from_utf8(&sent.payload)?;
-        Ok(
-            jwe::decrypt(compact, &self.provider.decryption, &Policy::production())
-                .context("provider: decrypt the body")?
-                .plaintext,
-        )
+        Ok(self
+            .provider
+            .opener
+            .decrypt(compact)
+            .context("provider: decrypt the body")?
+            .plaintext)
     }
 
     /// Provider side, outgoing: encrypt the answer for the consumer's server, digest it,
     /// sign it over the request's `sig1` (`"signature";req;key="sig1"`).
     pub fn provider_answer(&self, sent: &SentRequest) -> anyhow::Result<SentAnswer> {
-        let payload = jwe::encrypt(
-            &self.answer,
-            &self.consumer.encryption,
-            Some(&self.consumer.kid),
-            Some("application/json"),
-        )
-        .context("encrypt the answer")?
-        .into_bytes();
+        let payload = self
+            .consumer
+            .recipient
+            .encrypt(
+                &self.answer,
+                Some(&self.consumer.kid),
+                Some("application/json"),
+            )
+            .context("encrypt the answer")?
+            .into_bytes();
         let mut message = Message::response(200)
             .header(
                 "content-digest",
@@ -434,28 +442,31 @@ impl Exchange {
         msgsig::verify_message_content_digest(&bound, &answer.payload)
             .context("consumer: answer digest")?;
         let compact = std::str::from_utf8(&answer.payload)?;
-        Ok(
-            jwe::decrypt(compact, &self.consumer.decryption, &Policy::production())
-                .context("consumer: decrypt the answer")?
-                .plaintext,
-        )
+        Ok(self
+            .consumer
+            .opener
+            .decrypt(compact)
+            .context("consumer: decrypt the answer")?
+            .plaintext)
     }
 
     /// One primitive: the answer's JWE for the consumer's server (no digest, no signature).
     pub fn encrypt_answer(&self) -> anyhow::Result<Vec<u8>> {
-        Ok(jwe::encrypt(
-            &self.answer,
-            &self.consumer.encryption,
-            Some(&self.consumer.kid),
-            Some("application/json"),
-        )?
-        .into_bytes())
+        Ok(self
+            .consumer
+            .recipient
+            .encrypt(
+                &self.answer,
+                Some(&self.consumer.kid),
+                Some("application/json"),
+            )?
+            .into_bytes())
     }
 
     /// One primitive: opening the answer's JWE with the consumer's key.
     pub fn decrypt_answer(&self, answer: &SentAnswer) -> anyhow::Result<Vec<u8>> {
         let compact = std::str::from_utf8(&answer.payload)?;
-        Ok(jwe::decrypt(compact, &self.consumer.decryption, &Policy::production())?.plaintext)
+        Ok(self.consumer.opener.decrypt(compact)?.plaintext)
     }
 
     /// One primitive: verifying `sig1` of a request, with the key already in hand.

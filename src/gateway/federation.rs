@@ -147,6 +147,11 @@ pub struct Federation {
     key_id: String,
     certificate_header: String,
     copies: ArcSwap<super::publication::ContractCopies>,
+    /// This node's decryption key, made ready once.
+    opener: crate::jwe::Opener,
+    /// Peers' encryption keys made ready once (by their SPKI); emptied when a new
+    /// global configuration is applied, so it holds at most its servers' keys.
+    recipients: Mutex<std::collections::HashMap<Vec<u8>, Arc<crate::jwe::Recipient>>>,
 }
 
 impl std::fmt::Debug for Federation {
@@ -174,6 +179,8 @@ impl Federation {
         use base64::Engine as _;
         let certificate_header =
             base64::engine::general_purpose::STANDARD.encode(settings.certificate.der());
+        let opener = crate::jwe::Opener::new(&settings.encryption_key)
+            .map_err(|e| anyhow::anyhow!("[federation] encryption_key: {e}"))?;
         Ok(Federation {
             verifier: ArcSwap::from_pointee(Verifier::new(
                 settings.anchor.clone(),
@@ -190,6 +197,8 @@ impl Federation {
             key_id,
             certificate_header,
             copies: ArcSwap::from_pointee(Default::default()),
+            opener,
+            recipients: Mutex::new(Default::default()),
         })
     }
 
@@ -221,6 +230,33 @@ impl Federation {
         self.exchange_tls.store(Arc::new(server));
         self.client.store(Arc::new(client));
         Ok(())
+    }
+
+    /// This node's decryption key (production policy).
+    pub fn opener(&self) -> &crate::jwe::Opener {
+        &self.opener
+    }
+
+    /// The JWE recipient for a peer's published encryption key, prepared once.
+    pub fn recipient(
+        &self,
+        key: &crate::trust::global::PublicJwk,
+    ) -> Result<Arc<crate::jwe::Recipient>, GatewayError> {
+        let mut recipients = self.recipients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(recipient) = recipients.get(key.spki_der()) {
+            return Ok(recipient.clone());
+        }
+        let unusable = || {
+            GatewayError::new(
+                ErrorCode::InternalUnexpected,
+                "a peer's published encryption key is unusable",
+            )
+        };
+        let public =
+            crate::keystore::PublicKey::from_spki_der(key.spki_der()).map_err(|_| unusable())?;
+        let recipient = Arc::new(crate::jwe::Recipient::new(&public).map_err(|_| unusable())?);
+        recipients.insert(key.spki_der().to_vec(), recipient.clone());
+        Ok(recipient)
     }
 
     /// The mTLS client to other gateways.
@@ -320,6 +356,10 @@ impl Federation {
                 metrics::gauge!("datagate_global_configuration_version")
                     .set(accepted.config.version() as f64);
                 self.held.store(Some(Arc::new(accepted.config)));
+                self.recipients
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
                 Ok(true)
             }
         }

@@ -290,12 +290,10 @@ pub async fn open_body(
                 "the body is not an application/jose compact JWE",
             )
         })?;
-    let opened = crate::jwe::decrypt(
-        compact.trim(),
-        &federation.settings.encryption_key,
-        &crate::jwe::Policy::production(),
-    )
-    .map_err(|error| federation::jwe_error(&error))?;
+    let opened = federation
+        .opener()
+        .decrypt(compact.trim())
+        .map_err(|error| federation::jwe_error(&error))?;
     Ok((
         bytes::Bytes::from(opened.plaintext),
         opened.header.cty.clone(),
@@ -334,21 +332,14 @@ pub fn seal(
                         "the calling server left the global configuration",
                     )
                 })?;
-            let recipient =
-                crate::keystore::PublicKey::from_spki_der(server.encryption_key.spki_der())
-                    .map_err(|_| {
-                        GatewayError::new(
-                            ErrorCode::InternalUnexpected,
-                            "the caller's encryption key is unusable",
-                        )
-                    })?;
             let content_type = parts
                 .headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok());
-            let compact =
-                crate::jwe::encrypt(&body, &recipient, server.encryption_key.kid(), content_type)
-                    .map_err(|error| {
+            let compact = federation
+                .recipient(&server.encryption_key)?
+                .encrypt(&body, server.encryption_key.kid(), content_type)
+                .map_err(|error| {
                     GatewayError::new(
                         ErrorCode::InternalUnexpected,
                         format!("the answer could not be encrypted ({})", error.code()),

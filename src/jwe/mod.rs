@@ -231,6 +231,120 @@ pub fn decrypt(compact: &str, key: &PrivateKey, policy: &Policy) -> Result<Decry
     })
 }
 
+/// A recipient's public key made ready once for many encryptions (a gateway encrypts
+/// to the same few peers all day; parsing their keys each time would cost more than
+/// the cryptography).
+pub struct Recipient {
+    prepared: backend::PreparedEncrypter,
+}
+
+impl std::fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recipient").finish_non_exhaustive()
+    }
+}
+
+impl Recipient {
+    /// Prepares `recipient` (EC P-256: `ECDH-ES+A256KW`; RSA ≥ [`MIN_RSA_BITS`]:
+    /// `RSA-OAEP-256`).
+    pub fn new(recipient: &PublicKey) -> Result<Recipient, JweError> {
+        let alg = match recipient.kind() {
+            KeyKind::EcP256 => KeyManagement::EcdhEsA256kw,
+            KeyKind::Rsa { bits } if bits >= MIN_RSA_BITS => KeyManagement::RsaOaep256,
+            kind => {
+                return Err(JweError::KeyUnsupported(format!(
+                    "cannot encrypt to a {kind} key (EC P-256 or RSA ≥ {MIN_RSA_BITS})"
+                )));
+            }
+        };
+        Ok(Recipient {
+            prepared: backend::PreparedEncrypter::new(recipient, alg)?,
+        })
+    }
+
+    /// Encrypts as [`encrypt`] does.
+    pub fn encrypt(
+        &self,
+        plaintext: &[u8],
+        kid: Option<&str>,
+        content_type: Option<&str>,
+    ) -> Result<String, JweError> {
+        check_plaintext_size(plaintext, kid, content_type)?;
+        self.prepared
+            .encrypt(plaintext, ContentEncryption::A256gcm, kid, content_type)
+    }
+}
+
+/// This node's private key made ready once for decrypting, under the production policy
+/// ([`Policy::production`]).
+pub struct Opener {
+    prepared: backend::PreparedDecrypter,
+    alg: KeyManagement,
+    policy: Policy,
+}
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opener")
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Opener {
+    /// Prepares `key` for the production algorithm its kind fits.
+    pub fn new(key: &PrivateKey) -> Result<Opener, JweError> {
+        let alg = match key.kind() {
+            KeyKind::EcP256 => KeyManagement::EcdhEsA256kw,
+            KeyKind::Rsa { bits } if bits >= MIN_RSA_BITS => KeyManagement::RsaOaep256,
+            kind => {
+                return Err(JweError::KeyUnsupported(format!(
+                    "cannot decrypt with a {kind} key in production"
+                )));
+            }
+        };
+        Ok(Opener {
+            prepared: backend::PreparedDecrypter::new(key, alg)?,
+            alg,
+            policy: Policy::production(),
+        })
+    }
+
+    /// Decrypts as [`decrypt`] does with [`Policy::production`]; a JWE for another
+    /// algorithm than this key's is refused before any key operation.
+    pub fn decrypt(&self, compact: &str) -> Result<Decrypted, JweError> {
+        let parsed = compact::parse(compact, self.policy.max_bytes())?;
+        self.policy.check(&parsed)?;
+        if parsed.header.alg != self.alg {
+            return Err(JweError::DecryptionFailed);
+        }
+        let plaintext = self.prepared.decrypt(compact)?;
+        Ok(Decrypted {
+            plaintext,
+            header: parsed.header,
+        })
+    }
+}
+
+/// The size bound [`encrypt`] applies: a JWE a receiver with the default policy
+/// would refuse is not produced.
+fn check_plaintext_size(
+    plaintext: &[u8],
+    kid: Option<&str>,
+    content_type: Option<&str>,
+) -> Result<(), JweError> {
+    let estimate = plaintext.len().div_ceil(3) * 4
+        + 2048
+        + 2 * (kid.map_or(0, str::len) + content_type.map_or(0, str::len));
+    if estimate > DEFAULT_MAX_BYTES {
+        return Err(JweError::TooLarge {
+            len: estimate,
+            max: DEFAULT_MAX_BYTES,
+        });
+    }
+    Ok(())
+}
+
 /// The protected header of a compact JWE, without decrypting it (a relay reads
 /// `kid` to log it). Nothing here is authenticated until decryption succeeds.
 ///

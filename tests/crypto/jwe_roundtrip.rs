@@ -443,3 +443,38 @@ fn encrypting_to_a_jwk_works() {
         PLAINTEXT
     );
 }
+
+/// A gateway prepares its peers' keys and its own once: the prepared objects produce and
+/// open the same JWEs as the one-shot functions, and an opener refuses a JWE made for
+/// another key or algorithm with the one decryption code (no oracle).
+#[test]
+fn prepared_recipient_and_opener_match_the_one_shot_functions() {
+    use datagate::jwe::{Opener, Recipient};
+    let all = keys();
+    for (name, generated, _) in &all {
+        let recipient = Recipient::new(&public(&generated.key)).expect("recipient");
+        let opener = Opener::new(&generated.key).expect("opener");
+        let prepared = recipient
+            .encrypt(PLAINTEXT, Some("k1"), Some("application/json"))
+            .expect("encrypt");
+        let opened = decrypt(&prepared, &generated.key, &Policy::production()).expect(name);
+        assert_eq!(opened.plaintext, PLAINTEXT, "{name}");
+        let one_shot = encrypt(PLAINTEXT, &public(&generated.key), None, None).expect("encrypt");
+        assert_eq!(opener.decrypt(&one_shot).expect(name).plaintext, PLAINTEXT);
+    }
+    // An EC opener and a JWE for an RSA key, and two EC keys: refused alike.
+    let ec = Opener::new(&all[0].1.key).expect("opener");
+    for (_, other, _) in &all[1..] {
+        let token = encrypt(PLAINTEXT, &public(&other.key), None, None).expect("encrypt");
+        assert_eq!(
+            ec.decrypt(&token).map_err(|e| e.code()).err(),
+            Some("jwe.decryption_failed")
+        );
+    }
+    let stranger = common::ec_p256();
+    let token = encrypt(PLAINTEXT, &public(&stranger.key), None, None).expect("encrypt");
+    assert_eq!(
+        ec.decrypt(&token).map_err(|e| e.code()).err(),
+        Some("jwe.decryption_failed")
+    );
+}
