@@ -94,11 +94,12 @@ pub enum ErrorCode {
     FederationProviderUnavailable,
     FederationProviderRefused,
     FederationResponseInvalid,
+    JournalOverloaded,
 }
 
 impl ErrorCode {
     /// Every code, in the order of `docs/ERRORS.md`.
-    pub const ALL: [ErrorCode; 65] = [
+    pub const ALL: [ErrorCode; 66] = [
         ErrorCode::RequestRouteNotFound,
         ErrorCode::RequestPathInvalid,
         ErrorCode::RequestClientMissing,
@@ -164,6 +165,7 @@ impl ErrorCode {
         ErrorCode::FederationProviderUnavailable,
         ErrorCode::FederationProviderRefused,
         ErrorCode::FederationResponseInvalid,
+        ErrorCode::JournalOverloaded,
     ];
 
     /// The code whose stable name is `name` (a peer gateway's problem answer).
@@ -241,6 +243,7 @@ impl ErrorCode {
             ErrorCode::FederationProviderUnavailable => "federation.provider_unavailable",
             ErrorCode::FederationProviderRefused => "federation.provider_refused",
             ErrorCode::FederationResponseInvalid => "federation.response_invalid",
+            ErrorCode::JournalOverloaded => "journal.overloaded",
         }
     }
 
@@ -312,6 +315,7 @@ impl ErrorCode {
             ErrorCode::FederationProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::FederationProviderRefused => StatusCode::BAD_GATEWAY,
             ErrorCode::FederationResponseInvalid => StatusCode::BAD_GATEWAY,
+            ErrorCode::JournalOverloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -383,6 +387,7 @@ impl ErrorCode {
             ErrorCode::FederationProviderUnavailable => Origin::Upstream,
             ErrorCode::FederationProviderRefused => Origin::Upstream,
             ErrorCode::FederationResponseInvalid => Origin::Upstream,
+            ErrorCode::JournalOverloaded => Origin::Internal,
         }
     }
 
@@ -421,6 +426,7 @@ impl ErrorCode {
                 | ErrorCode::GatewayTimeout
                 | ErrorCode::GatewayOverloaded
                 | ErrorCode::JournalUnavailable
+                | ErrorCode::JournalOverloaded
                 | ErrorCode::FederationConfigurationMissing
                 | ErrorCode::FederationConfigurationExpired
                 | ErrorCode::FederationProviderUnavailable

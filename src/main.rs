@@ -237,6 +237,17 @@ fn main() -> ExitCode {
         Command::Certs { dir } => match datagate::pki::write_dev_pki(&dir) {
             Ok(pki) => {
                 println!("dev PKI written to {} (not for production)", dir.display());
+                let journal_key = dir.join("journal.key");
+                match datagate::journal::load_or_create_key(&journal_key) {
+                    Ok(_) => println!(
+                        "  journal key: {} (keep it; every replica of the node needs the same)",
+                        journal_key.display()
+                    ),
+                    Err(error) => {
+                        eprintln!("cannot write the journal key: {error}");
+                        return ExitCode::FAILURE;
+                    }
+                }
                 for client in &pki.clients {
                     println!(
                         "  {}: {} sha256={}",

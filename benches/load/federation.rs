@@ -354,6 +354,8 @@ fn write_node(
     std::fs::write(&key, &node.certificate.key_pem)?;
     let registry_file = dir.join("registry.toml");
     std::fs::write(&registry_file, registry)?;
+    // The node's journal key, as `datagate certs` writes it (a node never makes its own).
+    datagate::journal::load_or_create_key(&dir.join("journal.key"))?;
     let file = dir.join("datagate.toml");
     let p = |path: &Path| setup::toml_path(path);
     std::fs::write(

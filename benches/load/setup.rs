@@ -258,6 +258,8 @@ pub fn write_gateway(
     write_adapter(&adapters, stub_port)?;
     let registry_file = dir.join("registry.toml");
     std::fs::write(&registry_file, registry(pki))?;
+    // The node's journal key, as `datagate certs` writes it (a node never makes its own).
+    datagate::journal::load_or_create_key(&dir.join("journal.key"))?;
     let file = dir.join("datagate.toml");
     std::fs::write(
         &file,

@@ -165,8 +165,8 @@ pub struct NodeConfig {
     pub services: BTreeMap<ServiceId, String>,
     /// Journal database file.
     pub journal_path: PathBuf,
-    /// Key for the journal's keyed digests, if configured (else derived per node start).
-    pub journal_key_file: Option<PathBuf>,
+    /// Key of the journal's keyed digests (required; at least 32 bytes).
+    pub journal_key_file: PathBuf,
     /// Request limits.
     pub limits: Limits,
     /// `[dangerous] disable_journal`: exchanges are not journaled.
@@ -403,6 +403,21 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
     };
 
     let limits = Limits::build(&raw.limits, file, &mut errors);
+    match std::fs::metadata(resolve(&raw.journal.hmac_key_file)) {
+        Ok(meta) if meta.len() >= 32 => {}
+        Ok(_) => errors.push(ConfigError::new(
+            file,
+            "journal.hmac_key_file",
+            "holds fewer than 32 bytes".into(),
+        )),
+        Err(_) => errors.push(ConfigError::new(
+            file,
+            "journal.hmac_key_file",
+            "cannot be read: the journal key must exist before the node starts \
+             (`datagate certs` writes one; or 32 random bytes)"
+                .into(),
+        )),
+    }
     let federation = raw
         .federation
         .as_ref()
@@ -438,7 +453,7 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
                 adapters,
                 services,
                 journal_path: resolve(&raw.journal.path),
-                journal_key_file: raw.journal.hmac_key_file.as_deref().map(resolve),
+                journal_key_file: resolve(&raw.journal.hmac_key_file),
                 dangerous_disable_journal: raw.dangerous.disable_journal,
                 limits,
                 federation: federation.flatten(),

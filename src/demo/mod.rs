@@ -333,6 +333,11 @@ pub async fn run(project_dir: &Path, state_dir: &Path) -> anyhow::Result<()> {
     let config_file = write_node_config(&state, &project, &pki, &federation)?;
     let province_file = write_peer_config(&state.join("lgsp-hcm"), &pki, &federation, false)?;
     let hub_file = write_peer_config(&state.join("ndxp"), &pki, &federation, true)?;
+    // Each node's journal key, made once and kept across demo runs, as `datagate certs`
+    // makes one for a real node (a node never makes its own).
+    for dir in [state.clone(), state.join("lgsp-hcm"), state.join("ndxp")] {
+        crate::journal::load_or_create_key(&dir.join("journal.key"))?;
+    }
     let load = |file: &Path| {
         crate::config::load(file).map_err(|errors| {
             anyhow::anyhow!(

@@ -205,16 +205,13 @@ async fn exchange(gateway: Arc<Gateway>, request: Request, arrival: Arrival) -> 
                     .map(|signature| crate::journal::plain_digest(signature.as_bytes()))
             }),
             remote_key_id: ctx.and_then(|ctx| ctx.trail.remote_key_id.clone()),
+            key_id: gateway.journal().key_id().to_owned(),
         };
         // Invariant 3: journaled before acknowledged. A journal failure turns the
         // answer into 503 so the consumer never holds data the journal lacks.
         if let Err(error) = gateway.journal().append(record).await {
             tracing::error!(error = %error, "journal append failed; refusing to answer");
-            response = GatewayError::new(
-                ErrorCode::JournalUnavailable,
-                "the exchange could not be journaled",
-            )
-            .into_problem(Some(&message_id));
+            response = journal_refusal(&error).into_problem(Some(&message_id));
         }
     }
 
@@ -248,6 +245,22 @@ async fn exchange(gateway: Arc<Gateway>, request: Request, arrival: Arrival) -> 
         "exchange"
     );
     response
+}
+
+/// The answer when an exchange could not be journaled: a full queue is back-pressure
+/// (`journal.overloaded`, retry later); anything else, the journal is unavailable.
+pub(super) fn journal_refusal(error: &crate::journal::JournalError) -> GatewayError {
+    match error {
+        crate::journal::JournalError::Overloaded => GatewayError::new(
+            ErrorCode::JournalOverloaded,
+            "the journal is behind; the exchange was not answered so it is not lost",
+        )
+        .with_retry_after(std::time::Duration::from_secs(1)),
+        _ => GatewayError::new(
+            ErrorCode::JournalUnavailable,
+            "the exchange could not be journaled",
+        ),
+    }
 }
 
 /// The request target (path and query) as sent, borrowed: what the digests cover

@@ -192,14 +192,11 @@ async fn relay_journaled(gateway: Arc<Gateway>, request: Request) -> Response {
                 .as_deref()
                 .map(|signature| crate::journal::plain_digest(signature.as_bytes())),
             remote_key_id: trail.sender_key_id,
+            key_id: journal.key_id().to_owned(),
         };
         if let Err(error) = journal.append(record).await {
             tracing::error!(error = %error, "journal append failed; refusing to relay the answer");
-            response = GatewayError::new(
-                ErrorCode::JournalUnavailable,
-                "the relay could not be journaled",
-            )
-            .into_problem(Some(&message_id));
+            response = super::exchange::journal_refusal(&error).into_problem(Some(&message_id));
         }
     }
     let status = response.status().as_u16().to_string();

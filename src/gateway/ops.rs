@@ -31,13 +31,16 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         .map(|(name, _)| name.as_str())
         .collect();
     down.sort_unstable();
+    let journal = gateway.journal();
+    let ready = runtime.ready() && journal.ready();
     let body = serde_json::json!({
-        "ready": down.is_empty(),
+        "ready": ready,
         "contracts": runtime.contracts.len(),
         "secure_servers": runtime.registry.len(),
         "backends_down": down,
+        "journal": journal.health(),
     });
-    let status = if runtime.ready() {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

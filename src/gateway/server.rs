@@ -85,14 +85,12 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
             }
         });
     }
-    let key = match &config.journal_key_file {
-        Some(path) => journal::load_or_create_key(path)?,
-        None => {
-            let mut key = vec![0u8; 32];
-            aws_lc_rs::rand::fill(&mut key).map_err(|_| anyhow::anyhow!("no randomness"))?;
-            key
-        }
-    };
+    let key = journal::read_key(&config.journal_key_file).with_context(|| {
+        format!(
+            "cannot read the journal key {}",
+            config.journal_key_file.display()
+        )
+    })?;
     let journal = if config.dangerous_disable_journal {
         tracing::warn!(
             "DANGEROUS: [dangerous] disable_journal is set: exchanges are NOT journaled; \

@@ -72,6 +72,19 @@ pub struct ExchangeRecord {
     pub signature_digest: Option<String>,
     /// Key id (certificate SHA-256) of the gateway at the other end of this leg.
     pub remote_key_id: Option<String>,
+    /// Id of the journal key the digests were made with ([`key_id`]), so keys can rotate
+    /// and a digest is always checked against the right key.
+    pub key_id: String,
+}
+
+/// The id of a journal key: the first 16 hex digits of SHA-256 over a label and the key.
+/// It names the key without revealing it.
+pub fn key_id(key: &[u8]) -> String {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    context.update(b"datagate journal key id\0");
+    context.update(key);
+    let digest = crate::base::hex::encode(context.finish().as_ref());
+    digest[..16].to_owned()
 }
 
 /// SHA-256 (hex) of `bytes`, unkeyed: for values every node of a federated exchange
@@ -89,6 +102,12 @@ pub enum JournalError {
     /// The writer task is gone (shutting down).
     #[error("the journal writer has stopped")]
     Closed,
+    /// The writer's queue is full: the store is slower than the exchanges.
+    #[error("the journal queue is full")]
+    Overloaded,
+    /// The record was not durable within the acknowledgement deadline.
+    #[error("the journal did not acknowledge in time")]
+    Timeout,
 }
 
 /// A durable store of records.
@@ -104,6 +123,28 @@ type Pending = (ExchangeRecord, oneshot::Sender<Result<(), JournalError>>);
 
 /// The most records committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// Records waiting for the writer: beyond it appends are refused at once (503), so a
+/// slow disk never piles up memory or waiting handlers.
+pub const QUEUE_CAPACITY: usize = 4096;
+/// How long an exchange waits for its record to be durable before it is answered 503.
+pub const ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What `/readyz` reports of the journal.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JournalHealth {
+    /// Whether exchanges are journaled at all.
+    pub enabled: bool,
+    /// Whether the writer task runs.
+    pub writer_running: bool,
+    /// Whether the last commit succeeded.
+    pub last_commit_ok: bool,
+    /// Records waiting for the writer.
+    pub queued: usize,
+    /// The queue's capacity.
+    pub capacity: usize,
+    /// The key id of the digests.
+    pub key_id: String,
+}
 
 /// Handle to the journal writer; cheap to clone.
 #[derive(Debug, Clone)]
@@ -111,19 +152,33 @@ pub struct Journal {
     /// `None` when the journal is disabled by `[dangerous] disable_journal`.
     sender: Option<mpsc::Sender<Pending>>,
     key: std::sync::Arc<aws_lc_rs::hmac::Key>,
+    key_id: String,
+    last_commit_ok: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The store's file, for read-only lookups beside the writer.
     reader: Option<std::path::PathBuf>,
 }
 
 impl Journal {
     /// Starts the writer task over `store`.
-    pub fn start(mut store: impl JournalStore, key_bytes: &[u8]) -> Self {
-        let (sender, mut receiver) = mpsc::channel::<Pending>(4096);
+    pub fn start(store: impl JournalStore, key_bytes: &[u8]) -> Self {
+        Journal::start_with_capacity(store, key_bytes, QUEUE_CAPACITY)
+    }
+
+    /// [`Journal::start`] with a queue of `capacity` records (tests use a small one).
+    pub fn start_with_capacity(
+        mut store: impl JournalStore,
+        key_bytes: &[u8],
+        capacity: usize,
+    ) -> Self {
+        let (sender, mut receiver) = mpsc::channel::<Pending>(capacity.max(1));
+        let last_commit_ok = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let commits = last_commit_ok.clone();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 let (records, waiters): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
                 let outcome = store.append_batch(&records).await;
+                commits.store(outcome.is_ok(), std::sync::atomic::Ordering::Relaxed);
                 if let Err(error) = &outcome {
                     tracing::error!(error = %error, records = records.len(), "journal commit failed");
                 }
@@ -139,6 +194,8 @@ impl Journal {
                 aws_lc_rs::hmac::HMAC_SHA256,
                 key_bytes,
             )),
+            key_id: key_id(key_bytes),
+            last_commit_ok,
             reader: None,
         }
     }
@@ -166,6 +223,8 @@ impl Journal {
                 aws_lc_rs::hmac::HMAC_SHA256,
                 key_bytes,
             )),
+            key_id: key_id(key_bytes),
+            last_commit_ok: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             reader: None,
         }
     }
@@ -175,17 +234,58 @@ impl Journal {
         self.sender.is_some()
     }
 
-    /// Appends a record and waits until it is durable.
+    /// Appends a record and waits, at most [`ACK_TIMEOUT`], until it is durable. A full
+    /// queue is refused at once ([`JournalError::Overloaded`]): back-pressure, never an
+    /// unbounded queue of records or of waiting handlers.
     pub async fn append(&self, record: ExchangeRecord) -> Result<(), JournalError> {
         let Some(sender) = &self.sender else {
             return Ok(());
         };
         let (ack, done) = oneshot::channel();
         sender
-            .send((record, ack))
-            .await
-            .map_err(|_| JournalError::Closed)?;
-        done.await.map_err(|_| JournalError::Closed)?
+            .try_send((record, ack))
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => JournalError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => JournalError::Closed,
+            })?;
+        match tokio::time::timeout(ACK_TIMEOUT, done).await {
+            Ok(acknowledged) => acknowledged.map_err(|_| JournalError::Closed)?,
+            Err(_) => Err(JournalError::Timeout),
+        }
+    }
+
+    /// The id of the key this journal's digests are made with.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// What `/readyz` reports.
+    pub fn health(&self) -> JournalHealth {
+        let (writer_running, queued, capacity) = match &self.sender {
+            Some(sender) => (
+                !sender.is_closed(),
+                sender.max_capacity() - sender.capacity(),
+                sender.max_capacity(),
+            ),
+            None => (false, 0, 0),
+        };
+        JournalHealth {
+            enabled: self.sender.is_some(),
+            writer_running,
+            last_commit_ok: self
+                .last_commit_ok
+                .load(std::sync::atomic::Ordering::Relaxed),
+            queued,
+            capacity,
+            key_id: self.key_id.clone(),
+        }
+    }
+
+    /// Whether the journal can take records now (or is disabled on purpose).
+    pub fn ready(&self) -> bool {
+        let health = self.health();
+        !health.enabled
+            || (health.writer_running && health.last_commit_ok && health.queued < health.capacity)
     }
 
     /// Keyed digest (HMAC-SHA256, hex) of the given parts, separated unambiguously.
@@ -199,7 +299,19 @@ impl Journal {
     }
 }
 
-/// Reads the journal key from `path`, creating a random 32-byte key when missing.
+/// Reads the journal key from `path`: at least 32 bytes, never created here.
+pub fn read_key(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let bytes = std::fs::read(path)?;
+    if bytes.len() < 32 {
+        return Err(std::io::Error::other(
+            "journal key file holds fewer than 32 bytes",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Reads the journal key from `path`, creating a random 32-byte key when missing (the
+/// demo and `datagate certs`; a node never does, see [`read_key`]).
 pub fn load_or_create_key(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     match std::fs::read(path) {
         Ok(bytes) if bytes.len() >= 32 => Ok(bytes),
@@ -221,5 +333,100 @@ pub fn load_or_create_key(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
             Ok(key)
         }
         Err(error) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, key_id: &str) -> ExchangeRecord {
+        let at = time::OffsetDateTime::UNIX_EPOCH;
+        ExchangeRecord {
+            message_id: id.to_owned(),
+            client: None,
+            service: None,
+            method: "GET".into(),
+            operation: None,
+            purpose: None,
+            contract_id: None,
+            peer_fingerprint: None,
+            status: 200,
+            error_code: None,
+            request_in_at: at,
+            request_out_at: None,
+            response_in_at: None,
+            response_out_at: at,
+            request_bytes: 0,
+            response_bytes: 0,
+            request_digest: String::new(),
+            response_digest: None,
+            subject_digest: None,
+            leg: "local",
+            signature_digest: None,
+            remote_key_id: None,
+            key_id: key_id.to_owned(),
+        }
+    }
+
+    /// A store that holds every batch until released: a disk that has stalled.
+    struct StalledStore(std::sync::Arc<tokio::sync::Semaphore>);
+
+    impl JournalStore for StalledStore {
+        fn append_batch<'a>(
+            &'a mut self,
+            _records: &'a [ExchangeRecord],
+        ) -> Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + 'a>> {
+            let gate = self.0.clone();
+            Box::pin(async move {
+                let _permit = gate.acquire().await.map_err(|_| JournalError::Closed)?;
+                Ok(())
+            })
+        }
+    }
+
+    /// 003 Điều 33 (tra soát): a citizen's records are found by their digests, so the key
+    /// and its id are the same at every start and on every replica given the same key
+    /// file, and differ for another key; the id does not reveal the key.
+    #[test]
+    fn key_id_names_the_key_stably_without_revealing_it() {
+        let key = [7u8; 32];
+        assert_eq!(key_id(&key), key_id(&key));
+        assert_ne!(key_id(&key), key_id(&[8u8; 32]));
+        assert_eq!(key_id(&key).len(), 16);
+        assert!(!key_id(&key).contains(&crate::base::hex::encode(&key[..8])));
+    }
+
+    /// Issue 9, fix first: with the store stalled, the journal's queue fills and further
+    /// appends are refused at once (back-pressure with a code), never queued without
+    /// bound; `/readyz` says so; when the store recovers, the queue drains.
+    #[tokio::test]
+    async fn a_stalled_store_fills_the_bounded_queue_then_refuses_at_once() {
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+        let journal = Journal::start_with_capacity(StalledStore(gate.clone()), &[1; 32], 2);
+        let id = journal.key_id().to_owned();
+        // One batch taken by the writer (stalled), two waiting in the queue.
+        let mut waiting = Vec::new();
+        for n in 0..3 {
+            let journal = journal.clone();
+            let id = id.clone();
+            waiting.push(tokio::spawn(async move {
+                journal.append(record(&format!("m{n}"), &id)).await
+            }));
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let refused = journal.append(record("m-over", &id)).await;
+        assert!(
+            matches!(refused, Err(JournalError::Overloaded)),
+            "{refused:?}"
+        );
+        assert!(!journal.ready());
+        assert_eq!(journal.health().queued, 2);
+        gate.add_permits(10);
+        for append in waiting {
+            assert!(append.await.expect("task").is_ok());
+        }
+        assert!(journal.ready());
     }
 }

@@ -31,7 +31,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS exchanges (
     subject_digest TEXT,
     leg TEXT NOT NULL DEFAULT 'local',
     signature_digest TEXT,
-    remote_key_id TEXT
+    remote_key_id TEXT,
+    key_id TEXT
 );
 CREATE INDEX IF NOT EXISTS exchanges_subject ON exchanges(subject_digest);
 CREATE INDEX IF NOT EXISTS exchanges_message ON exchanges(message_id);";
@@ -88,6 +89,7 @@ impl SqliteJournal {
                 "remote_key_id",
                 "ALTER TABLE exchanges ADD COLUMN remote_key_id TEXT",
             ),
+            ("key_id", "ALTER TABLE exchanges ADD COLUMN key_id TEXT"),
         ] {
             if !columns.iter().any(|name| name == column) {
                 sqlx::raw_sql(statement)
@@ -114,7 +116,7 @@ impl SqliteJournal {
             "INSERT INTO exchanges (message_id, client, service, method, operation, purpose,
              contract_id, peer_fingerprint, status, error_code, request_in_at, request_out_at,
              response_in_at, response_out_at, request_bytes, response_bytes, request_digest,
-             response_digest, subject_digest, leg, signature_digest, remote_key_id) ",
+             response_digest, subject_digest, leg, signature_digest, remote_key_id, key_id) ",
         );
         statement.push_values(records, |mut row, r| {
             row.push_bind(r.message_id.clone())
@@ -138,7 +140,8 @@ impl SqliteJournal {
                 .push_bind(r.subject_digest.clone())
                 .push_bind(r.leg)
                 .push_bind(r.signature_digest.clone())
-                .push_bind(r.remote_key_id.clone());
+                .push_bind(r.remote_key_id.clone())
+                .push_bind(r.key_id.clone());
         });
         statement
             .build()

@@ -109,6 +109,44 @@ fn check_accepts_a_valid_test_node_configuration() {
     );
 }
 
+/// Issue 9, fix first (003 Điều 33: a citizen's records must be findable across restarts):
+/// the journal key is configured, never made up at start. `check` refuses a
+/// configuration without `hmac_key_file`, with a key file that is missing, or with one
+/// too short to be a key.
+#[test]
+fn check_refuses_a_missing_or_short_journal_key() {
+    init();
+    let pki = TestPki::new();
+    let written = NodeBuilder::standard(&pki, "http://127.0.0.1:9").write();
+    let key = written.path("journal.key");
+
+    std::fs::write(&key, [1u8; 16]).expect("short key");
+    let output = check(&written.config_file);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("journal.hmac_key_file"),
+        "{output:?}"
+    );
+
+    std::fs::remove_file(&key).expect("remove key");
+    let output = check(&written.config_file);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("journal.hmac_key_file"));
+
+    let text = std::fs::read_to_string(&written.config_file).expect("config");
+    std::fs::write(
+        &written.config_file,
+        text.replace("hmac_key_file = \"journal.key\"\n", ""),
+    )
+    .expect("config");
+    let output = check(&written.config_file);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("hmac_key_file"),
+        "{output:?}"
+    );
+}
+
 /// The configuration `datagate demo` generates: the repository's own `adapters/`
 /// and `contracts/`, a dev PKI and a registry of the portal and the ministry.
 #[test]
@@ -160,6 +198,7 @@ dir = {adapters}
 
 [journal]
 path = "journal.sqlite"
+hmac_key_file = "journal.key"
 
 [[services]]
 id = "{CITIZEN_SERVICE}"
@@ -178,6 +217,7 @@ adapter = "enterprise-db"
     );
     let file = state.path().join("datagate.toml");
     std::fs::write(&file, config).expect("config");
+    std::fs::write(state.path().join("journal.key"), [7u8; 32]).expect("journal key");
 
     let output = check(&file);
     let stdout = String::from_utf8_lossy(&output.stdout);

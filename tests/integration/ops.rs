@@ -307,3 +307,39 @@ async fn reload_applies_a_valid_change_and_keeps_the_last_good_set_on_error() {
         .expect("lookup");
     expect_problem(response, 403, "contract.purpose_not_allowed").await;
 }
+
+/// Issue 9, fix first: `/readyz` reports the journal (writer, last commit, queue, key
+/// id), and every record names the id of the key its digests were made with, which is
+/// the configured key file's.
+#[tokio::test]
+async fn readyz_reports_the_journal_and_records_name_their_key() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url()).start().await;
+    let expected = datagate::journal::key_id(
+        &std::fs::read(node.written.path("journal.key")).expect("journal key"),
+    );
+    let body: Value = plain_client()
+        .get(node.ops_url("/readyz"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(body["journal"]["writer_running"], true, "{body}");
+    assert_eq!(body["journal"]["last_commit_ok"], true, "{body}");
+    assert_eq!(body["journal"]["key_id"], expected.as_str(), "{body}");
+    let response = node
+        .lookup_citizen_as(&pki.portal, PORTAL, Some(PURPOSE))
+        .await;
+    assert_eq!(response.status(), 200);
+    let rows = crate::journal::journal_rows(&node).await;
+    assert!(!rows.is_empty());
+    assert!(
+        rows.iter()
+            .all(|row| row["key_id"].as_deref() == Some(expected.as_str())),
+        "{rows:?}"
+    );
+}

@@ -526,6 +526,10 @@ impl<'a> NodeBuilder<'a> {
         std::fs::create_dir_all(root.join("adapters")).expect("mkdir");
 
         write("certs/ca.pem", self.pki.ca.cert_pem());
+        // Each node its own journal key, as `datagate certs` would write it.
+        let mut journal_key = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut journal_key).expect("randomness");
+        std::fs::write(root.join("journal.key"), journal_key).expect("journal key");
         let own = self.node_certificate.as_ref().unwrap_or(&self.pki.server);
         write("certs/server.pem", &own.cert_pem);
         write("certs/server-key.pem", &own.key_pem);
@@ -650,6 +654,7 @@ dir = "adapters"
 
 [journal]
 path = "journal.sqlite"
+hmac_key_file = "journal.key"
 
 [limits]
 {limits}
