@@ -61,6 +61,26 @@ enum Command {
         #[command(subcommand)]
         command: GlobalconfCommand,
     },
+    /// Check the node's journal offline.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// Verify the journal's hash chain: every record's hash against its content and its
+    /// link to the record before. Exit 0 when intact; otherwise 1, naming the first bad
+    /// record (sequence number and X-Road-Id).
+    Verify {
+        /// Node configuration (TOML): its `[journal] path`.
+        #[arg(long, env = "DATAGATE_CONFIG", conflicts_with = "journal")]
+        config: Option<PathBuf>,
+        /// Or the journal file itself (a copy, on another machine).
+        #[arg(long)]
+        journal: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -196,6 +216,9 @@ fn main() -> ExitCode {
         // The operator tools run to completion on files and stdin: no runtime.
         Command::Message { command } => finish(run_message(command)),
         Command::Globalconf { command } => finish(run_globalconf(command)),
+        Command::Journal {
+            command: JournalCommand::Verify { config, journal },
+        } => verify_journal(config, journal),
         Command::Check { config } => match datagate::config::load(&config) {
             Ok(loaded) => {
                 println!(
@@ -395,6 +418,67 @@ fn run_globalconf(command: GlobalconfCommand) -> Result<(), OperatorError> {
 
 /// Exit 0, or 1 with the stable code first on stderr (then the message, which names
 /// files, fields and components, never key material or header values).
+/// `datagate journal verify`.
+fn verify_journal(config: Option<PathBuf>, journal: Option<PathBuf>) -> ExitCode {
+    let path = match (config, journal) {
+        (_, Some(journal)) => journal,
+        (Some(config), None) => match datagate::config::load(&config) {
+            Ok(loaded) => loaded.journal_path,
+            Err(errors) => {
+                for error in &errors {
+                    eprintln!("invalid configuration: {error}");
+                }
+                return ExitCode::from(EXIT_INVALID_CONFIG);
+            }
+        },
+        (None, None) => {
+            eprintln!("usage.invalid: give --config FILE or --journal FILE");
+            return ExitCode::from(2);
+        }
+    };
+    if !path.exists() {
+        eprintln!("journal.unreadable: {} does not exist", path.display());
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(datagate::journal::sqlite::verify(&path)) {
+        Ok(datagate::journal::sqlite::Verification::Intact {
+            chained,
+            unchained,
+            head,
+        }) => {
+            println!(
+                "journal intact: {chained} chained records ({unchained} written before the chain), head {}",
+                head.as_deref().unwrap_or("none")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(datagate::journal::sqlite::Verification::Broken {
+            seq,
+            message_id,
+            reason,
+        }) => {
+            eprintln!(
+                "journal.broken: first bad record: seq {seq}, X-Road-Id {message_id}: {reason}"
+            );
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("journal.unreadable: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn finish(outcome: Result<(), OperatorError>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@
 //! Records never hold personal identifiers in clear: the subject and the
 //! request/response digests are HMAC-SHA256 under the node's journal key.
 
+pub mod chain;
 pub mod sqlite;
 
 use serde::Serialize;
@@ -75,6 +76,42 @@ pub struct ExchangeRecord {
     /// Id of the journal key the digests were made with ([`key_id`]), so keys can rotate
     /// and a digest is always checked against the right key.
     pub key_id: String,
+}
+
+impl ExchangeRecord {
+    /// The record's values as the store keeps them (text forms), in
+    /// [`chain::CHAINED_FIELDS`] order: what its hash covers.
+    pub fn stored_values(&self) -> Vec<Option<String>> {
+        let at = |at: time::OffsetDateTime| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        vec![
+            Some(self.message_id.clone()),
+            self.client.clone(),
+            self.service.clone(),
+            Some(self.method.clone()),
+            self.operation.clone(),
+            self.purpose.clone(),
+            self.contract_id.clone(),
+            self.peer_fingerprint.clone(),
+            Some(self.status.to_string()),
+            self.error_code.clone(),
+            Some(at(self.request_in_at)),
+            self.request_out_at.map(at),
+            self.response_in_at.map(at),
+            Some(at(self.response_out_at)),
+            Some(self.request_bytes.to_string()),
+            Some(self.response_bytes.to_string()),
+            Some(self.request_digest.clone()),
+            self.response_digest.clone(),
+            self.subject_digest.clone(),
+            Some(self.leg.to_owned()),
+            self.signature_digest.clone(),
+            self.remote_key_id.clone(),
+            Some(self.key_id.clone()),
+        ]
+    }
 }
 
 /// The id of a journal key: the first 16 hex digits of SHA-256 over a label and the key.

@@ -32,7 +32,10 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS exchanges (
     leg TEXT NOT NULL DEFAULT 'local',
     signature_digest TEXT,
     remote_key_id TEXT,
-    key_id TEXT
+    key_id TEXT,
+    chain_version INTEGER,
+    prev_hash TEXT,
+    record_hash TEXT
 );
 CREATE INDEX IF NOT EXISTS exchanges_subject ON exchanges(subject_digest);
 CREATE INDEX IF NOT EXISTS exchanges_message ON exchanges(message_id);";
@@ -41,6 +44,8 @@ CREATE INDEX IF NOT EXISTS exchanges_message ON exchanges(message_id);";
 #[derive(Debug)]
 pub struct SqliteJournal {
     connection: SqliteConnection,
+    /// The hash of the last chained record (the chain's head).
+    head: [u8; 32],
 }
 
 fn store_error(error: sqlx::Error) -> JournalError {
@@ -90,6 +95,18 @@ impl SqliteJournal {
                 "ALTER TABLE exchanges ADD COLUMN remote_key_id TEXT",
             ),
             ("key_id", "ALTER TABLE exchanges ADD COLUMN key_id TEXT"),
+            (
+                "chain_version",
+                "ALTER TABLE exchanges ADD COLUMN chain_version INTEGER",
+            ),
+            (
+                "prev_hash",
+                "ALTER TABLE exchanges ADD COLUMN prev_hash TEXT",
+            ),
+            (
+                "record_hash",
+                "ALTER TABLE exchanges ADD COLUMN record_hash TEXT",
+            ),
         ] {
             if !columns.iter().any(|name| name == column) {
                 sqlx::raw_sql(statement)
@@ -98,7 +115,21 @@ impl SqliteJournal {
                     .map_err(store_error)?;
             }
         }
-        Ok(SqliteJournal { connection })
+        // The chain continues from the last chained record (a journal written before the
+        // chain existed starts its chain after its old records).
+        let last: Option<String> = sqlx::query_scalar(
+            "SELECT record_hash FROM exchanges WHERE record_hash IS NOT NULL ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&mut connection)
+        .await
+        .map_err(store_error)?;
+        let head = match last {
+            None => super::chain::GENESIS,
+            Some(text) => super::chain::parse_hash(&text).ok_or_else(|| {
+                JournalError::Store("the journal's last record hash is not a hash".into())
+            })?,
+        };
+        Ok(SqliteJournal { connection, head })
     }
 
     /// Number of records (for tests and status).
@@ -116,9 +147,27 @@ impl SqliteJournal {
             "INSERT INTO exchanges (message_id, client, service, method, operation, purpose,
              contract_id, peer_fingerprint, status, error_code, request_in_at, request_out_at,
              response_in_at, response_out_at, request_bytes, response_bytes, request_digest,
-             response_digest, subject_digest, leg, signature_digest, remote_key_id, key_id) ",
+             response_digest, subject_digest, leg, signature_digest, remote_key_id, key_id,
+             chain_version, prev_hash, record_hash) ",
         );
-        statement.push_values(records, |mut row, r| {
+        // Each record linked to the one before, in the order they are inserted (the
+        // sequence numbers follow that order within the transaction).
+        let mut head = self.head;
+        let links: Vec<(String, String)> = records
+            .iter()
+            .map(|record| {
+                let values = record.stored_values();
+                let values: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
+                let hash = super::chain::link(&head, &super::chain::encode(&values));
+                let link = (
+                    crate::base::hex::encode(&head),
+                    crate::base::hex::encode(&hash),
+                );
+                head = hash;
+                link
+            })
+            .collect();
+        statement.push_values(records.iter().zip(&links), |mut row, (r, (prev, hash))| {
             row.push_bind(r.message_id.clone())
                 .push_bind(r.client.clone())
                 .push_bind(r.service.clone())
@@ -141,7 +190,10 @@ impl SqliteJournal {
                 .push_bind(r.leg)
                 .push_bind(r.signature_digest.clone())
                 .push_bind(r.remote_key_id.clone())
-                .push_bind(r.key_id.clone());
+                .push_bind(r.key_id.clone())
+                .push_bind(super::chain::CHAIN_VERSION)
+                .push_bind(prev.clone())
+                .push_bind(hash.clone());
         });
         statement
             .build()
@@ -150,8 +202,107 @@ impl SqliteJournal {
             .execute(&mut self.connection)
             .await
             .map_err(store_error)?;
+        self.head = head;
         Ok(())
     }
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// Every chained record links to the one before and its hash matches its content.
+    Intact {
+        /// Records checked.
+        chained: u64,
+        /// Records written before the chain existed (a prefix, not covered).
+        unchained: u64,
+        /// The last record's hash (lowercase hex), or `None` for an empty chain.
+        head: Option<String>,
+    },
+    /// The first record that does not verify.
+    Broken {
+        /// Its sequence number.
+        seq: i64,
+        /// Its `X-Road-Id`.
+        message_id: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// Checks the whole chain of the journal file at `path`, read-only: each record's hash
+/// against its content, and its link to the record before; names the first bad record.
+pub async fn verify(path: &Path) -> Result<Verification, JournalError> {
+    use sqlx::Row as _;
+    let mut connection = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .connect()
+        .await
+        .map_err(store_error)?;
+    let columns = super::chain::CHAINED_FIELDS
+        .iter()
+        .map(|c| format!("CAST({c} AS TEXT)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The column names are the chain's own constants, never input.
+    let query = format!(
+        "SELECT seq, chain_version, prev_hash, record_hash, {columns} FROM exchanges ORDER BY seq"
+    );
+    let mut rows = sqlx::query(sqlx::AssertSqlSafe(query)).fetch(&mut connection);
+    let mut head: Option<[u8; 32]> = None;
+    let (mut chained, mut unchained) = (0u64, 0u64);
+    use futures_util::TryStreamExt as _;
+    while let Some(row) = rows.try_next().await.map_err(store_error)? {
+        let seq: i64 = row.get(0);
+        let version: Option<i64> = row.get(1);
+        let prev: Option<String> = row.get(2);
+        let hash: Option<String> = row.get(3);
+        let values: Vec<Option<String>> = (0..super::chain::CHAINED_FIELDS.len())
+            .map(|i| row.get::<Option<String>, _>(4 + i))
+            .collect();
+        let message_id = values[0].clone().unwrap_or_default();
+        let broken = |reason| Verification::Broken {
+            seq,
+            message_id: message_id.clone(),
+            reason,
+        };
+        let (Some(prev), Some(hash)) = (prev, hash) else {
+            if head.is_some() {
+                return Ok(broken("an unchained record after the chain began"));
+            }
+            unchained += 1;
+            continue;
+        };
+        if version != Some(super::chain::CHAIN_VERSION) {
+            return Ok(broken("unknown chain version"));
+        }
+        let (Some(prev), Some(hash)) = (
+            super::chain::parse_hash(&prev),
+            super::chain::parse_hash(&hash),
+        ) else {
+            return Ok(broken("a stored hash is not a hash"));
+        };
+        let expected_prev = head.unwrap_or(super::chain::GENESIS);
+        if prev != expected_prev {
+            return Ok(broken(
+                "it does not link to the record before it (a record was removed, inserted or reordered)",
+            ));
+        }
+        let values: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
+        if super::chain::link(&prev, &super::chain::encode(&values)) != hash {
+            return Ok(broken(
+                "its content does not match its hash (it was changed)",
+            ));
+        }
+        head = Some(hash);
+        chained += 1;
+    }
+    Ok(Verification::Intact {
+        chained,
+        unchained,
+        head: head.map(|h| crate::base::hex::encode(&h)),
+    })
 }
 
 /// The records of `message_id` in the journal file at `path`, read-only.

@@ -217,3 +217,92 @@ async fn dangerous_disable_journal_serves_without_recording() {
         "no journal database is even created when the journal is disabled"
     );
 }
+
+/// Runs `datagate journal verify --journal FILE`.
+fn verify_journal(path: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_datagate"))
+        .args(["journal", "verify", "--journal"])
+        .arg(path)
+        .output()
+        .expect("datagate runs")
+}
+
+/// Issue 9 (003 Điều 33–35, đối chiếu, tra soát): the journal is hash-chained; `datagate
+/// journal verify` passes an intact journal and, for a record changed or removed after
+/// the fact, exits non-zero naming the first bad record by sequence number and X-Road-Id.
+#[tokio::test]
+async fn journal_verify_names_the_first_changed_or_removed_record() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let mut node = NodeBuilder::standard(&pki, &upstream.url()).start().await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let id = format!("chain-{n}");
+        let response = node
+            .client(&pki.portal)
+            .get(node.citizen_url(CITIZEN_ID))
+            .header("X-Road-Client", PORTAL)
+            .header("X-Purpose", PURPOSE)
+            .header("X-Road-Id", &id)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+        ids.push(id);
+    }
+    node.shutdown();
+    node.stopped().await.expect("stopped");
+    let journal = node.journal_path();
+    let intact = verify_journal(&journal);
+    assert!(intact.status.success(), "{intact:?}");
+    assert!(
+        String::from_utf8_lossy(&intact.stdout).contains("4 chained records"),
+        "{intact:?}"
+    );
+
+    let copy = |name: &str| {
+        let path = journal.with_file_name(name);
+        std::fs::copy(&journal, &path).expect("copy");
+        path
+    };
+    let edit = |path: std::path::PathBuf, statement: &'static str| async move {
+        let mut connection = SqliteConnectOptions::new()
+            .filename(&path)
+            .connect()
+            .await
+            .expect("open");
+        sqlx::query(statement)
+            .execute(&mut connection)
+            .await
+            .expect("edit");
+        path
+    };
+    // A changed status (an answer "made" successful after the fact).
+    let changed = edit(
+        copy("changed.sqlite"),
+        "UPDATE exchanges SET status = 403 WHERE seq = 2",
+    )
+    .await;
+    let output = verify_journal(&changed);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("seq 2") && stderr.contains(&ids[1]),
+        "{stderr}"
+    );
+
+    // A removed record: the next one no longer links.
+    let removed = edit(
+        copy("removed.sqlite"),
+        "DELETE FROM exchanges WHERE seq = 3",
+    )
+    .await;
+    let output = verify_journal(&removed);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("seq 4") && stderr.contains(&ids[3]),
+        "{stderr}"
+    );
+}
