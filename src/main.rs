@@ -453,11 +453,13 @@ fn verify_journal(config: Option<PathBuf>, journal: Option<PathBuf>) -> ExitCode
     match runtime.block_on(datagate::journal::sqlite::verify(&path)) {
         Ok(datagate::journal::sqlite::Verification::Intact {
             chained,
+            seals,
+            unsealed,
             unchained,
             head,
         }) => {
             println!(
-                "journal intact: {chained} chained records ({unchained} written before the chain), head {}",
+                "journal intact: {chained} chained records in {seals} signed seals ({unsealed} not yet sealed, {unchained} written before the chain), head {}",
                 head.as_deref().unwrap_or("none")
             );
             ExitCode::SUCCESS

@@ -98,11 +98,22 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
         );
         Journal::disabled(&key)
     } else {
+        // Batches are sealed with the node's own key (its registered certificate).
+        let sealer = journal::chain::Sealer {
+            key: crate::msgsig::SigningKey::from_pem(
+                &std::fs::read_to_string(&config.tls.key)?,
+                None,
+            )
+            .map_err(|e| anyhow::anyhow!("the [tls] key cannot sign journal seals: {e}"))?,
+            certificate: crate::trust::tls::load_certificates(&config.tls.certificate)?
+                .first()
+                .map(|leaf| leaf.to_vec())
+                .ok_or_else(|| anyhow::anyhow!("the [tls] certificate file holds none"))?,
+        };
         let store = journal::sqlite::SqliteJournal::open(&config.journal_path)
             .await
-            .with_context(|| {
-                format!("cannot open the journal {}", config.journal_path.display())
-            })?;
+            .with_context(|| format!("cannot open the journal {}", config.journal_path.display()))?
+            .with_sealer(sealer);
         Journal::start(store, &key).with_reader(&config.journal_path)
     };
     let runtime = Runtime::build(&mut config).map_err(anyhow::Error::msg)?;

@@ -37,6 +37,17 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS exchanges (
     prev_hash TEXT,
     record_hash TEXT
 );
+CREATE TABLE IF NOT EXISTS seals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    merkle_root TEXT NOT NULL,
+    head_hash TEXT NOT NULL,
+    sealed_at TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    certificate TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS exchanges_subject ON exchanges(subject_digest);
 CREATE INDEX IF NOT EXISTS exchanges_message ON exchanges(message_id);";
 
@@ -46,6 +57,8 @@ pub struct SqliteJournal {
     connection: SqliteConnection,
     /// The hash of the last chained record (the chain's head).
     head: [u8; 32],
+    /// Signs each batch's Merkle root (none: batches are chained but not sealed).
+    sealer: Option<super::chain::Sealer>,
 }
 
 fn store_error(error: sqlx::Error) -> JournalError {
@@ -129,7 +142,17 @@ impl SqliteJournal {
                 JournalError::Store("the journal's last record hash is not a hash".into())
             })?,
         };
-        Ok(SqliteJournal { connection, head })
+        Ok(SqliteJournal {
+            connection,
+            head,
+            sealer: None,
+        })
+    }
+
+    /// Seals every batch from now on: its Merkle root signed with the node's key.
+    pub fn with_sealer(mut self, sealer: super::chain::Sealer) -> Self {
+        self.sealer = Some(sealer);
+        self
     }
 
     /// Number of records (for tests and status).
@@ -195,13 +218,53 @@ impl SqliteJournal {
                 .push_bind(prev.clone())
                 .push_bind(hash.clone());
         });
-        statement
+        // The batch and its seal commit together: a sealed batch is never half there.
+        let mut transaction = sqlx::Connection::begin(&mut self.connection)
+            .await
+            .map_err(store_error)?;
+        let inserted = statement
             .build()
             // Small batches recur and are worth a cached prepared statement; large ones are rare.
             .persistent(records.len() <= 16)
-            .execute(&mut self.connection)
+            .execute(&mut *transaction)
             .await
             .map_err(store_error)?;
+        if let Some(sealer) = &self.sealer {
+            // One multi-row INSERT takes consecutive sequence numbers.
+            let last_seq = inserted.last_insert_rowid();
+            let first_seq = last_seq - records.len() as i64 + 1;
+            let leaves: Vec<[u8; 32]> = links
+                .iter()
+                .filter_map(|(_, hash)| super::chain::parse_hash(hash))
+                .collect();
+            let root = super::chain::merkle_root(&leaves);
+            let sealed_at = records
+                .last()
+                .map(|record| rfc3339(record.response_out_at))
+                .unwrap_or_default();
+            let payload = super::chain::seal_payload(first_seq, last_seq, &root, &head, &sealed_at);
+            let signature = sealer.key.sign(&payload).map_err(|error| {
+                JournalError::Store(format!("cannot sign the seal: {}", error.code()))
+            })?;
+            use base64::Engine as _;
+            let b64 = &base64::engine::general_purpose::STANDARD;
+            sqlx::query(
+                "INSERT INTO seals (first_seq, last_seq, merkle_root, head_hash, sealed_at,
+                 algorithm, signature, certificate) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(first_seq)
+            .bind(last_seq)
+            .bind(crate::base::hex::encode(&root))
+            .bind(crate::base::hex::encode(&head))
+            .bind(sealed_at)
+            .bind(sealer.key.algorithm().as_str())
+            .bind(b64.encode(signature))
+            .bind(b64.encode(&sealer.certificate))
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        }
+        transaction.commit().await.map_err(store_error)?;
         self.head = head;
         Ok(())
     }
@@ -214,6 +277,10 @@ pub enum Verification {
     Intact {
         /// Records checked.
         chained: u64,
+        /// Seals checked (each a batch's Merkle root signed by the node).
+        seals: u64,
+        /// Chained records after the last seal (a batch written without a sealer).
+        unsealed: u64,
         /// Records written before the chain existed (a prefix, not covered).
         unchained: u64,
         /// The last record's hash (lowercase hex), or `None` for an empty chain.
@@ -252,6 +319,7 @@ pub async fn verify(path: &Path) -> Result<Verification, JournalError> {
     let mut rows = sqlx::query(sqlx::AssertSqlSafe(query)).fetch(&mut connection);
     let mut head: Option<[u8; 32]> = None;
     let (mut chained, mut unchained) = (0u64, 0u64);
+    let mut hashes: std::collections::BTreeMap<i64, ([u8; 32], String)> = Default::default();
     use futures_util::TryStreamExt as _;
     while let Some(row) = rows.try_next().await.map_err(store_error)? {
         let seq: i64 = row.get(0);
@@ -296,10 +364,84 @@ pub async fn verify(path: &Path) -> Result<Verification, JournalError> {
             ));
         }
         head = Some(hash);
+        hashes.insert(seq, (hash, message_id.clone()));
         chained += 1;
     }
+    drop(rows);
+
+    // The seals: each batch's Merkle root over its records' hashes, and the node's
+    // signature over it, with the certificate stored beside it.
+    let seals = sqlx::query(
+        "SELECT first_seq, last_seq, merkle_root, head_hash, sealed_at, algorithm, signature,
+                certificate FROM seals ORDER BY id",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .map_err(store_error)?;
+    let mut last_sealed: Option<i64> = None;
+    for seal in &seals {
+        let first: i64 = seal.get(0);
+        let last: i64 = seal.get(1);
+        let id = |seq: i64| {
+            hashes
+                .get(&seq)
+                .map(|(_, id)| id.clone())
+                .unwrap_or_default()
+        };
+        let broken = |reason| Verification::Broken {
+            seq: first,
+            message_id: id(first),
+            reason,
+        };
+        let leaves: Vec<[u8; 32]> = (first..=last)
+            .filter_map(|seq| hashes.get(&seq).map(|(hash, _)| *hash))
+            .collect();
+        if last < first || leaves.len() as i64 != last - first + 1 {
+            return Ok(broken(
+                "a sealed batch lost records (removed from the journal)",
+            ));
+        }
+        let root = super::chain::merkle_root(&leaves);
+        let stored_root = super::chain::parse_hash(&seal.get::<String, _>(2));
+        let stored_head = super::chain::parse_hash(&seal.get::<String, _>(3));
+        if stored_root != Some(root) || stored_head != Some(leaves[leaves.len() - 1]) {
+            return Ok(broken(
+                "a sealed batch's records do not match its Merkle root",
+            ));
+        }
+        use base64::Engine as _;
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        let signature = b64.decode(seal.get::<String, _>(6)).unwrap_or_default();
+        let certificate = b64.decode(seal.get::<String, _>(7)).unwrap_or_default();
+        let algorithm = seal
+            .get::<String, _>(5)
+            .parse::<crate::msgsig::Algorithm>()
+            .ok();
+        let payload = super::chain::seal_payload(
+            first,
+            last,
+            &root,
+            &leaves[leaves.len() - 1],
+            &seal.get::<String, _>(4),
+        );
+        let verified = algorithm.is_some_and(|algorithm| {
+            crate::msgsig::VerifyingKey::from_certificate_der(&certificate, Some(algorithm))
+                .and_then(|key| key.verify(algorithm, &payload, &signature))
+                .is_ok()
+        });
+        if !verified {
+            return Ok(broken("a seal's signature does not verify"));
+        }
+        last_sealed = Some(last_sealed.map_or(last, |seen: i64| seen.max(last)));
+    }
+    let unsealed = hashes
+        .keys()
+        .filter(|seq| last_sealed.is_none_or(|last| **seq > last))
+        .count() as u64;
     Ok(Verification::Intact {
         chained,
+        seals: seals.len() as u64,
+        unsealed,
         unchained,
         head: head.map(|h| crate::base::hex::encode(&h)),
     })

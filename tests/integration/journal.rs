@@ -227,9 +227,11 @@ fn verify_journal(path: &std::path::Path) -> std::process::Output {
         .expect("datagate runs")
 }
 
-/// Issue 9 (003 Điều 33–35, đối chiếu, tra soát): the journal is hash-chained; `datagate
-/// journal verify` passes an intact journal and, for a record changed or removed after
-/// the fact, exits non-zero naming the first bad record by sequence number and X-Road-Id.
+/// Issue 9 (003 Điều 33–35, đối chiếu, tra soát): the journal is hash-chained and each
+/// batch sealed (its Merkle root signed with the node's key); `datagate journal verify`
+/// passes an intact journal and, for a record changed or removed after the fact (in the
+/// middle or at the end), or a seal altered, exits non-zero naming the first bad record
+/// by sequence number and X-Road-Id.
 #[tokio::test]
 async fn journal_verify_names_the_first_changed_or_removed_record() {
     init();
@@ -256,10 +258,9 @@ async fn journal_verify_names_the_first_changed_or_removed_record() {
     let journal = node.journal_path();
     let intact = verify_journal(&journal);
     assert!(intact.status.success(), "{intact:?}");
-    assert!(
-        String::from_utf8_lossy(&intact.stdout).contains("4 chained records"),
-        "{intact:?}"
-    );
+    let stdout = String::from_utf8_lossy(&intact.stdout);
+    assert!(stdout.contains("4 chained records"), "{intact:?}");
+    assert!(stdout.contains("0 not yet sealed"), "{intact:?}");
 
     let copy = |name: &str| {
         let path = journal.with_file_name(name);
@@ -304,5 +305,58 @@ async fn journal_verify_names_the_first_changed_or_removed_record() {
     assert!(
         stderr.contains("seq 4") && stderr.contains(&ids[3]),
         "{stderr}"
+    );
+
+    // The last record removed: no link breaks, but its seal no longer adds up.
+    let truncated = edit(
+        copy("truncated.sqlite"),
+        "DELETE FROM exchanges WHERE seq = 4",
+    )
+    .await;
+    let output = verify_journal(&truncated);
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("lost records"),
+        "{output:?}"
+    );
+
+    // A seal altered: its root no longer matches its records.
+    let forged = edit(
+        copy("forged-seal.sqlite"),
+        "UPDATE seals SET merkle_root = '0000000000000000000000000000000000000000000000000000000000000000'",
+    )
+    .await;
+    let output = verify_journal(&forged);
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("Merkle root"),
+        "{output:?}"
+    );
+
+    // A seal's signature replaced by another seal's: it no longer verifies.
+    let resigned = edit(
+        copy("resigned-seal.sqlite"),
+        "UPDATE seals SET signature = (SELECT signature FROM seals ORDER BY id DESC LIMIT 1) \
+         WHERE id = (SELECT MIN(id) FROM seals) AND (SELECT COUNT(*) FROM seals) > 1",
+    )
+    .await;
+    let output = verify_journal(&resigned);
+    let seals: i64 = {
+        let mut connection = SqliteConnectOptions::new()
+            .filename(&journal)
+            .read_only(true)
+            .connect()
+            .await
+            .expect("open");
+        sqlx::query_scalar("SELECT COUNT(*) FROM seals")
+            .fetch_one(&mut connection)
+            .await
+            .expect("count")
+    };
+    // The four lookups were answered one after the other: four batches, four seals.
+    assert!(seals >= 2, "{seals} seals");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("signature does not verify"),
+        "{output:?}"
     );
 }
