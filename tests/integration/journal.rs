@@ -6,6 +6,7 @@ use serde_json::json;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Row};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Every column of every row, as text (NULL as `None`), keyed by column name.
 pub async fn journal_rows(node: &TestNode) -> Vec<BTreeMap<String, Option<String>>> {
@@ -359,4 +360,130 @@ async fn journal_verify_names_the_first_changed_or_removed_record() {
         String::from_utf8_lossy(&output.stderr).contains("signature does not verify"),
         "{output:?}"
     );
+}
+
+/// A free port on 127.0.0.1 (bound, read, released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Issue 9, durability (004 Điều 27 khoản 3): `kill -9` under load loses nothing that was
+/// acknowledged: every exchange whose answer reached its client is in the journal, and
+/// the chain and its seals verify (a batch and its seal commit together).
+#[tokio::test]
+async fn kill_9_under_load_loses_no_acknowledged_exchange() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let written = NodeBuilder::standard(&pki, &upstream.url()).write();
+    let (consumer, ops) = (free_port(), free_port());
+    let text = std::fs::read_to_string(&written.config_file).expect("config");
+    let text = text
+        .replace(
+            "consumer = \"127.0.0.1:0\"",
+            &format!("consumer = \"127.0.0.1:{consumer}\""),
+        )
+        .replace(
+            "ops = \"127.0.0.1:0\"",
+            &format!("ops = \"127.0.0.1:{ops}\""),
+        );
+    std::fs::write(&written.config_file, text).expect("config");
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_datagate"))
+        .args(["serve", "--config"])
+        .arg(&written.config_file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("datagate serve");
+    let ready = format!("http://127.0.0.1:{ops}/readyz");
+    let mut up = false;
+    for _ in 0..100 {
+        if reqwest::get(&ready).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the node did not start");
+
+    let identity = reqwest::Identity::from_pem(
+        format!("{}{}", pki.portal.cert_pem, pki.portal.key_pem).as_bytes(),
+    )
+    .expect("identity");
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca.cert_pem().as_bytes()).expect("CA")])
+        .identity(identity)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let url = format!("https://127.0.0.1:{consumer}/r1/{CITIZEN_SERVICE}/{CITIZEN_ID}");
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for worker in 0..8 {
+        let (client, url, acknowledged, stop) = (
+            client.clone(),
+            url.clone(),
+            acknowledged.clone(),
+            stop.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let id = format!("kill9-{worker}-{n}");
+                n += 1;
+                let answer = client
+                    .get(&url)
+                    .header("X-Road-Client", PORTAL)
+                    .header("X-Purpose", PURPOSE)
+                    .header("X-Road-Id", &id)
+                    .send()
+                    .await;
+                if let Ok(response) = answer
+                    && response.status() == 200
+                    && response.bytes().await.is_ok()
+                {
+                    acknowledged.lock().expect("lock").push(id);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    node.kill().expect("kill -9");
+    let _ = node.wait();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for worker in workers {
+        let _ = worker.await;
+    }
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert!(
+        acknowledged.len() > 10,
+        "too little load: {}",
+        acknowledged.len()
+    );
+
+    let journal = written.path("journal.sqlite");
+    let verified = verify_journal(&journal);
+    assert!(verified.status.success(), "{verified:?}");
+    let mut connection = SqliteConnectOptions::new()
+        .filename(&journal)
+        .read_only(true)
+        .connect()
+        .await
+        .expect("open");
+    let ids: std::collections::HashSet<String> =
+        sqlx::query_scalar("SELECT message_id FROM exchanges")
+            .fetch_all(&mut connection)
+            .await
+            .expect("ids")
+            .into_iter()
+            .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !ids.contains(*id))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged but not journaled: {lost:?}");
 }
