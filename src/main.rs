@@ -75,11 +75,36 @@ enum JournalCommand {
     /// record (sequence number and X-Road-Id).
     Verify {
         /// Node configuration (TOML): its `[journal] path`.
-        #[arg(long, env = "DATAGATE_CONFIG", conflicts_with = "journal")]
+        #[arg(long, env = "DATAGATE_CONFIG", conflicts_with_all = ["journal", "bundle"])]
         config: Option<PathBuf>,
         /// Or the journal file itself (a copy, on another machine).
+        #[arg(long, conflicts_with = "bundle")]
+        journal: Option<PathBuf>,
+        /// Or an evidence bundle written by `journal export`: checked with nothing else.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
+    /// Write an evidence bundle: the records of one exchange (or a time range), their
+    /// inclusion proofs, their seals and the signing certificate.
+    Export {
+        /// Node configuration (TOML): its `[journal] path`.
+        #[arg(long, env = "DATAGATE_CONFIG", conflicts_with = "journal")]
+        config: Option<PathBuf>,
+        /// Or the journal file itself.
         #[arg(long)]
         journal: Option<PathBuf>,
+        /// The exchange's X-Road-Id.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        x_road_id: Option<String>,
+        /// Start of a time range (RFC 3339, UTC), inclusive.
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// End of a time range (RFC 3339, UTC), exclusive.
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// Where to write the bundle (JSON).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -217,8 +242,28 @@ fn main() -> ExitCode {
         Command::Message { command } => finish(run_message(command)),
         Command::Globalconf { command } => finish(run_globalconf(command)),
         Command::Journal {
-            command: JournalCommand::Verify { config, journal },
+            command:
+                JournalCommand::Verify {
+                    bundle: Some(bundle),
+                    ..
+                },
+        } => verify_bundle(&bundle),
+        Command::Journal {
+            command: JournalCommand::Verify {
+                config, journal, ..
+            },
         } => verify_journal(config, journal),
+        Command::Journal {
+            command:
+                JournalCommand::Export {
+                    config,
+                    journal,
+                    x_road_id,
+                    from,
+                    to,
+                    out,
+                },
+        } => export_journal(config, journal, x_road_id, from.zip(to), &out),
         Command::Check { config } => match datagate::config::load(&config) {
             Ok(loaded) => {
                 println!(
@@ -418,23 +463,112 @@ fn run_globalconf(command: GlobalconfCommand) -> Result<(), OperatorError> {
 
 /// Exit 0, or 1 with the stable code first on stderr (then the message, which names
 /// files, fields and components, never key material or header values).
-/// `datagate journal verify`.
-fn verify_journal(config: Option<PathBuf>, journal: Option<PathBuf>) -> ExitCode {
-    let path = match (config, journal) {
-        (_, Some(journal)) => journal,
+/// The journal file named by `--journal`, or by the configuration's `[journal] path`.
+fn journal_file(config: Option<PathBuf>, journal: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+    match (config, journal) {
+        (_, Some(journal)) => Ok(journal),
         (Some(config), None) => match datagate::config::load(&config) {
-            Ok(loaded) => loaded.journal_path,
+            Ok(loaded) => Ok(loaded.journal_path),
             Err(errors) => {
                 for error in &errors {
                     eprintln!("invalid configuration: {error}");
                 }
-                return ExitCode::from(EXIT_INVALID_CONFIG);
+                Err(ExitCode::from(EXIT_INVALID_CONFIG))
             }
         },
         (None, None) => {
             eprintln!("usage.invalid: give --config FILE or --journal FILE");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// `datagate journal verify --bundle`.
+fn verify_bundle(bundle: &std::path::Path) -> ExitCode {
+    let bytes = match std::fs::read(bundle) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            eprintln!("input.unreadable: {}: {error}", bundle.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match datagate::journal::bundle::verify_bundle(&bytes) {
+        Ok(records) => {
+            println!("bundle intact: {records} records, each included in its signed seal");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("journal.bundle_broken: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `datagate journal export`.
+fn export_journal(
+    config: Option<PathBuf>,
+    journal: Option<PathBuf>,
+    x_road_id: Option<String>,
+    range: Option<(String, String)>,
+    out: &std::path::Path,
+) -> ExitCode {
+    let path = match journal_file(config, journal) {
+        Ok(path) => path,
+        Err(code) => return code,
+    };
+    let selection = match (x_road_id, range) {
+        (Some(id), _) => datagate::journal::bundle::Selection::MessageId(id),
+        (None, Some((from, to))) => datagate::journal::bundle::Selection::Range { from, to },
+        (None, None) => {
+            eprintln!("usage.invalid: give --x-road-id ID or --from T --to T");
             return ExitCode::from(2);
         }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(datagate::journal::bundle::export(&path, &selection)) {
+        Ok(bundle) if bundle.records.is_empty() => {
+            eprintln!("journal.not_found: no sealed record matches");
+            ExitCode::FAILURE
+        }
+        Ok(bundle) => match serde_json::to_vec_pretty(&bundle)
+            .map_err(std::io::Error::other)
+            .and_then(|json| std::fs::write(out, json))
+        {
+            Ok(()) => {
+                println!(
+                    "bundle written: {} records, {} seals → {}",
+                    bundle.records.len(),
+                    bundle.seals.len(),
+                    out.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("output.failed: {}: {error}", out.display());
+                ExitCode::FAILURE
+            }
+        },
+        Err(error) => {
+            eprintln!("journal.unreadable: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `datagate journal verify`.
+fn verify_journal(config: Option<PathBuf>, journal: Option<PathBuf>) -> ExitCode {
+    let path = match journal_file(config, journal) {
+        Ok(path) => path,
+        Err(code) => return code,
     };
     if !path.exists() {
         eprintln!("journal.unreadable: {} does not exist", path.display());

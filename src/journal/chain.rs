@@ -212,3 +212,110 @@ mod merkle_tests {
         assert_ne!(merkle_root(&[a, b]), merkle_root(&[b, a]));
     }
 }
+
+fn node_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    context.update(&[0x01]);
+    context.update(left);
+    context.update(right);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(context.finish().as_ref());
+    out
+}
+
+/// The leaf hash of a record hash: `SHA-256(0x00 ‖ record hash)`.
+pub fn leaf_hash(record_hash: &[u8; 32]) -> [u8; 32] {
+    merkle_root(std::slice::from_ref(record_hash))
+}
+
+/// The audit path (RFC 6962 §2.1.1) of leaf `index` in the tree over `leaves`.
+pub fn audit_path(leaves: &[[u8; 32]], index: usize) -> Vec<[u8; 32]> {
+    let n = leaves.len();
+    if n <= 1 || index >= n {
+        return Vec::new();
+    }
+    let mut split = 1;
+    while split * 2 < n {
+        split *= 2;
+    }
+    if index < split {
+        let mut path = audit_path(&leaves[..split], index);
+        path.push(merkle_root(&leaves[split..]));
+        path
+    } else {
+        let mut path = audit_path(&leaves[split..], index - split);
+        path.push(merkle_root(&leaves[..split]));
+        path
+    }
+}
+
+/// Whether `path` proves the record hash at `index` of a tree of `size` leaves has the
+/// root `root` (RFC 9162 §2.1.3.2).
+pub fn verify_inclusion(
+    record_hash: &[u8; 32],
+    index: u64,
+    size: u64,
+    path: &[[u8; 32]],
+    root: &[u8; 32],
+) -> bool {
+    if index >= size {
+        return false;
+    }
+    let (mut f, mut s) = (index, size - 1);
+    let mut r = leaf_hash(record_hash);
+    for p in path {
+        if s == 0 {
+            return false;
+        }
+        if f & 1 == 1 || f == s {
+            r = node_hash(p, &r);
+            if f & 1 == 0 {
+                while f & 1 == 0 && f != 0 {
+                    f >>= 1;
+                    s >>= 1;
+                }
+            }
+        } else {
+            r = node_hash(&r, p);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    s == 0 && r == *root
+}
+
+#[cfg(test)]
+mod proof_tests {
+    use super::*;
+
+    /// Every leaf of trees of 1 to 17 leaves is proven by its audit path, and by no
+    /// other leaf's or root.
+    #[test]
+    fn audit_paths_prove_every_leaf_and_only_it() {
+        for n in 1..=17usize {
+            let leaves: Vec<[u8; 32]> = (0..n)
+                .map(|i| link(&GENESIS, &(i as u64).to_be_bytes()))
+                .collect();
+            let root = merkle_root(&leaves);
+            for (i, leaf) in leaves.iter().enumerate() {
+                let path = audit_path(&leaves, i);
+                assert!(
+                    verify_inclusion(leaf, i as u64, n as u64, &path, &root),
+                    "{n}/{i}"
+                );
+                let other = link(&GENESIS, b"other");
+                assert!(!verify_inclusion(&other, i as u64, n as u64, &path, &root));
+                if n > 1 {
+                    let wrong = (i + 1) % n;
+                    assert!(!verify_inclusion(
+                        leaf,
+                        wrong as u64,
+                        n as u64,
+                        &path,
+                        &root
+                    ));
+                }
+            }
+        }
+    }
+}

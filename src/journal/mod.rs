@@ -11,6 +11,7 @@
 //! Records never hold personal identifiers in clear: the subject and the
 //! request/response digests are HMAC-SHA256 under the node's journal key.
 
+pub mod bundle;
 pub mod chain;
 pub mod sqlite;
 
