@@ -84,6 +84,15 @@ enum JournalCommand {
         #[arg(long)]
         bundle: Option<PathBuf>,
     },
+    /// Compare two nodes' bundles of the same period (the consumer's and the provider's
+    /// side): list exchanges missing on one side, status and signature mismatches. Exit 0
+    /// when they agree, 1 otherwise.
+    Reconcile {
+        /// The first node's bundle (`journal export --from --to`).
+        a: PathBuf,
+        /// The second node's bundle of the same period.
+        b: PathBuf,
+    },
     /// Write an evidence bundle: the records of one exchange (or a time range), their
     /// inclusion proofs, their seals and the signing certificate.
     Export {
@@ -253,6 +262,9 @@ fn main() -> ExitCode {
                 config, journal, ..
             },
         } => verify_journal(config, journal),
+        Command::Journal {
+            command: JournalCommand::Reconcile { a, b },
+        } => reconcile_journals(&a, &b),
         Command::Journal {
             command:
                 JournalCommand::Export {
@@ -501,6 +513,58 @@ fn verify_bundle(bundle: &std::path::Path) -> ExitCode {
             eprintln!("journal.bundle_broken: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `datagate journal reconcile A B`.
+fn reconcile_journals(a: &std::path::Path, b: &std::path::Path) -> ExitCode {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|error| {
+            eprintln!("input.unreadable: {}: {error}", path.display());
+            ExitCode::FAILURE
+        })
+    };
+    let (bytes_a, bytes_b) = match (read(a), read(b)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let report = match datagate::journal::reconcile::reconcile(&bytes_a, &bytes_b) {
+        Ok(report) => report,
+        Err((side, error)) => {
+            eprintln!("journal.bundle_broken: bundle {side}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "reconciled: {} exchanges agree; {} only in A; {} only in B; {} status mismatches; {} signature mismatches",
+        report.matched.len(),
+        report.only_in_a.len(),
+        report.only_in_b.len(),
+        report.status_mismatches.len(),
+        report.signature_mismatches.len()
+    );
+    for (id, leg) in &report.only_in_a {
+        println!("only in A: {id} (leg {}, status {})", leg.leg, leg.status);
+    }
+    for (id, leg) in &report.only_in_b {
+        println!("only in B: {id} (leg {}, status {})", leg.leg, leg.status);
+    }
+    for (id, left, right) in &report.status_mismatches {
+        println!(
+            "status mismatch: {id}: A {} ({}), B {} ({})",
+            left.status, left.leg, right.status, right.leg
+        );
+    }
+    for (id, left, right) in &report.signature_mismatches {
+        println!(
+            "signature mismatch: {id}: A ({}) and B ({}) recorded different signatures",
+            left.leg, right.leg
+        );
+    }
+    if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod bundle;
 pub mod chain;
+pub mod reconcile;
 pub mod sqlite;
 
 use serde::Serialize;
