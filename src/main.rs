@@ -83,6 +83,12 @@ enum JournalCommand {
         /// Or an evidence bundle written by `journal export`: checked with nothing else.
         #[arg(long)]
         bundle: Option<PathBuf>,
+        /// Check only records received from this time on (RFC 3339, UTC), and their seals.
+        #[arg(long, requires = "to", conflicts_with = "bundle")]
+        from: Option<String>,
+        /// ... up to this time (exclusive).
+        #[arg(long, requires = "from")]
+        to: Option<String>,
     },
     /// Compare two nodes' bundles of the same period (the consumer's and the provider's
     /// side): list exchanges missing on one side, status and signature mismatches. Exit 0
@@ -258,10 +264,15 @@ fn main() -> ExitCode {
                 },
         } => verify_bundle(&bundle),
         Command::Journal {
-            command: JournalCommand::Verify {
-                config, journal, ..
-            },
-        } => verify_journal(config, journal),
+            command:
+                JournalCommand::Verify {
+                    config,
+                    journal,
+                    from,
+                    to,
+                    ..
+                },
+        } => verify_journal(config, journal, from.zip(to)),
         Command::Journal {
             command: JournalCommand::Reconcile { a, b },
         } => reconcile_journals(&a, &b),
@@ -629,7 +640,11 @@ fn export_journal(
 }
 
 /// `datagate journal verify`.
-fn verify_journal(config: Option<PathBuf>, journal: Option<PathBuf>) -> ExitCode {
+fn verify_journal(
+    config: Option<PathBuf>,
+    journal: Option<PathBuf>,
+    range: Option<(String, String)>,
+) -> ExitCode {
     let path = match journal_file(config, journal) {
         Ok(path) => path,
         Err(code) => return code,
@@ -648,7 +663,10 @@ fn verify_journal(config: Option<PathBuf>, journal: Option<PathBuf>) -> ExitCode
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(datagate::journal::sqlite::verify(&path)) {
+    let range = range
+        .as_ref()
+        .map(|(from, to)| (from.as_str(), to.as_str()));
+    match runtime.block_on(datagate::journal::sqlite::verify_range(&path, range)) {
         Ok(datagate::journal::sqlite::Verification::Intact {
             chained,
             seals,

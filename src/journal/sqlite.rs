@@ -300,6 +300,17 @@ pub enum Verification {
 /// Checks the whole chain of the journal file at `path`, read-only: each record's hash
 /// against its content, and its link to the record before; names the first bad record.
 pub async fn verify(path: &Path) -> Result<Verification, JournalError> {
+    verify_range(path, None).await
+}
+
+/// [`verify`], reporting only records whose `request_in_at` (stored RFC 3339 UTC text)
+/// falls in `[from, to)` and the seals over them: a record outside the range that does
+/// not verify is passed over (its stored hash carries the chain on), so a range can be
+/// checked without vouching for the rest.
+pub async fn verify_range(
+    path: &Path,
+    range: Option<(&str, &str)>,
+) -> Result<Verification, JournalError> {
     use sqlx::Row as _;
     let mut connection = SqliteConnectOptions::new()
         .filename(path)
@@ -320,6 +331,7 @@ pub async fn verify(path: &Path) -> Result<Verification, JournalError> {
     let mut head: Option<[u8; 32]> = None;
     let (mut chained, mut unchained) = (0u64, 0u64);
     let mut hashes: std::collections::BTreeMap<i64, ([u8; 32], String)> = Default::default();
+    let mut reported: std::collections::BTreeSet<i64> = Default::default();
     use futures_util::TryStreamExt as _;
     while let Some(row) = rows.try_next().await.map_err(store_error)? {
         let seq: i64 = row.get(0);
@@ -330,42 +342,64 @@ pub async fn verify(path: &Path) -> Result<Verification, JournalError> {
             .map(|i| row.get::<Option<String>, _>(4 + i))
             .collect();
         let message_id = values[0].clone().unwrap_or_default();
+        // `request_in_at` is the 11th chained field.
+        let in_range = range.is_none_or(|(from, to)| {
+            values[10]
+                .as_deref()
+                .is_some_and(|at| at >= from && at < to)
+        });
         let broken = |reason| Verification::Broken {
             seq,
             message_id: message_id.clone(),
             reason,
         };
-        let (Some(prev), Some(hash)) = (prev, hash) else {
-            if head.is_some() {
-                return Ok(broken("an unchained record after the chain began"));
+        let stored = hash.as_deref().and_then(super::chain::parse_hash);
+        let checked = (|| {
+            let (Some(prev), Some(hash)) = (prev.as_deref(), stored) else {
+                return Err(if hash.is_none() {
+                    "an unchained record after the chain began"
+                } else {
+                    "a stored hash is not a hash"
+                });
+            };
+            if version != Some(super::chain::CHAIN_VERSION) {
+                return Err("unknown chain version");
             }
-            unchained += 1;
-            continue;
-        };
-        if version != Some(super::chain::CHAIN_VERSION) {
-            return Ok(broken("unknown chain version"));
+            let prev = super::chain::parse_hash(prev).ok_or("a stored hash is not a hash")?;
+            if prev != head.unwrap_or(super::chain::GENESIS) {
+                return Err(
+                    "it does not link to the record before it (a record was removed, inserted or reordered)",
+                );
+            }
+            let values: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
+            if super::chain::link(&prev, &super::chain::encode(&values)) != hash {
+                return Err("its content does not match its hash (it was changed)");
+            }
+            Ok(hash)
+        })();
+        match checked {
+            // Rows written before the chain began: an unchained prefix.
+            Err(_) if head.is_none() && prev.is_none() && hash.is_none() => {
+                unchained += 1;
+                continue;
+            }
+            Err(reason) if in_range => return Ok(broken(reason)),
+            // Outside the range: not vouched for; its stored hash carries the chain on.
+            Err(_) => {
+                if let Some(stored) = stored {
+                    head = Some(stored);
+                    hashes.insert(seq, (stored, message_id.clone()));
+                }
+            }
+            Ok(hash) => {
+                head = Some(hash);
+                hashes.insert(seq, (hash, message_id.clone()));
+                if in_range {
+                    chained += 1;
+                    reported.insert(seq);
+                }
+            }
         }
-        let (Some(prev), Some(hash)) = (
-            super::chain::parse_hash(&prev),
-            super::chain::parse_hash(&hash),
-        ) else {
-            return Ok(broken("a stored hash is not a hash"));
-        };
-        let expected_prev = head.unwrap_or(super::chain::GENESIS);
-        if prev != expected_prev {
-            return Ok(broken(
-                "it does not link to the record before it (a record was removed, inserted or reordered)",
-            ));
-        }
-        let values: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
-        if super::chain::link(&prev, &super::chain::encode(&values)) != hash {
-            return Ok(broken(
-                "its content does not match its hash (it was changed)",
-            ));
-        }
-        head = Some(hash);
-        hashes.insert(seq, (hash, message_id.clone()));
-        chained += 1;
     }
     drop(rows);
 
@@ -379,9 +413,16 @@ pub async fn verify(path: &Path) -> Result<Verification, JournalError> {
     .await
     .map_err(store_error)?;
     let mut last_sealed: Option<i64> = None;
+    let mut checked_seals = 0u64;
     for seal in &seals {
         let first: i64 = seal.get(0);
         let last: i64 = seal.get(1);
+        // Only the seals over records the range reports.
+        if range.is_some() && reported.range(first..=last.max(first)).next().is_none() {
+            last_sealed = Some(last_sealed.map_or(last, |seen: i64| seen.max(last)));
+            continue;
+        }
+        checked_seals += 1;
         let id = |seq: i64| {
             hashes
                 .get(&seq)
@@ -434,13 +475,13 @@ pub async fn verify(path: &Path) -> Result<Verification, JournalError> {
         }
         last_sealed = Some(last_sealed.map_or(last, |seen: i64| seen.max(last)));
     }
-    let unsealed = hashes
-        .keys()
+    let unsealed = reported
+        .iter()
         .filter(|seq| last_sealed.is_none_or(|last| **seq > last))
         .count() as u64;
     Ok(Verification::Intact {
         chained,
-        seals: seals.len() as u64,
+        seals: checked_seals,
         unsealed,
         unchained,
         head: head.map(|h| crate::base::hex::encode(&h)),

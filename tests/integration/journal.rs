@@ -294,6 +294,31 @@ async fn journal_verify_names_the_first_changed_or_removed_record() {
         "{stderr}"
     );
 
+    // A range that leaves the changed record out verifies; one that takes it in names it.
+    let received: Vec<String> = crate::journal::journal_rows(&node)
+        .await
+        .into_iter()
+        .filter_map(|row| row["request_in_at"].clone())
+        .collect();
+    assert_eq!(received.len(), 4);
+    let range = |from: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_datagate"))
+            .args(["journal", "verify", "--journal"])
+            .arg(&changed)
+            .args(["--from", from, "--to", "9999-12-31T00:00:00Z"])
+            .output()
+            .expect("datagate runs")
+    };
+    let later = range(&received[2]);
+    assert!(later.status.success(), "{later:?}");
+    assert!(
+        String::from_utf8_lossy(&later.stdout).contains("2 chained records"),
+        "{later:?}"
+    );
+    let all = range(&received[0]);
+    assert!(!all.status.success(), "{all:?}");
+    assert!(String::from_utf8_lossy(&all.stderr).contains("seq 2"));
+
     // A removed record: the next one no longer links.
     let removed = edit(
         copy("removed.sqlite"),
