@@ -255,14 +255,20 @@ pub fn verify_bundle(bytes: &[u8]) -> Result<usize, BundleError> {
         ) else {
             return Err(fail("a hash is not a hash"));
         };
-        let payload =
-            chain::seal_payload(seal.first_seq, seal.last_seq, &root, &head, &seal.sealed_at);
         let signature = b64
             .decode(&seal.signature)
             .map_err(|_| fail("bad base64"))?;
         let certificate = b64
             .decode(&seal.certificate)
             .map_err(|_| fail("bad base64"))?;
+        let payload = chain::seal_payload(
+            seal.first_seq,
+            seal.last_seq,
+            &root,
+            &head,
+            &seal.sealed_at,
+            &certificate,
+        );
         let algorithm = seal
             .algorithm
             .parse::<crate::msgsig::Algorithm>()

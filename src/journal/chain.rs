@@ -149,13 +149,16 @@ pub fn merkle_root(leaves: &[[u8; 32]]) -> [u8; 32] {
     }
 }
 
-/// What a seal's signature covers, version 1.
+/// What a seal's signature covers, version 1: the batch's range, its Merkle root and
+/// head, when it was sealed, and the SHA-256 of the signing certificate (so the
+/// certificate stored beside the seal cannot be swapped for another holding the same key).
 pub fn seal_payload(
     first_seq: i64,
     last_seq: i64,
     root: &[u8; 32],
     head: &[u8; 32],
     sealed_at: &str,
+    certificate: &[u8],
 ) -> Vec<u8> {
     let mut out = b"datagate-journal-seal/1\n".to_vec();
     out.extend_from_slice(&first_seq.to_be_bytes());
@@ -164,6 +167,9 @@ pub fn seal_payload(
     out.extend_from_slice(head);
     out.extend_from_slice(&(sealed_at.len() as u32).to_be_bytes());
     out.extend_from_slice(sealed_at.as_bytes());
+    out.extend_from_slice(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, certificate).as_ref(),
+    );
     out
 }
 

@@ -242,7 +242,14 @@ impl SqliteJournal {
                 .last()
                 .map(|record| rfc3339(record.response_out_at))
                 .unwrap_or_default();
-            let payload = super::chain::seal_payload(first_seq, last_seq, &root, &head, &sealed_at);
+            let payload = super::chain::seal_payload(
+                first_seq,
+                last_seq,
+                &root,
+                &head,
+                &sealed_at,
+                &sealer.certificate,
+            );
             let signature = sealer.key.sign(&payload).map_err(|error| {
                 JournalError::Store(format!("cannot sign the seal: {}", error.code()))
             })?;
@@ -464,6 +471,7 @@ pub async fn verify_range(
             &root,
             &leaves[leaves.len() - 1],
             &seal.get::<String, _>(4),
+            &certificate,
         );
         let verified = algorithm.is_some_and(|algorithm| {
             crate::msgsig::VerifyingKey::from_certificate_der(&certificate, Some(algorithm))
