@@ -982,13 +982,18 @@ async fn lookups_fail_over_between_the_providers_secure_servers() {
 #[tokio::test]
 async fn expired_global_configuration_stops_federated_exchange_only() {
     let mut federation = Federation::start(Layout::default()).await;
+    // Long enough for every node to take it on a loaded machine, then wait it out.
+    let soon = OffsetDateTime::now_utc() + time::Duration::seconds(8);
     federation
         .republish(Layout::default(), |document| {
-            let soon = OffsetDateTime::now_utc() + time::Duration::seconds(3);
             document["expires_at"] = json!(rfc3339(soon));
         })
         .await;
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let left = soon - OffsetDateTime::now_utc() + time::Duration::milliseconds(300);
+    tokio::time::sleep(Duration::from_millis(
+        u64::try_from(left.whole_milliseconds()).unwrap_or(0),
+    ))
+    .await;
     let response = federation.lookup().await;
     assert_eq!(response.status(), 503);
     let problem: Value = response.json().await.expect("problem");
