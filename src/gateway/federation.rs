@@ -427,6 +427,12 @@ impl Federation {
     }
 }
 
+/// The largest body accepted between gateways: the JWE of a body of
+/// `request_body_bytes`, which base64url grows by 4/3, plus its header.
+pub fn jwe_body_limit(limits: &crate::config::Limits) -> usize {
+    limits.request_body_bytes.saturating_mul(4) / 3 + 4096
+}
+
 /// 16 random bytes, base64url: a signature's nonce.
 fn fresh_nonce() -> Result<String, GatewayError> {
     use base64::Engine as _;

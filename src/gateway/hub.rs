@@ -333,7 +333,7 @@ async fn relay_exchange(
     // The body streams through, checked against its digest on the way; a mismatch ends
     // the stream with an error, which aborts the call to the provider.
     let tampered = Arc::new(AtomicBool::new(false));
-    let limit = limits.request_body_bytes.saturating_mul(4) / 3 + 4096;
+    let limit = federation::jwe_body_limit(&limits);
     let stream = futures_util::stream::unfold(
         (
             body.into_data_stream(),

@@ -260,8 +260,7 @@ pub async fn open_body(
     body: Body,
 ) -> Result<(bytes::Bytes, Option<String>), GatewayError> {
     let federation = federation_of(gateway)?;
-    // The JWE of a body of `request_body_bytes` is about 4/3 of it plus its header.
-    let limit = runtime.limits.request_body_bytes.saturating_mul(4) / 3 + 4096;
+    let limit = federation::jwe_body_limit(&runtime.limits);
     let received = super::exchange::read_body(parts, body, limit, ctx.receive_deadline).await?;
     let digest = crate::protocol::single_header(
         &parts.headers,

@@ -99,11 +99,7 @@ pub async fn export(path: &Path, selection: &Selection) -> Result<Bundle, Journa
         .connect()
         .await
         .map_err(store_error)?;
-    let columns = CHAINED_FIELDS
-        .iter()
-        .map(|c| format!("CAST({c} AS TEXT)"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = chain::chained_columns_sql();
     // The column names are the chain's own constants, never input.
     let select = format!(
         "SELECT seq, chain_version, prev_hash, record_hash, {columns} FROM exchanges \

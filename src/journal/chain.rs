@@ -46,6 +46,16 @@ pub const CHAINED_FIELDS: [&str; 23] = [
     "key_id",
 ];
 
+/// The chained fields as SQL expressions reading their stored text forms, in order
+/// (`CAST(name AS TEXT), …`): what verification and export select.
+pub fn chained_columns_sql() -> String {
+    CHAINED_FIELDS
+        .iter()
+        .map(|c| format!("CAST({c} AS TEXT)"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The canonical encoding of a record given its stored values, in [`CHAINED_FIELDS`] order.
 pub fn encode(values: &[Option<&str>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);

@@ -325,11 +325,7 @@ pub async fn verify_range(
         .connect()
         .await
         .map_err(store_error)?;
-    let columns = super::chain::CHAINED_FIELDS
-        .iter()
-        .map(|c| format!("CAST({c} AS TEXT)"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = super::chain::chained_columns_sql();
     // The column names are the chain's own constants, never input.
     let query = format!(
         "SELECT seq, chain_version, prev_hash, record_hash, {columns} FROM exchanges ORDER BY seq"

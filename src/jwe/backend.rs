@@ -54,7 +54,8 @@ impl PreparedEncrypter {
     }
 }
 
-/// This node's key made ready once for the production algorithms it fits.
+/// A private key made ready once for one key-management algorithm (the policy, checked
+/// before, decides which algorithms may reach it).
 pub(super) enum PreparedDecrypter {
     EcdhEs(EcdhEsJweDecrypter),
     Rsa(RsaesJweDecrypter),
@@ -70,14 +71,19 @@ impl PreparedDecrypter {
                     .decrypter_from_der(&pkcs8.0)
                     .map_err(unusable)?,
             )),
+            KeyManagement::EcdhEsA128kw => Ok(PreparedDecrypter::EcdhEs(
+                ECDH_ES_A128KW
+                    .decrypter_from_der(&pkcs8.0)
+                    .map_err(unusable)?,
+            )),
             KeyManagement::RsaOaep256 => Ok(PreparedDecrypter::Rsa(
                 RSA_OAEP_256
                     .decrypter_from_der(&pkcs8.0)
                     .map_err(unusable)?,
             )),
-            KeyManagement::RsaOaep | KeyManagement::EcdhEsA128kw => Err(
-                JweError::AlgorithmUnsupported(format!("{} is not prepared", alg.name())),
-            ),
+            KeyManagement::RsaOaep => Ok(PreparedDecrypter::Rsa(
+                RSA_OAEP.decrypter_from_der(&pkcs8.0).map_err(unusable)?,
+            )),
         }
     }
 
@@ -90,81 +96,6 @@ impl PreparedDecrypter {
         .map(|(plaintext, _)| plaintext)
         .map_err(|_| JweError::DecryptionFailed)
     }
-}
-
-pub(super) fn encrypt(
-    plaintext: &[u8],
-    recipient: &PublicKey,
-    alg: KeyManagement,
-    enc: ContentEncryption,
-    kid: Option<&str>,
-    content_type: Option<&str>,
-) -> Result<String, JweError> {
-    let mut header = JweHeader::new();
-    header.set_content_encryption(enc.name());
-    if let Some(kid) = kid {
-        header.set_key_id(kid);
-    }
-    if let Some(cty) = content_type {
-        header.set_content_type(cty);
-    }
-    let spki = recipient.spki_der();
-    let unusable = |_| JweError::KeyUnsupported("recipient key not usable".to_owned());
-    let out = match alg {
-        KeyManagement::EcdhEsA256kw => {
-            let e = ECDH_ES_A256KW.encrypter_from_der(spki).map_err(unusable)?;
-            jwe::serialize_compact(plaintext, &header, &e)
-        }
-        KeyManagement::RsaOaep256 => {
-            let e = RSA_OAEP_256.encrypter_from_der(spki).map_err(unusable)?;
-            jwe::serialize_compact(plaintext, &header, &e)
-        }
-        // Never produced: `encrypt` chooses only the production algorithms.
-        KeyManagement::RsaOaep | KeyManagement::EcdhEsA128kw => {
-            return Err(JweError::AlgorithmUnsupported(format!(
-                "{} is not produced",
-                alg.name()
-            )));
-        }
-    };
-    out.map_err(|_| JweError::EncryptionFailed)
-}
-
-pub(super) fn decrypt(
-    compact: &str,
-    key: &PrivateKey,
-    alg: KeyManagement,
-) -> Result<Vec<u8>, JweError> {
-    let pkcs8 = Pkcs8(key.to_pkcs8_der());
-    let unusable = |_| JweError::KeyUnsupported(format!("key not usable for {}", alg.name()));
-    let result = match alg {
-        KeyManagement::EcdhEsA256kw => {
-            let d = ECDH_ES_A256KW
-                .decrypter_from_der(&pkcs8.0)
-                .map_err(unusable)?;
-            jwe::deserialize_compact(compact, &d)
-        }
-        KeyManagement::EcdhEsA128kw => {
-            let d = ECDH_ES_A128KW
-                .decrypter_from_der(&pkcs8.0)
-                .map_err(unusable)?;
-            jwe::deserialize_compact(compact, &d)
-        }
-        KeyManagement::RsaOaep256 => {
-            let d = RSA_OAEP_256
-                .decrypter_from_der(&pkcs8.0)
-                .map_err(unusable)?;
-            jwe::deserialize_compact(compact, &d)
-        }
-        KeyManagement::RsaOaep => {
-            let d = RSA_OAEP.decrypter_from_der(&pkcs8.0).map_err(unusable)?;
-            jwe::deserialize_compact(compact, &d)
-        }
-    };
-    // One code for every cryptographic failure: no oracle.
-    result
-        .map(|(plaintext, _)| plaintext)
-        .map_err(|_| JweError::DecryptionFailed)
 }
 
 /// A PKCS#8 copy, cleared when dropped.

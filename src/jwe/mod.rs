@@ -183,34 +183,17 @@ pub fn encrypt(
     kid: Option<&str>,
     content_type: Option<&str>,
 ) -> Result<String, JweError> {
-    let alg = match recipient.kind() {
-        KeyKind::EcP256 => KeyManagement::EcdhEsA256kw,
-        KeyKind::Rsa { bits } if bits >= MIN_RSA_BITS => KeyManagement::RsaOaep256,
-        kind => {
-            return Err(JweError::KeyUnsupported(format!(
-                "cannot encrypt to a {kind} key (EC P-256 or RSA ≥ {MIN_RSA_BITS})"
-            )));
-        }
-    };
-    // base64url grows the ciphertext by 4/3; the header and key take < 2 KiB
-    // (plus the caller's kid and cty).
-    let estimate = plaintext.len().div_ceil(3) * 4
-        + 2048
-        + 2 * (kid.map_or(0, str::len) + content_type.map_or(0, str::len));
-    if estimate > DEFAULT_MAX_BYTES {
-        return Err(JweError::TooLarge {
-            len: estimate,
-            max: DEFAULT_MAX_BYTES,
-        });
+    Recipient::new(recipient)?.encrypt(plaintext, kid, content_type)
+}
+
+/// The production key-management algorithm for a key of `kind`: `ECDH-ES+A256KW` for EC
+/// P-256, `RSA-OAEP-256` for RSA of at least [`MIN_RSA_BITS`]; `None` for anything else.
+fn production_algorithm(kind: KeyKind) -> Option<KeyManagement> {
+    match kind {
+        KeyKind::EcP256 => Some(KeyManagement::EcdhEsA256kw),
+        KeyKind::Rsa { bits } if bits >= MIN_RSA_BITS => Some(KeyManagement::RsaOaep256),
+        _ => None,
     }
-    backend::encrypt(
-        plaintext,
-        recipient,
-        alg,
-        ContentEncryption::A256gcm,
-        kid,
-        content_type,
-    )
 }
 
 /// Decrypts a compact JWE with `key`, under `policy`.
@@ -224,7 +207,7 @@ pub fn decrypt(compact: &str, key: &PrivateKey, policy: &Policy) -> Result<Decry
     let parsed = compact::parse(compact, policy.max_bytes())?;
     policy.check(&parsed)?;
     compact::check_key(&parsed, key)?;
-    let plaintext = backend::decrypt(compact, key, parsed.header.alg)?;
+    let plaintext = backend::PreparedDecrypter::new(key, parsed.header.alg)?.decrypt(compact)?;
     Ok(Decrypted {
         plaintext,
         header: parsed.header,
@@ -248,15 +231,12 @@ impl Recipient {
     /// Prepares `recipient` (EC P-256: `ECDH-ES+A256KW`; RSA ≥ [`MIN_RSA_BITS`]:
     /// `RSA-OAEP-256`).
     pub fn new(recipient: &PublicKey) -> Result<Recipient, JweError> {
-        let alg = match recipient.kind() {
-            KeyKind::EcP256 => KeyManagement::EcdhEsA256kw,
-            KeyKind::Rsa { bits } if bits >= MIN_RSA_BITS => KeyManagement::RsaOaep256,
-            kind => {
-                return Err(JweError::KeyUnsupported(format!(
-                    "cannot encrypt to a {kind} key (EC P-256 or RSA ≥ {MIN_RSA_BITS})"
-                )));
-            }
-        };
+        let kind = recipient.kind();
+        let alg = production_algorithm(kind).ok_or_else(|| {
+            JweError::KeyUnsupported(format!(
+                "cannot encrypt to a {kind} key (EC P-256 or RSA ≥ {MIN_RSA_BITS})"
+            ))
+        })?;
         Ok(Recipient {
             prepared: backend::PreparedEncrypter::new(recipient, alg)?,
         })
@@ -294,15 +274,10 @@ impl std::fmt::Debug for Opener {
 impl Opener {
     /// Prepares `key` for the production algorithm its kind fits.
     pub fn new(key: &PrivateKey) -> Result<Opener, JweError> {
-        let alg = match key.kind() {
-            KeyKind::EcP256 => KeyManagement::EcdhEsA256kw,
-            KeyKind::Rsa { bits } if bits >= MIN_RSA_BITS => KeyManagement::RsaOaep256,
-            kind => {
-                return Err(JweError::KeyUnsupported(format!(
-                    "cannot decrypt with a {kind} key in production"
-                )));
-            }
-        };
+        let kind = key.kind();
+        let alg = production_algorithm(kind).ok_or_else(|| {
+            JweError::KeyUnsupported(format!("cannot decrypt with a {kind} key in production"))
+        })?;
         Ok(Opener {
             prepared: backend::PreparedDecrypter::new(key, alg)?,
             alg,
