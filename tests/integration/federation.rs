@@ -1334,3 +1334,48 @@ async fn consumer_and_provider_journals_reconcile() {
     assert!(stdout.contains("only in A: reconcile-3"), "{stdout}");
     assert!(stdout.contains("2 exchanges agree"), "{stdout}");
 }
+
+/// 003 Điều 3 khoản 3: on the exchange listener a repeated signer certificate or digest
+/// is ambiguous and refused; the contract publication is served only to a registered,
+/// effective secure server (a certificate of the right CA is not enough).
+#[tokio::test]
+async fn duplicated_headers_and_unregistered_publication_fetches_are_refused() {
+    let federation = Federation::start(Layout::default()).await;
+    for name in ["x-road-signer-certificate", "content-digest"] {
+        let mut doubled = federation.forge(&Forge::default());
+        let value = doubled
+            .headers
+            .iter()
+            .find(|(header, _)| header == name)
+            .map(|(_, value)| value.clone())
+            .expect("header");
+        doubled.headers.push((name.to_owned(), value));
+        federation
+            .send(&doubled, None)
+            .await
+            .expect_problem(400, "request.header_duplicated");
+    }
+    let stranger = gateway_certificate(&federation.pki, "stranger");
+    let head =
+        b"GET /exchange/v1/contracts HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n";
+    raw_exchange(
+        federation.b_exchange(),
+        &federation.node_b,
+        &stranger,
+        head,
+        b"",
+    )
+    .await
+    .expect_problem(403, "trust.certificate_unregistered");
+    // A's own fetch is served, signed.
+    let answer = raw_exchange(
+        federation.b_exchange(),
+        &federation.node_b,
+        &federation.a.certificate,
+        head,
+        b"",
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.header("signature").is_some());
+}
