@@ -77,9 +77,16 @@ enum JournalCommand {
         /// Node configuration (TOML): its `[journal] path`.
         #[arg(long, env = "DATAGATE_CONFIG", conflicts_with_all = ["journal", "bundle"])]
         config: Option<PathBuf>,
-        /// Or the journal file itself (a copy, on another machine).
+        /// Or the journal itself: a SQLite file (a copy, on another machine) or a
+        /// `postgres://` URL.
         #[arg(long, conflicts_with = "bundle")]
-        journal: Option<PathBuf>,
+        journal: Option<String>,
+        /// With a `postgres://` journal: its schema.
+        #[arg(long, default_value = "datagate")]
+        schema: String,
+        /// With `--journal`: the directory of its archive files.
+        #[arg(long)]
+        archive_dir: Option<PathBuf>,
         /// Or an evidence bundle written by `journal export`: checked with nothing else.
         #[arg(long)]
         bundle: Option<PathBuf>,
@@ -105,9 +112,12 @@ enum JournalCommand {
         /// Node configuration (TOML): its `[journal] path`.
         #[arg(long, env = "DATAGATE_CONFIG", conflicts_with = "journal")]
         config: Option<PathBuf>,
-        /// Or the journal file itself.
+        /// Or the journal itself: a SQLite file or a `postgres://` URL.
         #[arg(long)]
-        journal: Option<PathBuf>,
+        journal: Option<String>,
+        /// With a `postgres://` journal: its schema.
+        #[arg(long, default_value = "datagate")]
+        schema: String,
         /// The exchange's X-Road-Id.
         #[arg(long, conflicts_with_all = ["from", "to"])]
         x_road_id: Option<String>,
@@ -268,11 +278,13 @@ fn main() -> ExitCode {
                 JournalCommand::Verify {
                     config,
                     journal,
+                    schema,
+                    archive_dir,
                     from,
                     to,
                     ..
                 },
-        } => verify_journal(config, journal, from.zip(to)),
+        } => verify_journal(config, journal, &schema, archive_dir, from.zip(to)),
         Command::Journal {
             command: JournalCommand::Reconcile { a, b },
         } => reconcile_journals(&a, &b),
@@ -281,12 +293,13 @@ fn main() -> ExitCode {
                 JournalCommand::Export {
                     config,
                     journal,
+                    schema,
                     x_road_id,
                     from,
                     to,
                     out,
                 },
-        } => export_journal(config, journal, x_road_id, from.zip(to), &out),
+        } => export_journal(config, journal, &schema, x_road_id, from.zip(to), &out),
         Command::Check { config } => match datagate::config::load(&config) {
             Ok(loaded) => {
                 println!(
@@ -486,12 +499,42 @@ fn run_globalconf(command: GlobalconfCommand) -> Result<(), OperatorError> {
 
 /// Exit 0, or 1 with the stable code first on stderr (then the message, which names
 /// files, fields and components, never key material or header values).
-/// The journal file named by `--journal`, or by the configuration's `[journal] path`.
-fn journal_file(config: Option<PathBuf>, journal: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+/// The journal named by `--journal` (a SQLite file or a `postgres://` URL with
+/// `--schema`), or by the configuration's `[journal]`; with its archive directory.
+fn journal_locator(
+    config: Option<PathBuf>,
+    journal: Option<String>,
+    schema: &str,
+    archive_dir: Option<PathBuf>,
+) -> Result<(datagate::journal::store::Locator, Option<PathBuf>), ExitCode> {
+    use datagate::journal::store::{Locator, PgLocation};
     match (config, journal) {
-        (_, Some(journal)) => Ok(journal),
+        (_, Some(journal))
+            if journal.starts_with("postgres://") || journal.starts_with("postgresql://") =>
+        {
+            if !datagate::journal::store::valid_schema(schema) {
+                eprintln!("usage.invalid: --schema must be a lowercase SQL identifier");
+                return Err(ExitCode::from(2));
+            }
+            Ok((
+                Locator::Postgres(PgLocation {
+                    url: journal,
+                    schema: schema.to_owned(),
+                    chain: None,
+                }),
+                archive_dir,
+            ))
+        }
+        (_, Some(journal)) => Ok((Locator::Sqlite(PathBuf::from(journal)), archive_dir)),
         (Some(config), None) => match datagate::config::load(&config) {
-            Ok(loaded) => Ok(loaded.journal_path),
+            Ok(loaded) => {
+                let dir = loaded
+                    .journal
+                    .archive
+                    .as_ref()
+                    .and_then(|policy| policy.dir.clone());
+                Ok((loaded.journal.locator, archive_dir.or(dir)))
+            }
             Err(errors) => {
                 for error in &errors {
                     eprintln!("invalid configuration: {error}");
@@ -500,7 +543,7 @@ fn journal_file(config: Option<PathBuf>, journal: Option<PathBuf>) -> Result<Pat
             }
         },
         (None, None) => {
-            eprintln!("usage.invalid: give --config FILE or --journal FILE");
+            eprintln!("usage.invalid: give --config FILE or --journal FILE|URL");
             Err(ExitCode::from(2))
         }
     }
@@ -582,13 +625,14 @@ fn reconcile_journals(a: &std::path::Path, b: &std::path::Path) -> ExitCode {
 /// `datagate journal export`.
 fn export_journal(
     config: Option<PathBuf>,
-    journal: Option<PathBuf>,
+    journal: Option<String>,
+    schema: &str,
     x_road_id: Option<String>,
     range: Option<(String, String)>,
     out: &std::path::Path,
 ) -> ExitCode {
-    let path = match journal_file(config, journal) {
-        Ok(path) => path,
+    let (locator, _) = match journal_locator(config, journal, schema, None) {
+        Ok(found) => found,
         Err(code) => return code,
     };
     let selection = match (x_road_id, range) {
@@ -609,7 +653,7 @@ fn export_journal(
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(datagate::journal::bundle::export(&path, &selection)) {
+    match runtime.block_on(datagate::journal::bundle::export(&locator, &selection)) {
         Ok(bundle) if bundle.records.is_empty() => {
             eprintln!("journal.not_found: no sealed record matches");
             ExitCode::FAILURE
@@ -642,17 +686,16 @@ fn export_journal(
 /// `datagate journal verify`.
 fn verify_journal(
     config: Option<PathBuf>,
-    journal: Option<PathBuf>,
+    journal: Option<String>,
+    schema: &str,
+    archive_dir: Option<PathBuf>,
     range: Option<(String, String)>,
 ) -> ExitCode {
-    let path = match journal_file(config, journal) {
-        Ok(path) => path,
+    use datagate::journal::verify::{Summary, Verification};
+    let (locator, archive_dir) = match journal_locator(config, journal, schema, archive_dir) {
+        Ok(found) => found,
         Err(code) => return code,
     };
-    if !path.exists() {
-        eprintln!("journal.unreadable: {} does not exist", path.display());
-        return ExitCode::FAILURE;
-    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -663,30 +706,40 @@ fn verify_journal(
             return ExitCode::FAILURE;
         }
     };
-    let range = range
-        .as_ref()
-        .map(|(from, to)| (from.as_str(), to.as_str()));
-    match runtime.block_on(datagate::journal::sqlite::verify_range(&path, range)) {
-        Ok(datagate::journal::sqlite::Verification::Intact {
+    let mut progress = datagate::operator::progress::Progress::new("verified");
+    let outcome = runtime.block_on(datagate::journal::verify::verify(
+        &locator,
+        range,
+        archive_dir.as_deref(),
+        &mut |chain, seq| progress.at(chain, seq),
+    ));
+    progress.finish();
+    match outcome {
+        Ok(Verification::Intact(Summary {
+            chains,
             chained,
             seals,
             unsealed,
             unchained,
+            archived,
+            expired,
+            timestamped,
             head,
-        }) => {
+        })) => {
             println!(
-                "journal intact: {chained} chained records in {seals} signed seals ({unsealed} not yet sealed, {unchained} written before the chain), head {}",
+                "journal intact: {chained} chained records ({archived} from archives) in {seals} signed seals ({timestamped} time-stamped) over {chains} chain(s); {unsealed} not yet sealed, {unchained} written before the chain, {expired} gone by retention; head {}",
                 head.as_deref().unwrap_or("none")
             );
             ExitCode::SUCCESS
         }
-        Ok(datagate::journal::sqlite::Verification::Broken {
+        Ok(Verification::Broken {
+            chain,
             seq,
             message_id,
             reason,
         }) => {
             eprintln!(
-                "journal.broken: first bad record: seq {seq}, X-Road-Id {message_id}: {reason}"
+                "journal.broken: first bad record: chain {chain}, seq {seq}, X-Road-Id {message_id}: {reason}"
             );
             ExitCode::FAILURE
         }

@@ -10,6 +10,7 @@
 //! running one.
 
 pub mod federation;
+pub mod journal;
 pub mod raw;
 
 pub use crate::base::diagnostics::ConfigError;
@@ -163,10 +164,8 @@ pub struct NodeConfig {
     pub adapters: BTreeMap<String, AdapterSpec>,
     /// Service → adapter name.
     pub services: BTreeMap<ServiceId, String>,
-    /// Journal database file.
-    pub journal_path: PathBuf,
-    /// Key of the journal's keyed digests (required; at least 32 bytes).
-    pub journal_key_file: PathBuf,
+    /// The journal: store, key, reserve, archiving, time-stamping.
+    pub journal: journal::JournalSettings,
     /// Request limits.
     pub limits: Limits,
     /// `[dangerous] disable_journal`: exchanges are not journaled.
@@ -418,6 +417,7 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
                 .into(),
         )),
     }
+    let journal = journal::build(&raw.journal, file, &resolve, &mut errors);
     let federation = raw
         .federation
         .as_ref()
@@ -437,8 +437,10 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
         ));
     }
 
-    match (member, registry, contracts, tls_config) {
-        (Some(member), Some(registry), Some(contracts), Some(tls_config)) if errors.is_empty() => {
+    match (member, registry, contracts, tls_config, journal) {
+        (Some(member), Some(registry), Some(contracts), Some(tls_config), Some(journal))
+            if errors.is_empty() =>
+        {
             Ok(NodeConfig {
                 file: file.to_owned(),
                 member,
@@ -452,8 +454,7 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
                 contracts,
                 adapters,
                 services,
-                journal_path: resolve(&raw.journal.path),
-                journal_key_file: resolve(&raw.journal.hmac_key_file),
+                journal,
                 dangerous_disable_journal: raw.dangerous.disable_journal,
                 limits,
                 federation: federation.flatten(),

@@ -256,10 +256,16 @@ pub(super) fn journal_refusal(error: &crate::journal::JournalError) -> GatewayEr
             "the journal is behind; the exchange was not answered so it is not lost",
         )
         .with_retry_after(std::time::Duration::from_secs(1)),
+        crate::journal::JournalError::StorageLow => GatewayError::new(
+            ErrorCode::JournalUnavailable,
+            "the journal's disk is below its free-space reserve",
+        )
+        .with_retry_after(std::time::Duration::from_secs(5)),
         _ => GatewayError::new(
             ErrorCode::JournalUnavailable,
             "the exchange could not be journaled",
-        ),
+        )
+        .with_retry_after(std::time::Duration::from_secs(1)),
     }
 }
 
@@ -354,6 +360,15 @@ async fn admit_and_run(
         ),
     };
     let ctx = slot.insert(parse_head(parts, path, runtime, message_id, started, leg)?);
+    // Invariant 3 before any work: with the journal's store failing (server gone, disk
+    // below its reserve) no backend is touched, since the exchange could not be recorded.
+    if !gateway.journal().accepting() {
+        return Err(GatewayError::new(
+            ErrorCode::JournalUnavailable,
+            "the journal cannot take records now; no backend was called",
+        )
+        .with_retry_after(std::time::Duration::from_secs(1)));
+    }
 
     let certificate = certificate.ok_or_else(|| {
         GatewayError::new(

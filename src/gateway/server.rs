@@ -85,10 +85,10 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
             }
         });
     }
-    let key = journal::read_key(&config.journal_key_file).with_context(|| {
+    let key = journal::read_key(&config.journal.key_file).with_context(|| {
         format!(
             "cannot read the journal key {}",
-            config.journal_key_file.display()
+            config.journal.key_file.display()
         )
     })?;
     let journal = if config.dangerous_disable_journal {
@@ -110,11 +110,30 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
                 .map(|leaf| leaf.to_vec())
                 .ok_or_else(|| anyhow::anyhow!("the [tls] certificate file holds none"))?,
         };
-        let store = journal::sqlite::SqliteJournal::open(&config.journal_path)
-            .await
-            .with_context(|| format!("cannot open the journal {}", config.journal_path.display()))?
-            .with_sealer(sealer);
-        Journal::start(store, &key).with_reader(&config.journal_path)
+        let settings = &config.journal;
+        let upkeep = journal::Upkeep {
+            policy: settings.archive.clone(),
+            interval: settings.maintenance_interval,
+            clock: Arc::new(crate::base::clock::SystemClock),
+        };
+        let journal = match &settings.locator {
+            journal::store::Locator::Sqlite(path) => {
+                let store = journal::sqlite::SqliteJournal::open(path)
+                    .await
+                    .with_context(|| format!("cannot open the journal {}", path.display()))?
+                    .with_sealer(sealer)
+                    .with_min_free_bytes(settings.min_free_bytes);
+                Journal::start_with(store, &key, journal::QUEUE_CAPACITY, upkeep)
+            }
+            journal::store::Locator::Postgres(location) => {
+                let store = journal::postgres::PgJournal::open(location.clone())
+                    .await
+                    .context("cannot open the PostgreSQL journal")?
+                    .with_sealer(sealer);
+                Journal::start_with(store, &key, journal::QUEUE_CAPACITY, upkeep)
+            }
+        };
+        journal.with_locator(settings.locator.clone())
     };
     let runtime = Runtime::build(&mut config).map_err(anyhow::Error::msg)?;
     let gateway = Gateway::new(runtime, journal);

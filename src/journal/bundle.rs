@@ -6,9 +6,9 @@
 
 use super::JournalError;
 use super::chain::{self, CHAINED_FIELDS};
+use super::store::{Filter, Locator, Reader};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// The bundle format's tag.
 pub const FORMAT: &str = "datagate-journal-bundle/1";
@@ -57,6 +57,10 @@ pub struct BundleSeal {
     pub signature: String,
     /// The signing certificate (base64 DER).
     pub certificate: String,
+    /// An RFC 3161 time-stamp token over the seal's payload (base64 DER), when the node
+    /// has a time-stamping authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
 }
 
 /// An evidence bundle.
@@ -86,107 +90,77 @@ pub enum Selection {
     },
 }
 
-fn store_error(error: sqlx::Error) -> JournalError {
-    JournalError::Store(error.to_string())
-}
+/// The most records one bundle holds.
+pub const MAX_RECORDS: i64 = 100_000;
 
-/// Builds the bundle of `selection` from the journal file at `path` (read-only).
-pub async fn export(path: &Path, selection: &Selection) -> Result<Bundle, JournalError> {
-    use sqlx::{ConnectOptions as _, Row as _};
-    let mut connection = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .connect()
-        .await
-        .map_err(store_error)?;
-    let columns = chain::chained_columns_sql();
-    // The column names are the chain's own constants, never input.
-    let select = format!(
-        "SELECT seq, chain_version, prev_hash, record_hash, {columns} FROM exchanges \
-         WHERE record_hash IS NOT NULL AND "
-    );
-    let rows = match selection {
-        Selection::MessageId(id) => {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{select} message_id = ? ORDER BY seq"
-            )))
-            .bind(id)
-            .fetch_all(&mut connection)
-            .await
-        }
-        Selection::Range { from, to } => {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{select} request_in_at >= ? AND request_in_at < ? ORDER BY seq LIMIT 100000"
-            )))
-            .bind(from)
-            .bind(to)
-            .fetch_all(&mut connection)
-            .await
-        }
-    }
-    .map_err(store_error)?;
+/// Builds the bundle of `selection` from the journal at `locator` (read-only).
+pub async fn export(locator: &Locator, selection: &Selection) -> Result<Bundle, JournalError> {
+    let mut reader = Reader::open(locator).await?;
+    let (filter, message_id) = match selection {
+        Selection::MessageId(id) => (Filter::default(), Some(id.as_str())),
+        Selection::Range { from, to } => (
+            Filter {
+                from: Some(from.clone()),
+                to: Some(to.clone()),
+                ..Filter::default()
+            },
+            None,
+        ),
+    };
+    let rows = reader.select(&filter, message_id, MAX_RECORDS).await?;
     let mut bundle = Bundle {
         format: FORMAT.to_owned(),
         records: Vec::new(),
         seals: Vec::new(),
     };
-    let mut seal_index: BTreeMap<i64, usize> = BTreeMap::new();
-    for row in rows {
-        let seq: i64 = row.get(0);
-        let seal = sqlx::query(
-            "SELECT first_seq, last_seq, merkle_root, head_hash, sealed_at, algorithm, signature,
-                    certificate FROM seals WHERE first_seq <= ? AND last_seq >= ? LIMIT 1",
-        )
-        .bind(seq)
-        .bind(seq)
-        .fetch_optional(&mut connection)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| JournalError::Store(format!("record {seq} is not sealed yet")))?;
-        let first: i64 = seal.get(0);
-        let last: i64 = seal.get(1);
-        let index = match seal_index.get(&first) {
-            Some(index) => *index,
+    // (chain, first_seq) → (index in the bundle, the batch's leaves).
+    let mut seal_index: BTreeMap<(String, i64), (usize, Vec<[u8; 32]>)> = BTreeMap::new();
+    for (chain_name, record) in rows {
+        let seq = record.seq;
+        let known = seal_index
+            .iter()
+            .find(|((chain, first), (index, _))| {
+                *chain == chain_name && *first <= seq && bundle.seals[*index].last_seq >= seq
+            })
+            .map(|(key, _)| key.clone());
+        let key = match known {
+            Some(key) => key,
             None => {
-                bundle.seals.push(BundleSeal {
-                    first_seq: first,
-                    last_seq: last,
-                    merkle_root: seal.get(2),
-                    head_hash: seal.get(3),
-                    sealed_at: seal.get(4),
-                    algorithm: seal.get(5),
-                    signature: seal.get(6),
-                    certificate: seal.get(7),
-                });
-                seal_index.insert(first, bundle.seals.len() - 1);
-                bundle.seals.len() - 1
+                let seal = reader
+                    .seal_covering(&chain_name, seq)
+                    .await?
+                    .ok_or_else(|| {
+                        JournalError::Store(format!("record {seq} is not sealed yet"))
+                    })?;
+                let hashes = reader
+                    .record_hashes(&chain_name, seal.first_seq, seal.last_seq)
+                    .await?;
+                let leaves: Vec<[u8; 32]> =
+                    hashes.iter().filter_map(|h| chain::parse_hash(h)).collect();
+                let key = (chain_name.clone(), seal.first_seq);
+                bundle.seals.push(seal);
+                seal_index.insert(key.clone(), (bundle.seals.len() - 1, leaves));
+                key
             }
         };
-        let batch: Vec<String> = sqlx::query_scalar(
-            "SELECT record_hash FROM exchanges WHERE seq >= ? AND seq <= ? ORDER BY seq",
-        )
-        .bind(first)
-        .bind(last)
-        .fetch_all(&mut connection)
-        .await
-        .map_err(store_error)?;
-        let leaves: Vec<[u8; 32]> = batch.iter().filter_map(|h| chain::parse_hash(h)).collect();
+        let (index, leaves) = &seal_index[&key];
+        let first = bundle.seals[*index].first_seq;
         let leaf_index = (seq - first) as usize;
         let values: BTreeMap<String, Option<String>> = CHAINED_FIELDS
             .iter()
-            .enumerate()
-            .map(|(i, name)| ((*name).to_owned(), row.get::<Option<String>, _>(4 + i)))
+            .zip(record.values)
+            .map(|(name, value)| ((*name).to_owned(), value))
             .collect();
         bundle.records.push(BundleRecord {
             seq,
             values,
-            chain_version: row.get::<Option<i64>, _>(1).unwrap_or_default(),
-            prev_hash: row.get(2),
-            record_hash: row.get(3),
-            seal: index,
+            chain_version: record.chain_version.unwrap_or_default(),
+            prev_hash: record.prev_hash.unwrap_or_default(),
+            record_hash: record.record_hash.unwrap_or_default(),
+            seal: *index,
             leaf_index: leaf_index as u64,
             tree_size: leaves.len() as u64,
-            proof: chain::audit_path(&leaves, leaf_index)
+            proof: chain::audit_path(leaves, leaf_index)
                 .iter()
                 .map(|h| crate::base::hex::encode(h))
                 .collect(),

@@ -335,3 +335,101 @@ mod proof_tests {
         }
     }
 }
+
+/// One record of a batch, chained: its sequence number, stored values and links.
+#[derive(Debug, Clone)]
+pub struct ChainedRow {
+    /// Its sequence number in the chain.
+    pub seq: i64,
+    /// Its stored values, in [`CHAINED_FIELDS`] order.
+    pub values: Vec<Option<String>>,
+    /// The previous record's hash (hex).
+    pub prev_hash: String,
+    /// This record's hash (hex).
+    pub record_hash: String,
+}
+
+/// A batch ready to store: its rows, its seal (when the chain is sealed) and the new head.
+#[derive(Debug, Clone)]
+pub struct ChainedBatch {
+    /// The records, in sequence.
+    pub rows: Vec<ChainedRow>,
+    /// The batch's signed seal.
+    pub seal: Option<super::bundle::BundleSeal>,
+    /// The hash of the batch's last record: the chain's head once it is stored.
+    pub head: [u8; 32],
+}
+
+/// Chains `records` after `head`, numbering them from `next_seq`, and seals the batch
+/// with `sealer`: the same bytes whichever store keeps them.
+pub fn chain_batch(
+    head: [u8; 32],
+    next_seq: i64,
+    records: &[super::ExchangeRecord],
+    sealer: Option<&Sealer>,
+) -> Result<ChainedBatch, super::JournalError> {
+    let mut current = head;
+    let mut leaves = Vec::with_capacity(records.len());
+    let rows: Vec<ChainedRow> = records
+        .iter()
+        .enumerate()
+        .map(|(i, record)| {
+            let values = record.stored_values();
+            let borrowed: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
+            let hash = link(&current, &encode(&borrowed));
+            let row = ChainedRow {
+                seq: next_seq + i as i64,
+                values,
+                prev_hash: crate::base::hex::encode(&current),
+                record_hash: crate::base::hex::encode(&hash),
+            };
+            leaves.push(hash);
+            current = hash;
+            row
+        })
+        .collect();
+    let seal = match (sealer, rows.first(), rows.last()) {
+        (Some(sealer), Some(first), Some(last)) => {
+            let root = merkle_root(&leaves);
+            let sealed_at = records
+                .last()
+                .map(|record| {
+                    record
+                        .response_out_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default()
+                })
+                .unwrap_or_default();
+            let payload = seal_payload(
+                first.seq,
+                last.seq,
+                &root,
+                &current,
+                &sealed_at,
+                &sealer.certificate,
+            );
+            let signature = sealer.key.sign(&payload).map_err(|error| {
+                super::JournalError::Store(format!("cannot sign the seal: {}", error.code()))
+            })?;
+            use base64::Engine as _;
+            let b64 = &base64::engine::general_purpose::STANDARD;
+            Some(super::bundle::BundleSeal {
+                first_seq: first.seq,
+                last_seq: last.seq,
+                merkle_root: crate::base::hex::encode(&root),
+                head_hash: crate::base::hex::encode(&current),
+                sealed_at,
+                algorithm: sealer.key.algorithm().as_str().to_owned(),
+                signature: b64.encode(signature),
+                certificate: b64.encode(&sealer.certificate),
+                timestamp: None,
+            })
+        }
+        _ => None,
+    };
+    Ok(ChainedBatch {
+        rows,
+        seal,
+        head: current,
+    })
+}

@@ -5,16 +5,23 @@
 //! commits whatever has queued up in a single transaction (group commit) and
 //! then acknowledges each record; so durability costs one fsync per batch, not
 //! per request. The store is behind [`JournalStore`]: [`sqlite`] is the
-//! embedded default; PostgreSQL, hash chaining and signed Merkle seals plug in
-//! behind the same interface in a later change.
+//! embedded default, [`postgres`] the shared one of a node's replicas; both chain
+//! every record ([`chain`]) and seal each batch with a signed Merkle root. Between
+//! batches the writer probes a failed store until it returns and runs maintenance
+//! (archiving and retention, [`archive`]).
 //!
 //! Records never hold personal identifiers in clear: the subject and the
 //! request/response digests are HMAC-SHA256 under the node's journal key.
 
+pub mod archive;
 pub mod bundle;
 pub mod chain;
+pub mod postgres;
 pub mod reconcile;
 pub mod sqlite;
+pub mod store;
+pub mod tsa;
+pub mod verify;
 
 use serde::Serialize;
 use std::future::Future;
@@ -147,16 +154,59 @@ pub enum JournalError {
     /// The record was not durable within the acknowledgement deadline.
     #[error("the journal did not acknowledge in time")]
     Timeout,
+    /// The journal's disk has less free space than its reserve: new exchanges are
+    /// refused before the disk is full.
+    #[error("the journal's free space is below its reserve")]
+    StorageLow,
 }
+
+/// What a store's operations return.
+pub type StoreFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + 'a>>;
 
 /// A durable store of records.
 pub trait JournalStore: Send + 'static {
     /// Appends a batch in one transaction; returns after it is durable.
-    fn append_batch<'a>(
+    fn append_batch<'a>(&'a mut self, records: &'a [ExchangeRecord]) -> StoreFuture<'a>;
+
+    /// Checks that the store can take records now (reconnecting when it can); the writer
+    /// calls it while the store is failing, so the node recovers by itself.
+    fn probe(&mut self) -> StoreFuture<'_> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// One step of archiving and retention under `policy` at `now`.
+    fn maintain<'a>(
         &'a mut self,
-        records: &'a [ExchangeRecord],
-    ) -> Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + 'a>>;
+        _policy: &'a archive::Policy,
+        _now: OffsetDateTime,
+    ) -> StoreFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
 }
+
+/// How the writer looks after its store between batches.
+#[derive(Debug, Clone)]
+pub struct Upkeep {
+    /// Archiving and retention, if configured.
+    pub policy: Option<archive::Policy>,
+    /// How often maintenance and the probe of a healthy store run.
+    pub interval: std::time::Duration,
+    /// The wall clock archiving and retention count by.
+    pub clock: std::sync::Arc<dyn crate::base::clock::Clock>,
+}
+
+impl Default for Upkeep {
+    fn default() -> Self {
+        Upkeep {
+            policy: None,
+            interval: std::time::Duration::from_secs(30),
+            clock: std::sync::Arc::new(crate::base::clock::SystemClock),
+        }
+    }
+}
+
+/// How often a failed store is probed.
+const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 type Pending = (ExchangeRecord, oneshot::Sender<Result<(), JournalError>>);
 
@@ -193,37 +243,89 @@ pub struct Journal {
     key: std::sync::Arc<aws_lc_rs::hmac::Key>,
     key_id: String,
     last_commit_ok: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// The store's file, for read-only lookups beside the writer.
-    reader: Option<std::path::PathBuf>,
+    /// Where the store lives, for read-only lookups beside the writer.
+    locator: Option<store::Locator>,
 }
 
 impl Journal {
     /// Starts the writer task over `store`.
     pub fn start(store: impl JournalStore, key_bytes: &[u8]) -> Self {
-        Journal::start_with_capacity(store, key_bytes, QUEUE_CAPACITY)
+        Journal::start_with(store, key_bytes, QUEUE_CAPACITY, Upkeep::default())
     }
 
     /// [`Journal::start`] with a queue of `capacity` records (tests use a small one).
     pub fn start_with_capacity(
-        mut store: impl JournalStore,
+        store: impl JournalStore,
         key_bytes: &[u8],
         capacity: usize,
     ) -> Self {
+        Journal::start_with(store, key_bytes, capacity, Upkeep::default())
+    }
+
+    /// [`Journal::start`] with a queue of `capacity` records and `upkeep` between batches.
+    pub fn start_with(
+        mut store: impl JournalStore,
+        key_bytes: &[u8],
+        capacity: usize,
+        upkeep: Upkeep,
+    ) -> Self {
         let (sender, mut receiver) = mpsc::channel::<Pending>(capacity.max(1));
         let last_commit_ok = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let commits = last_commit_ok.clone();
+        let healthy = last_commit_ok.clone();
         tokio::spawn(async move {
+            use std::sync::atomic::Ordering::Relaxed;
             let mut batch = Vec::with_capacity(MAX_BATCH);
-            while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                let (records, waiters): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-                let outcome = store.append_batch(&records).await;
-                commits.store(outcome.is_ok(), std::sync::atomic::Ordering::Relaxed);
-                if let Err(error) = &outcome {
-                    tracing::error!(error = %error, records = records.len(), "journal commit failed");
+            let mut next_upkeep = tokio::time::Instant::now() + upkeep.interval;
+            loop {
+                let wait = if healthy.load(Relaxed) {
+                    next_upkeep.saturating_duration_since(tokio::time::Instant::now())
+                } else {
+                    PROBE_INTERVAL
+                };
+                match tokio::time::timeout(wait, receiver.recv_many(&mut batch, MAX_BATCH)).await {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        let (records, waiters): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+                        let outcome = store.append_batch(&records).await;
+                        healthy.store(outcome.is_ok(), Relaxed);
+                        metrics::gauge!("datagate_journal_accepting").set(if outcome.is_ok() {
+                            1.0
+                        } else {
+                            0.0
+                        });
+                        if let Err(error) = &outcome {
+                            tracing::error!(error = %error, records = records.len(), "journal commit failed");
+                        }
+                        metrics::histogram!("datagate_journal_batch_size")
+                            .record(records.len() as f64);
+                        for waiter in waiters {
+                            let _ = waiter.send(outcome.clone());
+                        }
+                    }
+                    Err(_) => {}
                 }
-                metrics::histogram!("datagate_journal_batch_size").record(records.len() as f64);
-                for waiter in waiters {
-                    let _ = waiter.send(outcome.clone());
+                let now = tokio::time::Instant::now();
+                let failing = !healthy.load(Relaxed);
+                if failing || now >= next_upkeep {
+                    // A failing store is probed until it returns; a healthy one is checked
+                    // (free space) and maintained now and then.
+                    let probed = store.probe().await;
+                    let ok = probed.is_ok();
+                    if ok && failing {
+                        tracing::info!("the journal store is back: accepting exchanges again");
+                    }
+                    healthy.store(ok, Relaxed);
+                    metrics::gauge!("datagate_journal_accepting").set(if ok { 1.0 } else { 0.0 });
+                    if ok
+                        && now >= next_upkeep
+                        && let Some(policy) = &upkeep.policy
+                        && let Err(error) = store.maintain(policy, upkeep.clock.now()).await
+                    {
+                        tracing::warn!(error = %error, "journal maintenance failed");
+                    }
+                    if now >= next_upkeep {
+                        next_upkeep = tokio::time::Instant::now() + upkeep.interval;
+                    }
                 }
             }
         });
@@ -235,23 +337,37 @@ impl Journal {
             )),
             key_id: key_id(key_bytes),
             last_commit_ok,
-            reader: None,
+            locator: None,
         }
     }
 
-    /// Lets [`Journal::find`] read the SQLite file at `path` (read-only, beside the writer).
-    pub fn with_reader(mut self, path: &std::path::Path) -> Self {
-        self.reader = Some(path.to_owned());
+    /// Lets [`Journal::find`] and [`Journal::reader`] read the store at `locator`.
+    pub fn with_locator(mut self, locator: store::Locator) -> Self {
+        self.locator = Some(locator);
         self
+    }
+
+    /// A read-only connection to the store, beside the writer (`None`: disabled).
+    pub async fn reader(&self) -> Result<Option<store::Reader>, JournalError> {
+        match &self.locator {
+            Some(locator) => store::Reader::open(locator).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The records of one `X-Road-Id` (reconciliation between nodes: each node's legs of
     /// one exchange), oldest first; digests and identifiers only, never payloads.
     pub async fn find(&self, message_id: &str) -> Result<Vec<serde_json::Value>, JournalError> {
-        match &self.reader {
-            Some(path) => sqlite::find(path, message_id).await,
-            None => Ok(Vec::new()),
-        }
+        let Some(mut reader) = self.reader().await? else {
+            return Ok(Vec::new());
+        };
+        let records = reader
+            .select(&store::Filter::default(), Some(message_id), 100)
+            .await?;
+        Ok(records
+            .iter()
+            .map(|(chain, record)| store::record_json(chain, record))
+            .collect())
     }
 
     /// A journal that records nothing (`[dangerous] disable_journal`), for benchmarks.
@@ -264,7 +380,7 @@ impl Journal {
             )),
             key_id: key_id(key_bytes),
             last_commit_ok: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
-            reader: None,
+            locator: None,
         }
     }
 
@@ -318,6 +434,16 @@ impl Journal {
             capacity,
             key_id: self.key_id.clone(),
         }
+    }
+
+    /// Whether new exchanges may start: the store took its last batch (or its last
+    /// probe succeeded). When it did not, exchanges are refused before any backend is
+    /// touched, since their records could not be kept.
+    pub fn accepting(&self) -> bool {
+        self.sender.is_none()
+            || self
+                .last_commit_ok
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the journal can take records now (or is disabled on purpose).
@@ -412,10 +538,7 @@ mod tests {
     struct StalledStore(std::sync::Arc<tokio::sync::Semaphore>);
 
     impl JournalStore for StalledStore {
-        fn append_batch<'a>(
-            &'a mut self,
-            _records: &'a [ExchangeRecord],
-        ) -> Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + 'a>> {
+        fn append_batch<'a>(&'a mut self, _records: &'a [ExchangeRecord]) -> StoreFuture<'a> {
             let gate = self.0.clone();
             Box::pin(async move {
                 let _permit = gate.acquire().await.map_err(|_| JournalError::Closed)?;

@@ -19,6 +19,7 @@
 
 pub mod globalconf;
 pub mod message;
+pub mod progress;
 
 use crate::jwe::JweError;
 use crate::keystore::KeyError;

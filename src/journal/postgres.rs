@@ -1,0 +1,353 @@
+//! The shared journal store: a PostgreSQL schema that several stateless replicas of one
+//! node write to. Each process writes its own chain (`[journal] chain`), and a
+//! session-level advisory lock on (schema, chain) guarantees one writer per chain: a
+//! second process configured with the same chain is refused at start. Nothing
+//! home-made for consensus: PostgreSQL's commit is the durability point, its lock the
+//! exclusion. Migrations are versioned (`sqlx::migrate!`, `migrations/postgres`).
+//!
+//! When the server goes away mid-run, the batch fails (its exchanges are answered 503
+//! `journal.unavailable`), the connection is dropped, and the writer's probe reconnects,
+//! takes the lock again and re-reads the chain's head from the store — so a commit whose
+//! acknowledgement was lost is found, not duplicated or forked.
+//!
+//! Owns: the writer's connection and lock, the chain's head, applying maintenance steps.
+//! Does not own: reading back ([`super::store::Reader`]), the encodings ([`super::chain`]).
+
+use super::archive::{self, Step};
+use super::store::{Locator, PgLocation, Reader, store_error};
+use super::{ExchangeRecord, JournalError, JournalStore, StoreFuture};
+use sqlx::{ConnectOptions as _, PgConnection};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// A PostgreSQL journal chain, open for writing.
+#[derive(Debug)]
+pub struct PgJournal {
+    location: PgLocation,
+    chain: String,
+    /// `None` after a failure, until the probe reconnects.
+    connection: Option<PgConnection>,
+    head: [u8; 32],
+    next_seq: i64,
+    sealer: Option<super::chain::Sealer>,
+}
+
+/// The advisory lock key of a chain: the first 8 bytes of SHA-256 over a label, the
+/// schema and the chain.
+pub fn lock_key(schema: &str, chain: &str) -> i64 {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    context.update(b"datagate journal chain\0");
+    context.update(schema.as_bytes());
+    context.update(b"\0");
+    context.update(chain.as_bytes());
+    let digest = context.finish();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.as_ref()[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+/// Creates the schema when missing and brings it to the current migration.
+pub async fn migrate(location: &PgLocation) -> Result<PgConnection, JournalError> {
+    if !super::store::valid_schema(&location.schema) {
+        return Err(JournalError::Store(
+            "the journal schema name is not valid".into(),
+        ));
+    }
+    let mut connection = location.options()?.connect().await.map_err(store_error)?;
+    // The name is checked above: lowercase letters, digits and underscores only.
+    let create = format!("CREATE SCHEMA IF NOT EXISTS {}", location.schema);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+        .execute(&mut connection)
+        .await
+        .map_err(store_error)?;
+    MIGRATIONS
+        .run(&mut connection)
+        .await
+        .map_err(|e| JournalError::Store(format!("journal migrations: {e}")))?;
+    Ok(connection)
+}
+
+impl PgJournal {
+    /// Connects, migrates, takes the chain's lock and reads its head.
+    pub async fn open(location: PgLocation) -> Result<Self, JournalError> {
+        let chain = location
+            .chain
+            .clone()
+            .filter(|chain| super::store::valid_chain(chain))
+            .ok_or_else(|| JournalError::Store("the journal chain name is not valid".into()))?;
+        let mut journal = PgJournal {
+            location,
+            chain,
+            connection: None,
+            head: super::chain::GENESIS,
+            next_seq: 1,
+            sealer: None,
+        };
+        // Migrations run once, at start; a reconnect only takes the lock and the head.
+        drop(migrate(&journal.location).await?);
+        journal.connect().await?;
+        Ok(journal)
+    }
+
+    /// Seals every batch from now on.
+    pub fn with_sealer(mut self, sealer: super::chain::Sealer) -> Self {
+        self.sealer = Some(sealer);
+        self
+    }
+
+    async fn connect(&mut self) -> Result<(), JournalError> {
+        self.connection = None;
+        let mut connection = self
+            .location
+            .options()?
+            .connect()
+            .await
+            .map_err(store_error)?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(lock_key(&self.location.schema, &self.chain))
+            .fetch_one(&mut connection)
+            .await
+            .map_err(store_error)?;
+        if !locked {
+            return Err(JournalError::Store(format!(
+                "another process writes the journal chain {:?} (one writer per chain: give \
+                 each replica its own [journal] chain)",
+                self.chain
+            )));
+        }
+        let created_at = crate::base::clock::Clock::now(&crate::base::clock::SystemClock)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        sqlx::query("INSERT INTO chains (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(&self.chain)
+            .bind(created_at)
+            .execute(&mut connection)
+            .await
+            .map_err(store_error)?;
+        let last: Option<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT seq, record_hash FROM exchanges WHERE chain = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(&self.chain)
+        .fetch_optional(&mut connection)
+        .await
+        .map_err(store_error)?;
+        let archived: Option<(i64, String)> = sqlx::query_as(
+            "SELECT last_seq, head_hash FROM archives WHERE chain = $1 ORDER BY last_seq DESC LIMIT 1",
+        )
+        .bind(&self.chain)
+        .fetch_optional(&mut connection)
+        .await
+        .map_err(store_error)?;
+        let (seq, hash) = match (last, archived) {
+            (Some((seq, hash)), _) => (seq, hash),
+            (None, Some((seq, hash))) => (seq, Some(hash)),
+            (None, None) => (0, None),
+        };
+        self.next_seq = seq + 1;
+        self.head = match hash {
+            None => super::chain::GENESIS,
+            Some(text) => super::chain::parse_hash(&text).ok_or_else(|| {
+                JournalError::Store("the journal's last record hash is not a hash".into())
+            })?,
+        };
+        self.connection = Some(connection);
+        Ok(())
+    }
+
+    async fn ensure_connected(&mut self) -> Result<(), JournalError> {
+        if self.connection.is_none() {
+            self.connect().await?;
+        }
+        Ok(())
+    }
+
+    async fn insert(&mut self, records: &[ExchangeRecord]) -> Result<(), JournalError> {
+        self.ensure_connected().await?;
+        let batch =
+            super::chain::chain_batch(self.head, self.next_seq, records, self.sealer.as_ref())?;
+        let mut statement = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "INSERT INTO exchanges (chain, seq, message_id, client, service, method, operation,
+             purpose, contract_id, peer_fingerprint, status, error_code, request_in_at,
+             request_out_at, response_in_at, response_out_at, request_bytes, response_bytes,
+             request_digest, response_digest, subject_digest, leg, signature_digest,
+             remote_key_id, key_id, chain_version, prev_hash, record_hash) ",
+        );
+        let chain = self.chain.clone();
+        statement.push_values(records.iter().zip(&batch.rows), |mut row, (r, link)| {
+            row.push_bind(chain.clone())
+                .push_bind(link.seq)
+                .push_bind(r.message_id.clone())
+                .push_bind(r.client.clone())
+                .push_bind(r.service.clone())
+                .push_bind(r.method.clone())
+                .push_bind(r.operation.clone())
+                .push_bind(r.purpose.clone())
+                .push_bind(r.contract_id.clone())
+                .push_bind(r.peer_fingerprint.clone())
+                .push_bind(i32::from(r.status))
+                .push_bind(r.error_code.clone())
+                .push_bind(link.values[10].clone())
+                .push_bind(link.values[11].clone())
+                .push_bind(link.values[12].clone())
+                .push_bind(link.values[13].clone())
+                .push_bind(r.request_bytes as i64)
+                .push_bind(r.response_bytes as i64)
+                .push_bind(r.request_digest.clone())
+                .push_bind(r.response_digest.clone())
+                .push_bind(r.subject_digest.clone())
+                .push_bind(r.leg)
+                .push_bind(r.signature_digest.clone())
+                .push_bind(r.remote_key_id.clone())
+                .push_bind(r.key_id.clone())
+                .push_bind(super::chain::CHAIN_VERSION)
+                .push_bind(link.prev_hash.clone())
+                .push_bind(link.record_hash.clone());
+        });
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(JournalError::Store("no connection to the journal".into()));
+        };
+        let mut transaction = sqlx::Connection::begin(connection)
+            .await
+            .map_err(store_error)?;
+        statement
+            .build()
+            .persistent(records.len() <= 16)
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        if let Some(seal) = &batch.seal {
+            sqlx::query(
+                "INSERT INTO seals (chain, first_seq, last_seq, merkle_root, head_hash, sealed_at,
+                 algorithm, signature, certificate, timestamp_token)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&chain)
+            .bind(seal.first_seq)
+            .bind(seal.last_seq)
+            .bind(&seal.merkle_root)
+            .bind(&seal.head_hash)
+            .bind(&seal.sealed_at)
+            .bind(&seal.algorithm)
+            .bind(&seal.signature)
+            .bind(&seal.certificate)
+            .bind(&seal.timestamp)
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        }
+        transaction.commit().await.map_err(store_error)?;
+        self.head = batch.head;
+        self.next_seq += records.len() as i64;
+        Ok(())
+    }
+
+    async fn apply(&mut self, step: &Step) -> Result<(), JournalError> {
+        let chain = self.chain.clone();
+        self.ensure_connected().await?;
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(JournalError::Store("no connection to the journal".into()));
+        };
+        let mut transaction = sqlx::Connection::begin(connection)
+            .await
+            .map_err(store_error)?;
+        match step {
+            Step::Archive(entry) => {
+                sqlx::query(
+                    "INSERT INTO archives (chain, first_seq, last_seq, file, head_hash, last_at,
+                     archived_at, expired_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&chain)
+                .bind(entry.first_seq)
+                .bind(entry.last_seq)
+                .bind(&entry.file)
+                .bind(&entry.head_hash)
+                .bind(&entry.last_at)
+                .bind(&entry.archived_at)
+                .bind(&entry.expired_at)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+                sqlx::query("DELETE FROM exchanges WHERE chain = $1 AND seq >= $2 AND seq <= $3")
+                    .bind(&chain)
+                    .bind(entry.first_seq)
+                    .bind(entry.last_seq)
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(store_error)?;
+                sqlx::query(
+                    "DELETE FROM seals WHERE chain = $1 AND first_seq >= $2 AND last_seq <= $3",
+                )
+                .bind(&chain)
+                .bind(entry.first_seq)
+                .bind(entry.last_seq)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+            }
+            Step::Expire(entry) => {
+                sqlx::query(
+                    "UPDATE archives SET expired_at = $1 WHERE chain = $2 AND first_seq = $3",
+                )
+                .bind(&entry.expired_at)
+                .bind(&chain)
+                .bind(entry.first_seq)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+            }
+        }
+        transaction.commit().await.map_err(store_error)
+    }
+}
+
+impl JournalStore for PgJournal {
+    fn append_batch<'a>(&'a mut self, records: &'a [ExchangeRecord]) -> StoreFuture<'a> {
+        Box::pin(async move {
+            let outcome = self.insert(records).await;
+            if outcome.is_err() {
+                // Whether the commit happened is unknown: drop the connection (and the
+                // lock with it); the reconnect re-reads the head from the store.
+                self.connection = None;
+            }
+            outcome
+        })
+    }
+
+    fn probe(&mut self) -> StoreFuture<'_> {
+        Box::pin(async move {
+            let checked = match self.ensure_connected().await {
+                Err(error) => Err(error),
+                Ok(()) => match self.connection.as_mut() {
+                    Some(connection) => sqlx::query("SELECT 1")
+                        .execute(connection)
+                        .await
+                        .map(|_| ())
+                        .map_err(store_error),
+                    None => Err(JournalError::Store("no connection to the journal".into())),
+                },
+            };
+            if checked.is_err() {
+                self.connection = None;
+            }
+            checked
+        })
+    }
+
+    fn maintain<'a>(
+        &'a mut self,
+        policy: &'a archive::Policy,
+        now: time::OffsetDateTime,
+    ) -> StoreFuture<'a> {
+        Box::pin(async move {
+            let mut reader = Reader::open(&Locator::Postgres(self.location.clone())).await?;
+            if let Some(step) = archive::plan(&mut reader, &self.chain, policy, now).await? {
+                drop(reader);
+                self.apply(&step).await?;
+                if let Step::Expire(entry) = &step {
+                    archive::remove_file(policy.dir.as_deref(), entry);
+                }
+            }
+            Ok(())
+        })
+    }
+}
