@@ -79,6 +79,9 @@ pub struct ChainVerifier {
     head: Option<[u8; 32]>,
     next_seq: Option<i64>,
     open: Option<OpenSeal>,
+    /// A batch found incomplete when the next seal came: reported at the next record
+    /// unless that record's own check names the damage more precisely.
+    lost: Option<Failure>,
     summary: Summary,
 }
 
@@ -107,8 +110,11 @@ impl ChainVerifier {
 
     /// Takes the seal of the next batch.
     pub fn seal(&mut self, seal: BundleSeal) -> Result<(), Failure> {
+        if let Some(lost) = self.lost.take() {
+            return Err(lost);
+        }
         if let Some(open) = &self.open {
-            return Err(Failure {
+            self.lost = Some(Failure {
                 seq: open.seal.first_seq,
                 message_id: open.first_message_id.clone(),
                 reason: "a sealed batch lost records (removed from the journal)",
@@ -181,6 +187,9 @@ impl ChainVerifier {
                 None => return Ok(()),
             },
             Ok(hash) => {
+                if let Some(lost) = self.lost.take() {
+                    return Err(lost);
+                }
                 if in_range {
                     self.summary.chained += 1;
                     if archived {
@@ -287,6 +296,9 @@ impl ChainVerifier {
 
     /// Ends the chain: a seal whose records never came means records were removed.
     pub fn finish(mut self) -> Result<Summary, Failure> {
+        if let Some(lost) = self.lost.take() {
+            return Err(lost);
+        }
         if let Some(open) = &self.open {
             return Err(Failure {
                 seq: open.seal.first_seq,

@@ -1,6 +1,7 @@
 //! The journal: one durable row per exchange, allowed or denied, and never a
 //! personal identifier in clear.
 
+use crate::journal_backends::{Backend, datagate};
 use crate::support::*;
 use serde_json::json;
 use sqlx::sqlite::SqliteConnectOptions;
@@ -219,26 +220,33 @@ async fn dangerous_disable_journal_serves_without_recording() {
     );
 }
 
-/// Runs `datagate journal verify --journal FILE`.
-fn verify_journal(path: &std::path::Path) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_datagate"))
-        .args(["journal", "verify", "--journal"])
-        .arg(path)
-        .output()
-        .expect("datagate runs")
-}
-
 /// Issue 9 (003 Điều 33–35, đối chiếu, tra soát): the journal is hash-chained and each
 /// batch sealed (its Merkle root signed with the node's key); `datagate journal verify`
 /// passes an intact journal and, for a record changed or removed after the fact (in the
 /// middle or at the end), or a seal altered, exits non-zero naming the first bad record
-/// by sequence number and X-Road-Id.
+/// by sequence number and X-Road-Id. On the embedded backend.
 #[tokio::test]
 async fn journal_verify_names_the_first_changed_or_removed_record() {
+    verify_names_the_first_bad_record(Backend::Sqlite).await;
+}
+
+/// The same as [`journal_verify_names_the_first_changed_or_removed_record`], on
+/// PostgreSQL (003 Điều 33–35).
+#[tokio::test]
+async fn journal_verify_names_the_first_changed_or_removed_record_on_postgres() {
+    if let Some((backend, _guard)) = Backend::postgres("verify") {
+        verify_names_the_first_bad_record(backend).await;
+    }
+}
+
+async fn verify_names_the_first_bad_record(backend: Backend) {
     init();
     let pki = TestPki::new();
     let upstream = MockUpstream::start(Reply::Citizen).await;
-    let mut node = NodeBuilder::standard(&pki, &upstream.url()).start().await;
+    let mut node = NodeBuilder::standard(&pki, &upstream.url())
+        .journal(&backend.section("verify-1"))
+        .start()
+        .await;
     let mut ids = Vec::new();
     for n in 0..4 {
         let id = format!("chain-{n}");
@@ -256,37 +264,35 @@ async fn journal_verify_names_the_first_changed_or_removed_record() {
     }
     node.shutdown();
     node.stopped().await.expect("stopped");
-    let journal = node.journal_path();
-    let intact = verify_journal(&journal);
+    let dir = node.written.path("");
+    let verify = |copy: Option<&str>, range: Option<&str>| {
+        let mut args: Vec<std::ffi::OsString> = vec!["journal".into(), "verify".into()];
+        args.extend(backend.args(&dir, copy));
+        if let Some(from) = range {
+            args.extend([
+                "--from".into(),
+                from.into(),
+                "--to".into(),
+                "9999-12-31T00:00:00Z".into(),
+            ]);
+        }
+        datagate(&args)
+    };
+    let intact = verify(None, None);
     assert!(intact.status.success(), "{intact:?}");
     let stdout = String::from_utf8_lossy(&intact.stdout);
     assert!(stdout.contains("4 chained records"), "{intact:?}");
     assert!(stdout.contains("0 not yet sealed"), "{intact:?}");
 
-    let copy = |name: &str| {
-        let path = journal.with_file_name(name);
-        std::fs::copy(&journal, &path).expect("copy");
-        path
-    };
-    let edit = |path: std::path::PathBuf, statement: &'static str| async move {
-        let mut connection = SqliteConnectOptions::new()
-            .filename(&path)
-            .connect()
-            .await
-            .expect("open");
-        sqlx::query(statement)
-            .execute(&mut connection)
-            .await
-            .expect("edit");
-        path
-    };
     // A changed status (an answer "made" successful after the fact).
-    let changed = edit(
-        copy("changed.sqlite"),
-        "UPDATE exchanges SET status = 403 WHERE seq = 2",
-    )
-    .await;
-    let output = verify_journal(&changed);
+    backend
+        .tamper(
+            &dir,
+            "changed",
+            "UPDATE exchanges SET status = 403 WHERE seq = 2",
+        )
+        .await;
+    let output = verify(Some("changed"), None);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -295,37 +301,28 @@ async fn journal_verify_names_the_first_changed_or_removed_record() {
     );
 
     // A range that leaves the changed record out verifies; one that takes it in names it.
-    let received: Vec<String> = crate::journal::journal_rows(&node)
+    let received: Vec<String> = backend
+        .rows(&dir)
         .await
         .into_iter()
         .filter_map(|row| row["request_in_at"].clone())
         .collect();
     assert_eq!(received.len(), 4);
-    let range = |from: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_datagate"))
-            .args(["journal", "verify", "--journal"])
-            .arg(&changed)
-            .args(["--from", from, "--to", "9999-12-31T00:00:00Z"])
-            .output()
-            .expect("datagate runs")
-    };
-    let later = range(&received[2]);
+    let later = verify(Some("changed"), Some(&received[2]));
     assert!(later.status.success(), "{later:?}");
     assert!(
         String::from_utf8_lossy(&later.stdout).contains("2 chained records"),
         "{later:?}"
     );
-    let all = range(&received[0]);
+    let all = verify(Some("changed"), Some(&received[0]));
     assert!(!all.status.success(), "{all:?}");
     assert!(String::from_utf8_lossy(&all.stderr).contains("seq 2"));
 
-    // A removed record: the next one no longer links.
-    let removed = edit(
-        copy("removed.sqlite"),
-        "DELETE FROM exchanges WHERE seq = 3",
-    )
-    .await;
-    let output = verify_journal(&removed);
+    // A removed record: the next one no longer follows.
+    backend
+        .tamper(&dir, "removed", "DELETE FROM exchanges WHERE seq = 3")
+        .await;
+    let output = verify(Some("removed"), None);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -333,13 +330,27 @@ async fn journal_verify_names_the_first_changed_or_removed_record() {
         "{stderr}"
     );
 
+    // A reordered pair: two records' contents swapped.
+    backend
+        .tamper(
+            &dir,
+            "reordered",
+            "UPDATE exchanges SET seq = CASE seq WHEN 2 THEN -3 WHEN 3 THEN -2 ELSE seq END \
+             WHERE seq IN (2, 3); UPDATE exchanges SET seq = -seq WHERE seq < 0",
+        )
+        .await;
+    let output = verify(Some("reordered"), None);
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("seq 2"),
+        "{output:?}"
+    );
+
     // The last record removed: no link breaks, but its seal no longer adds up.
-    let truncated = edit(
-        copy("truncated.sqlite"),
-        "DELETE FROM exchanges WHERE seq = 4",
-    )
-    .await;
-    let output = verify_journal(&truncated);
+    backend
+        .tamper(&dir, "truncated", "DELETE FROM exchanges WHERE seq = 4")
+        .await;
+    let output = verify(Some("truncated"), None);
     assert!(!output.status.success(), "{output:?}");
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("lost records"),
@@ -347,40 +358,31 @@ async fn journal_verify_names_the_first_changed_or_removed_record() {
     );
 
     // A seal altered: its root no longer matches its records.
-    let forged = edit(
-        copy("forged-seal.sqlite"),
-        "UPDATE seals SET merkle_root = '0000000000000000000000000000000000000000000000000000000000000000'",
-    )
-    .await;
-    let output = verify_journal(&forged);
+    backend
+        .tamper(
+            &dir,
+            "forged",
+            "UPDATE seals SET merkle_root = '0000000000000000000000000000000000000000000000000000000000000000'",
+        )
+        .await;
+    let output = verify(Some("forged"), None);
     assert!(!output.status.success(), "{output:?}");
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("Merkle root"),
         "{output:?}"
     );
 
-    // A seal's signature replaced by another seal's: it no longer verifies.
-    let resigned = edit(
-        copy("resigned-seal.sqlite"),
-        "UPDATE seals SET signature = (SELECT signature FROM seals ORDER BY id DESC LIMIT 1) \
-         WHERE id = (SELECT MIN(id) FROM seals) AND (SELECT COUNT(*) FROM seals) > 1",
-    )
-    .await;
-    let output = verify_journal(&resigned);
-    let seals: i64 = {
-        let mut connection = SqliteConnectOptions::new()
-            .filename(&journal)
-            .read_only(true)
-            .connect()
-            .await
-            .expect("open");
-        sqlx::query_scalar("SELECT COUNT(*) FROM seals")
-            .fetch_one(&mut connection)
-            .await
-            .expect("count")
-    };
-    // The four lookups were answered one after the other: four batches, four seals.
-    assert!(seals >= 2, "{seals} seals");
+    // A seal's signature replaced by another seal's (the four lookups were answered one
+    // after the other: four batches, four seals): it no longer verifies.
+    backend
+        .tamper(
+            &dir,
+            "resigned",
+            "UPDATE seals SET signature = (SELECT signature FROM seals WHERE first_seq = 4) \
+             WHERE first_seq = 1",
+        )
+        .await;
+    let output = verify(Some("resigned"), None);
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("signature does not verify"),
         "{output:?}"
@@ -400,10 +402,25 @@ fn free_port() -> u16 {
 /// the chain and its seals verify (a batch and its seal commit together).
 #[tokio::test]
 async fn kill_9_under_load_loses_no_acknowledged_exchange() {
+    kill_9_scenario(Backend::Sqlite).await;
+}
+
+/// The same as [`kill_9_under_load_loses_no_acknowledged_exchange`], on PostgreSQL: the
+/// commit PostgreSQL acknowledged is the durability point (004 Điều 27 khoản 3).
+#[tokio::test]
+async fn kill_9_under_load_loses_no_acknowledged_exchange_on_postgres() {
+    if let Some((backend, _guard)) = Backend::postgres("kill9") {
+        kill_9_scenario(backend).await;
+    }
+}
+
+async fn kill_9_scenario(backend: Backend) {
     init();
     let pki = TestPki::new();
     let upstream = MockUpstream::start(Reply::Citizen).await;
-    let written = NodeBuilder::standard(&pki, &upstream.url()).write();
+    let written = NodeBuilder::standard(&pki, &upstream.url())
+        .journal(&backend.section("kill9"))
+        .write();
     let (consumer, ops) = (free_port(), free_port());
     let text = std::fs::read_to_string(&written.config_file).expect("config");
     let text = text
@@ -490,22 +507,17 @@ async fn kill_9_under_load_loses_no_acknowledged_exchange() {
         acknowledged.len()
     );
 
-    let journal = written.path("journal.sqlite");
-    let verified = verify_journal(&journal);
+    let dir = written.path("");
+    let mut args: Vec<std::ffi::OsString> = vec!["journal".into(), "verify".into()];
+    args.extend(backend.args(&dir, None));
+    let verified = datagate(&args);
     assert!(verified.status.success(), "{verified:?}");
-    let mut connection = SqliteConnectOptions::new()
-        .filename(&journal)
-        .read_only(true)
-        .connect()
+    let ids: std::collections::HashSet<String> = backend
+        .rows(&dir)
         .await
-        .expect("open");
-    let ids: std::collections::HashSet<String> =
-        sqlx::query_scalar("SELECT message_id FROM exchanges")
-            .fetch_all(&mut connection)
-            .await
-            .expect("ids")
-            .into_iter()
-            .collect();
+        .into_iter()
+        .filter_map(|row| row["message_id"].clone())
+        .collect();
     let lost: Vec<&String> = acknowledged
         .iter()
         .filter(|id| !ids.contains(*id))

@@ -18,6 +18,7 @@ mod global;
 mod global_interop;
 mod hardening;
 mod journal;
+mod journal_backends;
 mod layering;
 mod message_cli;
 mod ops;

@@ -321,6 +321,8 @@ pub struct NodeBuilder<'a> {
     node_certificate: Option<IssuedCertificate>,
     federation: Option<String>,
     files: Vec<(String, Vec<u8>)>,
+    /// The `[journal]` section's lines other than the key (default: the embedded file).
+    journal: Option<String>,
 }
 
 impl<'a> NodeBuilder<'a> {
@@ -340,6 +342,7 @@ impl<'a> NodeBuilder<'a> {
             node_certificate: None,
             federation: None,
             files: Vec::new(),
+            journal: None,
         }
     }
 
@@ -490,6 +493,13 @@ impl<'a> NodeBuilder<'a> {
     /// Adds or replaces a `[[services]]` entry.
     pub fn service(mut self, id: &str, adapter: &str) -> Self {
         self.services.insert(id.to_owned(), adapter.to_owned());
+        self
+    }
+
+    /// Replaces the `[journal]` lines (other than `hmac_key_file`), e.g. a PostgreSQL
+    /// backend or archiving.
+    pub fn journal(mut self, lines: &str) -> Self {
+        self.journal = Some(lines.to_owned());
         self
     }
 
@@ -653,7 +663,7 @@ dir = "contracts"
 dir = "adapters"
 
 [journal]
-path = "journal.sqlite"
+{journal}
 hmac_key_file = "journal.key"
 
 [limits]
@@ -663,6 +673,10 @@ hmac_key_file = "journal.key"
 {dangerous}
 {federation}"#,
             member = self.member,
+            journal = self
+                .journal
+                .as_deref()
+                .unwrap_or("path = \"journal.sqlite\""),
             limits = self.limits.join("\n"),
             dangerous = if self.dangerous.is_empty() {
                 String::new()
