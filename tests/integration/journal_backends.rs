@@ -428,3 +428,235 @@ async fn postgres_gone_mid_run_refuses_exchanges_then_recovers_by_itself() {
     let verified = datagate(&args);
     assert!(verified.status.success(), "{verified:?}");
 }
+
+/// Issue 9 (retention and archiving; 004 Điều 24 k3a: kept no longer than needed): sealed
+/// batches past their age leave the store for gzip archive files, and `journal verify
+/// --config` still checks every record, archived ones included; a truncated or missing
+/// archive is named; past retention, archives are deleted and what follows still
+/// verifies from their anchor. On both backends.
+#[tokio::test]
+async fn archived_batches_still_verify_and_a_damaged_archive_is_named() {
+    archive_scenario(Backend::Sqlite).await;
+    if let Some((backend, _guard)) = Backend::postgres("archive") {
+        archive_scenario(backend).await;
+    }
+}
+
+async fn archive_scenario(backend: Backend) {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let mut node = NodeBuilder::standard(&pki, &upstream.url())
+        .journal(&format!(
+            "{}\narchive_dir = \"archive\"\narchive_after_days = 0.00001\nmaintenance_interval_secs = 1",
+            backend.section("archive-1")
+        ))
+        .start()
+        .await;
+    let client = node.client(&pki.portal);
+    for n in 0..6 {
+        let response = node
+            .lookup(&client, CITIZEN_ID)
+            .header("X-Road-Id", format!("archive-{n}"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+    }
+    let dir = node.written.path("");
+    let archive_dir = dir.join("archive");
+    let mut archived = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        archived = std::fs::read_dir(&archive_dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "gz"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !archived.is_empty() && backend.rows(&dir).await.is_empty() {
+            break;
+        }
+    }
+    assert!(!archived.is_empty(), "nothing was archived");
+    assert!(
+        backend.rows(&dir).await.is_empty(),
+        "archived rows stayed in the store"
+    );
+    node.shutdown();
+    node.stopped().await.expect("stopped");
+    let config = node.written.config_file.clone();
+    let verify = || {
+        datagate(&[
+            "journal".into(),
+            "verify".into(),
+            "--config".into(),
+            config.clone().into_os_string(),
+        ])
+    };
+    let intact = verify();
+    assert!(intact.status.success(), "{intact:?}");
+    let stdout = String::from_utf8_lossy(&intact.stdout);
+    assert!(
+        stdout.contains("6 chained records (6 from archives)"),
+        "{stdout}"
+    );
+
+    // A truncated archive is named, then a missing one.
+    let first = archived.iter().min().expect("an archive").clone();
+    let bytes = std::fs::read(&first).expect("archive");
+    std::fs::write(&first, &bytes[..bytes.len() / 2]).expect("truncate");
+    let output = verify();
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("truncated or corrupt"),
+        "{output:?}"
+    );
+    std::fs::remove_file(&first).expect("remove");
+    let output = verify();
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("archive file is missing"),
+        "{output:?}"
+    );
+    std::fs::write(&first, &bytes).expect("restore");
+    assert!(verify().status.success());
+
+    // Past retention: the archives go, and new records still verify from the anchor.
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace(
+            "archive_after_days = 0.00001",
+            "archive_after_days = 0.00001\nretention_days = 0.00002",
+        ),
+    )
+    .expect("config");
+    let mut restarted = std::process::Command::new(env!("CARGO_BIN_EXE_datagate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut expired = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if std::fs::read_dir(&archive_dir).map_or(0, |e| {
+            e.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "gz"))
+                .count()
+        }) == 0
+        {
+            expired = true;
+            break;
+        }
+    }
+    let _ = restarted.kill();
+    let _ = restarted.wait();
+    assert!(expired, "archives past retention were not deleted");
+    let output = verify();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("6 gone by retention"),
+        "{output:?}"
+    );
+}
+
+/// Issue 9 (never stop because the disk is full): on a small file system (a tmpfs), once
+/// free space falls below the journal's reserve the node refuses new exchanges with 503
+/// `journal.unavailable` before calling any backend and `/readyz` says so; when space
+/// returns it accepts again by itself, and the journal verifies.
+#[tokio::test]
+async fn below_the_free_space_reserve_exchanges_are_refused_until_space_returns() {
+    init();
+    let mount = tempfile::tempdir().expect("dir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(mount.path())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !mounted {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); the reserve is not tested");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount.path().to_owned());
+    let journal = mount.path().join("journal.sqlite");
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .journal(&format!(
+            "path = \"{}\"\nmin_free_mb = 8\nmaintenance_interval_secs = 1",
+            journal.display()
+        ))
+        .start()
+        .await;
+    let client = node.client(&pki.portal);
+    let ok = node
+        .lookup(&client, CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(ok.status(), 200);
+
+    // Fill the file system until less than the reserve is free.
+    let filler = mount.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 10 * 1024 * 1024]).expect("fill");
+    let hits = upstream.hits();
+    let refused = node
+        .lookup(&client, CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status(), 503);
+    let body: serde_json::Value = refused.json().await.expect("problem");
+    assert_eq!(body["code"], "journal.unavailable", "{body}");
+    let again = node
+        .lookup(&client, CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(again.status(), 503);
+    assert!(upstream.hits() <= hits + 1, "the backend was called");
+    let ready = reqwest::get(format!("http://{}/readyz", node.ops))
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 503);
+
+    std::fs::remove_file(&filler).expect("free");
+    let mut recovered = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if node
+            .lookup(&client, CITIZEN_ID)
+            .send()
+            .await
+            .expect("request")
+            .status()
+            == 200
+        {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(
+        recovered,
+        "the node did not accept again once space returned"
+    );
+    let verified = datagate(&[
+        "journal".into(),
+        "verify".into(),
+        "--journal".into(),
+        journal.into_os_string(),
+    ]);
+    assert!(verified.status.success(), "{verified:?}");
+}
