@@ -46,7 +46,9 @@ usage: cargo bench --bench load -- [--quick | --full] [options]
   --full               ~30 s runs at 2 000 req/s, 10 000 idle connections (~6 min;
                        needs ~25 000 open files: run under `prlimit --nofile=65536`)
   --targets LIST       comma-separated subset of
-                       direct,nginx,gateway-a,gateway-b,fed-direct,fed-hub
+                       direct,nginx,gateway-a,gateway-b,gateway-b0,fed-direct,fed-hub
+                       (gateway-b0: (b) with the journal off; (b) − (b0) is the
+                       journal's CPU per exchange)
   --federation         only scenario (c) and what it is compared with: the targets
                        direct,nginx,gateway-a,fed-direct,fed-hub (portal → A → B and
                        portal → A → hub → B, signed and encrypted)
@@ -67,11 +69,12 @@ usage: cargo bench --bench load -- [--quick | --full] [options]
 ";
 
 /// Every target, in report order.
-const TARGETS: [&str; 6] = [
+const TARGETS: [&str; 7] = [
     "direct",
     "nginx",
     "gateway-a",
     "gateway-b",
+    "gateway-b0",
     "fed-direct",
     "fed-hub",
 ];
@@ -523,6 +526,7 @@ fn label(id: &str) -> &'static str {
         "direct" => "direct call to the stub (plain HTTP)",
         "nginx" => "nginx (TLS 1.3 mTLS reverse proxy, 1 worker)",
         "gateway-a" => "(a) gateway, pass-through contract, no journal",
+        "gateway-b0" => "(b0) gateway, full pipeline, journal off",
         "fed-direct" => "(c) portal → A → B, signed + encrypted (A + B)",
         "fed-hub" => "(c) portal → A → hub → B, signed + encrypted (A + hub + B)",
         _ => "(b) gateway, full pipeline with the durable journal",
@@ -573,10 +577,10 @@ async fn start(harness: &Harness, result: TargetResult) -> anyhow::Result<Option
             (proc.pid(), client::Endpoint::new(port, true), Some(proc))
         }
         _ => {
-            let profile = if id == "gateway-a" {
-                setup::GatewayProfile::PassThrough
-            } else {
-                setup::GatewayProfile::Full
+            let profile = match id.as_str() {
+                "gateway-a" => setup::GatewayProfile::PassThrough,
+                "gateway-b0" => setup::GatewayProfile::FullNoJournal,
+                _ => setup::GatewayProfile::Full,
             };
             let limits = setup::GatewayLimits::Wide {
                 connections: harness.options.idle + harness.options.saturation_concurrency,

@@ -431,6 +431,31 @@ pub fn checks(
             false,
         ),
     ];
+    // What the durable journal costs per exchange: (b) − (b0), at the offered rate.
+    let b0 = target(targets, "gateway-b0");
+    if b0.is_some() {
+        let rate = b.and_then(|t| t.fixed.as_ref()).map(|f| f.offered_rps);
+        let limit = rate.map(|r| if r >= 5000.0 { 25.0 } else { 60.0 });
+        out.push(check(
+            &format!(
+                "journal: CPU/exchange added, (b) − (b0), at {} req/s (≤ 25 µs at 5 000, ≤ 60 µs at 1 000)",
+                rate.map_or("?".to_owned(), |r| format!("{r:.0}"))
+            ),
+            cpu(b).zip(cpu(b0)).map(|(b, b0)| b - b0),
+            limit,
+            "µs",
+            false,
+            false,
+        ));
+        out.push(check(
+            "journal: added p99, (b) − (b0), ≤ 1 ms",
+            p99(b).zip(p99(b0)).map(|(b, b0)| b - b0),
+            Some(1.0),
+            "ms",
+            false,
+            false,
+        ));
+    }
     out.extend(federation_checks(targets, floors));
     for (name, t) in [("(a)", a), ("(b)", b)] {
         let memory = t.and_then(|t| t.memory.as_ref());

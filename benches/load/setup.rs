@@ -95,6 +95,9 @@ pub enum GatewayProfile {
     /// (b) full pipeline: request and response schemas, projection to a
     /// subset of fields, subject digest, a (never reached) quota.
     Full,
+    /// (b) without the journal (`[dangerous] disable_journal`): (b) minus this is what
+    /// the durable journal costs per exchange.
+    FullNoJournal,
 }
 
 /// A path as a TOML string.
@@ -139,7 +142,7 @@ pub fn contract_for(profile: GatewayProfile, consumer: &str, service: &str) -> S
         GatewayProfile::PassThrough => format!(
             "id: bench-pass-through-{suffix}\n{common}classification: internal\nallowed_fields: [\"\"]\n"
         ),
-        GatewayProfile::Full => format!(
+        GatewayProfile::Full | GatewayProfile::FullNoJournal => format!(
             "id: bench-full-pipeline-{suffix}\n{common}classification: sensitive\n\
              allowed_fields:\n  - /record_id\n  - /full_name\n  - /date_of_birth\n  - /sex\n  \
              - /address/province\n  - /address/district\n\
@@ -251,7 +254,7 @@ pub fn write_gateway(
     std::fs::create_dir_all(&adapters)?;
     std::fs::write(contracts.join("bench.yaml"), contract(profile, CLIENT))?;
     std::fs::write(contracts.join("victim.yaml"), contract(profile, VICTIM))?;
-    if profile == GatewayProfile::Full {
+    if profile != GatewayProfile::PassThrough {
         std::fs::write(contracts.join("schemas/request.json"), REQUEST_SCHEMA)?;
         std::fs::write(contracts.join("schemas/record.json"), RECORD_SCHEMA)?;
     }
@@ -272,7 +275,7 @@ pub fn write_gateway(
              [journal]\npath = {journal}\nhmac_key_file = {journal_key}\n\n\
              [limits]\n{limits}\n\
              [[services]]\nid = \"{SERVICE}\"\nadapter = \"bench-db\"\n\n{dangerous}",
-            dangerous = if profile == GatewayProfile::PassThrough {
+            dangerous = if profile != GatewayProfile::Full {
                 "[dangerous]\ndisable_journal = true\n"
             } else {
                 ""
