@@ -95,11 +95,13 @@ pub enum ErrorCode {
     FederationProviderRefused,
     FederationResponseInvalid,
     JournalOverloaded,
+    AdminForbidden,
+    AdminBadQuery,
 }
 
 impl ErrorCode {
     /// Every code, in the order of `docs/ERRORS.md`.
-    pub const ALL: [ErrorCode; 66] = [
+    pub const ALL: [ErrorCode; 68] = [
         ErrorCode::RequestRouteNotFound,
         ErrorCode::RequestPathInvalid,
         ErrorCode::RequestClientMissing,
@@ -166,6 +168,8 @@ impl ErrorCode {
         ErrorCode::FederationProviderRefused,
         ErrorCode::FederationResponseInvalid,
         ErrorCode::JournalOverloaded,
+        ErrorCode::AdminForbidden,
+        ErrorCode::AdminBadQuery,
     ];
 
     /// The code whose stable name is `name` (a peer gateway's problem answer).
@@ -244,6 +248,8 @@ impl ErrorCode {
             ErrorCode::FederationProviderRefused => "federation.provider_refused",
             ErrorCode::FederationResponseInvalid => "federation.response_invalid",
             ErrorCode::JournalOverloaded => "journal.overloaded",
+            ErrorCode::AdminForbidden => "admin.forbidden",
+            ErrorCode::AdminBadQuery => "admin.bad_query",
         }
     }
 
@@ -316,6 +322,8 @@ impl ErrorCode {
             ErrorCode::FederationProviderRefused => StatusCode::BAD_GATEWAY,
             ErrorCode::FederationResponseInvalid => StatusCode::BAD_GATEWAY,
             ErrorCode::JournalOverloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::AdminForbidden => StatusCode::FORBIDDEN,
+            ErrorCode::AdminBadQuery => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -388,6 +396,8 @@ impl ErrorCode {
             ErrorCode::FederationProviderRefused => Origin::Upstream,
             ErrorCode::FederationResponseInvalid => Origin::Upstream,
             ErrorCode::JournalOverloaded => Origin::Internal,
+            ErrorCode::AdminForbidden => Origin::Consumer,
+            ErrorCode::AdminBadQuery => Origin::Consumer,
         }
     }
 

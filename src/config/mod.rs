@@ -9,6 +9,7 @@
 //! Reload runs the very same [`load`]; a set with any error never replaces the
 //! running one.
 
+pub mod admin;
 pub mod federation;
 pub mod journal;
 pub mod raw;
@@ -172,6 +173,8 @@ pub struct NodeConfig {
     pub dangerous_disable_journal: bool,
     /// `[federation]`, when this node exchanges with other gateways.
     pub federation: Option<federation::FederationSettings>,
+    /// `[admin]`, when this node serves the journal admin API.
+    pub admin: Option<admin::AdminSettings>,
 }
 
 fn read_text(path: &Path, errors: &mut Vec<ConfigError>) -> Option<String> {
@@ -437,6 +440,15 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
         ));
     }
 
+    let admin = raw.admin.as_ref().map(|section| {
+        let mut others = vec![
+            ("consumer", raw.listeners.consumer),
+            ("ops", raw.listeners.ops),
+        ];
+        others.extend(raw.listeners.exchange.map(|address| ("exchange", address)));
+        admin::build(section, &others, file, &mut errors)
+    });
+
     match (member, registry, contracts, tls_config, journal) {
         (Some(member), Some(registry), Some(contracts), Some(tls_config), Some(journal))
             if errors.is_empty() =>
@@ -458,6 +470,7 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
                 dangerous_disable_journal: raw.dangerous.disable_journal,
                 limits,
                 federation: federation.flatten(),
+                admin: admin.flatten(),
             })
         }
         _ => Err(errors),

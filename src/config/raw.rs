@@ -37,6 +37,9 @@ pub struct RawNodeConfig {
     /// The federation: exchange with other gateways (absent: local adapters only).
     #[serde(default)]
     pub federation: Option<RawFederation>,
+    /// The journal admin API (absent: no admin listener).
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
 }
 
 /// `[federation]`: this node as a secure server of the federation.
@@ -302,4 +305,29 @@ pub struct RawService {
     pub id: String,
     /// Name of the adapter (file in the adapters directory) that backs it.
     pub adapter: String,
+}
+
+/// `[admin]`: the journal admin API's listener and the certificates that may call it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// mTLS listener of the admin API (the `[tls]` certificate and trusted CAs).
+    pub listen: SocketAddr,
+    /// The client certificates allowed, each with a role. Default none (every caller
+    /// refused).
+    #[serde(default)]
+    pub clients: Vec<RawAdminClient>,
+}
+
+/// `[[admin.clients]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminClient {
+    /// SHA-256 of the client certificate's DER: 64 hex digits (case and `:` ignored).
+    pub fingerprint: String,
+    /// `auditor` or `operator`.
+    pub role: String,
+    /// Who holds it, as the journal of admin queries names them (default: the fingerprint).
+    #[serde(default)]
+    pub name: Option<String>,
 }

@@ -150,6 +150,11 @@ pub struct RawContract {
     pub subject: Option<String>,
     /// Who approved it for the data owner.
     pub approved_by: String,
+    /// A law-enforcement embargo, `YYYY-MM-DD` (Vietnam date): before that day the
+    /// exchanges under this contract are left out of the data subject's view of who
+    /// accessed their data (auditors see them, flagged). None: no embargo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embargo_until: Option<String>,
 }
 
 /// Where the data subject's identifier is found in a request.
@@ -198,6 +203,8 @@ pub struct CompiledContract {
     pub assurance_level: Option<AssuranceLevel>,
     /// The data subject reference.
     pub subject: Option<SubjectRef>,
+    /// The embargo's end (Vietnam date), if the exchanges are embargoed.
+    pub embargo_until: Option<time::Date>,
     /// The contract as written, schemas inline: what the owner's gateway publishes to
     /// the consumer member's gateway.
     pub published: RawContract,
@@ -512,6 +519,15 @@ pub fn compile(
         }
     };
 
+    let embargo_until = raw.embargo_until.as_deref().and_then(|text| {
+        time::Date::parse(
+            text,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .map_err(|_| error("embargo_until", "must be a date YYYY-MM-DD".into()))
+        .ok()
+    });
+
     match (consumer, service, projection) {
         (Some(consumer), Some(service), Some(projection)) if errors.is_empty() => {
             Ok(CompiledContract {
@@ -532,6 +548,7 @@ pub fn compile(
                 cache_ttl,
                 assurance_level: raw.assurance_level,
                 subject,
+                embargo_until,
                 published,
             })
         }
@@ -616,6 +633,11 @@ impl ContractSet {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// The contract called `id`, if this set holds it.
+    pub fn get(&self, id: &str) -> Option<&Arc<CompiledContract>> {
+        self.ids.get(id)
     }
 
     /// All contracts, by id.
@@ -898,5 +920,26 @@ approved_by: Cục Cảnh sát QLHC về TTXH
             fresh.take_quota(now).is_ok(),
             "a changed quota starts afresh"
         );
+    }
+
+    /// Issue 9 (embargo): a contract may carry a law-enforcement embargo date; it is
+    /// compiled as a date, travels in the published copy, and anything but a date is
+    /// refused at its path.
+    #[test]
+    fn embargo_is_a_date_or_refused() {
+        let embargoed = format!("{CONTRACT}embargo_until: 2027-06-30\n");
+        let contract = compiled(&embargoed).expect("valid");
+        assert_eq!(
+            contract.embargo_until,
+            Some(time::macros::date!(2027 - 06 - 30))
+        );
+        assert_eq!(
+            contract.published.embargo_until.as_deref(),
+            Some("2027-06-30")
+        );
+        assert_eq!(compiled(CONTRACT).expect("valid").embargo_until, None);
+        let errors = compiled(&format!("{CONTRACT}embargo_until: soon\n")).expect_err("broken");
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["embargo_until"]);
     }
 }

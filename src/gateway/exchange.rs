@@ -418,6 +418,12 @@ fn request_document(
     document
 }
 
+/// The journal's keyed digest of a data subject's identifier: what the exchange records
+/// and what the admin API's subject-access query looks for (one spelling for both).
+pub(super) fn subject_digest(gateway: &Gateway, subject: &str) -> String {
+    gateway.journal().digest(&[b"subject", subject.as_bytes()])
+}
+
 fn subject_value(
     contract: &CompiledContract,
     params: &std::collections::BTreeMap<String, String>,
@@ -630,8 +636,7 @@ async fn run(
         && let Some(contract) = &contract
         && let Some(subject) = subject_value(contract, &routed.params, json_body.as_ref())
     {
-        ctx.trail.subject_digest =
-            Some(gateway.journal().digest(&[b"subject", subject.as_bytes()]));
+        ctx.trail.subject_digest = Some(subject_digest(gateway, &subject));
     }
     if let Some(contract) = contract.as_ref().filter(|c| c.request_schema.is_some()) {
         contract.validate_request(&request_document(
@@ -757,6 +762,7 @@ mod tests {
                 std::path::Path::new("test"),
                 &mut Vec::new(),
             ),
+            admin_clients: Default::default(),
         };
         (
             Gateway::new(runtime, crate::journal::Journal::start(store, &[7; 32])),

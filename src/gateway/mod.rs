@@ -13,8 +13,10 @@
 //! - [`connections`]: connection caps in all, per IP and per certificate;
 //! - [`listener`]: listeners as data (name, address, TLS mode, router, caps) and the accept loop;
 //! - [`server`]: the node: its listeners, graceful shutdown, reload;
-//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/status/v1/federation`, `/status/v1/journal/{id}`.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/status/v1/federation`, `/status/v1/journal/{id}`;
+//! - [`admin`]: the journal admin API (`/admin/v1/…`) for operators and auditors, by certificate.
 
+pub mod admin;
 pub mod admission;
 pub mod connections;
 pub mod context;
@@ -66,6 +68,8 @@ pub struct Runtime {
     pub backends: HashMap<String, Arc<Backend>>,
     /// Request limits.
     pub limits: Limits,
+    /// Who may call the admin listener, by certificate (empty without `[admin]`).
+    pub admin_clients: crate::config::admin::AdminClients,
 }
 
 impl Runtime {
@@ -96,6 +100,11 @@ impl Runtime {
             services,
             backends,
             limits: config.limits,
+            admin_clients: config
+                .admin
+                .as_ref()
+                .map(|admin| admin.clients.clone())
+                .unwrap_or_default(),
         })
     }
 

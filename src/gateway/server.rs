@@ -3,7 +3,8 @@
 //!
 //! The listeners themselves are data ([`super::listener::Listener`]): the consumer
 //! listener (mTLS, the client-facing protocol), the exchange listener (mTLS,
-//! gateways and hubs of the federation), and the ops listener (plain; loopback or a
+//! gateways and hubs of the federation), the admin listener (mTLS, the journal admin
+//! API, when `[admin]` is configured), and the ops listener (plain; loopback or a
 //! management network).
 
 use super::listener::{Listener, TlsMode};
@@ -163,6 +164,17 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
             socket: bind("exchange", address).await?,
             tls: TlsMode::Mutual(exchange_tls),
             router: exchange_router(gateway.clone()),
+            connections: super::connections::Connections::new(),
+        });
+    }
+    if let Some(admin) = &config.admin {
+        // The journal admin API: mTLS with the `[tls]` CAs; who may ask what is decided per
+        // request against `[admin] clients` (the runtime's, so a reload revokes).
+        listeners.push(Listener {
+            name: "admin",
+            socket: bind("admin", admin.listen).await?,
+            tls: TlsMode::Mutual(tls.clone()),
+            router: catch_panic(super::admin::router(gateway.clone())),
             connections: super::connections::Connections::new(),
         });
     }

@@ -9,6 +9,7 @@
 mod support;
 
 mod adapters;
+mod admin;
 mod cases;
 mod check;
 mod contracts;

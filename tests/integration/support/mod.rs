@@ -309,6 +309,8 @@ impl WrittenConfig {
 /// Builds a node configuration: registry, contracts, schemas, adapters, limits.
 pub struct NodeBuilder<'a> {
     pki: &'a TestPki,
+    /// Whole sections appended to `datagate.toml` (e.g. `[admin]`).
+    sections: Vec<String>,
     registry: Vec<Registration>,
     contracts: BTreeMap<String, String>,
     schemas: BTreeMap<String, String>,
@@ -330,6 +332,7 @@ impl<'a> NodeBuilder<'a> {
     pub fn new(pki: &'a TestPki) -> Self {
         NodeBuilder {
             pki,
+            sections: Vec::new(),
             registry: Vec::new(),
             contracts: BTreeMap::new(),
             schemas: BTreeMap::new(),
@@ -362,6 +365,12 @@ impl<'a> NodeBuilder<'a> {
     /// A `[federation]` section (its lines) and an exchange listener.
     pub fn federation(mut self, section: &str) -> Self {
         self.federation = Some(section.to_owned());
+        self
+    }
+
+    /// A whole section appended to `datagate.toml`, header included (e.g. `[admin]`).
+    pub fn section(mut self, text: &str) -> Self {
+        self.sections.push(text.to_owned());
         self
     }
 
@@ -684,6 +693,7 @@ hmac_key_file = "journal.key"
                 format!("[dangerous]\n{}\n", self.dangerous.join("\n"))
             },
         );
+        let config = format!("{config}\n{}", self.sections.join("\n"));
         write("datagate.toml", &config);
         WrittenConfig {
             config_file: root.join("datagate.toml"),
@@ -709,7 +719,13 @@ hmac_key_file = "journal.key"
             )
         });
         let (stop, stopped) = watch::channel(false);
-        type Ready = (SocketAddr, SocketAddr, Option<SocketAddr>, Reload);
+        type Ready = (
+            SocketAddr,
+            SocketAddr,
+            Option<SocketAddr>,
+            Option<SocketAddr>,
+            Reload,
+        );
         let (ready_tx, ready_rx) = oneshot::channel::<Result<Ready, String>>();
         let (done_tx, done_rx) = oneshot::channel::<anyhow::Result<()>>();
         std::thread::Builder::new()
@@ -732,6 +748,7 @@ hmac_key_file = "journal.key"
                         node.consumer_addr(),
                         node.ops_addr(),
                         node.listener_addr("exchange"),
+                        node.listener_addr("admin"),
                         reload,
                     )));
                     node.run(stopped).await
@@ -739,7 +756,7 @@ hmac_key_file = "journal.key"
                 let _ = done_tx.send(outcome);
             })
             .expect("node thread");
-        let (consumer, ops, exchange, reload) = ready_rx
+        let (consumer, ops, exchange, admin, reload) = ready_rx
             .await
             .expect("the node thread reports")
             .unwrap_or_else(|error| panic!("the node did not start: {error}"));
@@ -748,6 +765,7 @@ hmac_key_file = "journal.key"
             consumer,
             ops,
             exchange,
+            admin,
             ca_pem: self.pki.ca.cert_pem().to_owned(),
             stop,
             done: Some(done_rx),
@@ -767,6 +785,8 @@ pub struct TestNode {
     pub ops: SocketAddr,
     /// The exchange listener, when the node is in a federation.
     pub exchange: Option<SocketAddr>,
+    /// The admin listener, when the configuration has an `[admin]` section.
+    pub admin: Option<SocketAddr>,
     ca_pem: String,
     stop: watch::Sender<bool>,
     done: Option<oneshot::Receiver<anyhow::Result<()>>>,
