@@ -15,6 +15,7 @@ pub mod bundle;
 pub mod chain;
 pub mod reconcile;
 pub mod sqlite;
+pub mod tsa;
 
 use serde::Serialize;
 use std::future::Future;
