@@ -15,3 +15,4 @@ mod msgsig_interop;
 mod msgsig_proptest;
 mod msgsig_rfc9421;
 mod msgsig_roundtrip;
+mod tsa;
