@@ -105,7 +105,7 @@ async fn append(journal: &Journal, records: u64, producers: u64) -> (f64, f64) {
 
 async fn verify(locator: &journal::store::Locator) -> (u64, f64) {
     let started = tokio::time::Instant::now();
-    let outcome = journal::verify::verify(locator, None, None, &mut |_, _| {})
+    let outcome = journal::verify::verify(locator, None, None, None, &mut |_, _| {})
         .await
         .expect("verify");
     let wall = started.elapsed().as_secs_f64();

@@ -87,6 +87,10 @@ enum JournalCommand {
         /// With `--journal`: the directory of its archive files.
         #[arg(long)]
         archive_dir: Option<PathBuf>,
+        /// The TSA's CA certificates (PEM): time-stamp tokens are then verified fully
+        /// (signature, chain), not only their imprint. With `--config`, the configured ones.
+        #[arg(long)]
+        tsa_ca: Option<PathBuf>,
         /// Or an evidence bundle written by `journal export`: checked with nothing else.
         #[arg(long)]
         bundle: Option<PathBuf>,
@@ -280,11 +284,12 @@ fn main() -> ExitCode {
                     journal,
                     schema,
                     archive_dir,
+                    tsa_ca,
                     from,
                     to,
                     ..
                 },
-        } => verify_journal(config, journal, &schema, archive_dir, from.zip(to)),
+        } => verify_journal(config, journal, &schema, archive_dir, tsa_ca, from.zip(to)),
         Command::Journal {
             command: JournalCommand::Reconcile { a, b },
         } => reconcile_journals(&a, &b),
@@ -501,12 +506,20 @@ fn run_globalconf(command: GlobalconfCommand) -> Result<(), OperatorError> {
 /// files, fields and components, never key material or header values).
 /// The journal named by `--journal` (a SQLite file or a `postgres://` URL with
 /// `--schema`), or by the configuration's `[journal]`; with its archive directory.
+/// What `journal verify` and `export` read: where, its archive directory and its TSA's
+/// CA file.
+type JournalTarget = (
+    datagate::journal::store::Locator,
+    Option<PathBuf>,
+    Option<PathBuf>,
+);
+
 fn journal_locator(
     config: Option<PathBuf>,
     journal: Option<String>,
     schema: &str,
     archive_dir: Option<PathBuf>,
-) -> Result<(datagate::journal::store::Locator, Option<PathBuf>), ExitCode> {
+) -> Result<JournalTarget, ExitCode> {
     use datagate::journal::store::{Locator, PgLocation};
     match (config, journal) {
         (_, Some(journal))
@@ -523,9 +536,10 @@ fn journal_locator(
                     chain: None,
                 }),
                 archive_dir,
+                None,
             ))
         }
-        (_, Some(journal)) => Ok((Locator::Sqlite(PathBuf::from(journal)), archive_dir)),
+        (_, Some(journal)) => Ok((Locator::Sqlite(PathBuf::from(journal)), archive_dir, None)),
         (Some(config), None) => match datagate::config::load(&config) {
             Ok(loaded) => {
                 let dir = loaded
@@ -533,7 +547,8 @@ fn journal_locator(
                     .archive
                     .as_ref()
                     .and_then(|policy| policy.dir.clone());
-                Ok((loaded.journal.locator, archive_dir.or(dir)))
+                let tsa = loaded.journal.tsa.as_ref().map(|t| t.roots_file.clone());
+                Ok((loaded.journal.locator, archive_dir.or(dir), tsa))
             }
             Err(errors) => {
                 for error in &errors {
@@ -631,7 +646,7 @@ fn export_journal(
     range: Option<(String, String)>,
     out: &std::path::Path,
 ) -> ExitCode {
-    let (locator, _) = match journal_locator(config, journal, schema, None) {
+    let (locator, _, _) = match journal_locator(config, journal, schema, None) {
         Ok(found) => found,
         Err(code) => return code,
     };
@@ -689,12 +704,24 @@ fn verify_journal(
     journal: Option<String>,
     schema: &str,
     archive_dir: Option<PathBuf>,
+    tsa_ca: Option<PathBuf>,
     range: Option<(String, String)>,
 ) -> ExitCode {
     use datagate::journal::verify::{Summary, Verification};
-    let (locator, archive_dir) = match journal_locator(config, journal, schema, archive_dir) {
-        Ok(found) => found,
-        Err(code) => return code,
+    let (locator, archive_dir, configured_tsa) =
+        match journal_locator(config, journal, schema, archive_dir) {
+            Ok(found) => found,
+            Err(code) => return code,
+        };
+    let tsa_roots = match tsa_ca.or(configured_tsa) {
+        Some(file) => match datagate::journal::stamper::load_roots(&file) {
+            Ok(roots) => Some(roots),
+            Err(error) => {
+                eprintln!("input.unreadable: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -711,6 +738,7 @@ fn verify_journal(
         &locator,
         range,
         archive_dir.as_deref(),
+        tsa_roots.as_deref(),
         &mut |chain, seq| progress.at(chain, seq),
     ));
     progress.finish();

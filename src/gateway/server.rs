@@ -47,6 +47,25 @@ pub fn exchange_router(gateway: Arc<Gateway>) -> Router {
     catch_panic(super::inbound::router(gateway))
 }
 
+/// The time-stamper of seals, when `[journal] tsa_url` is set.
+fn stamper(
+    settings: &crate::config::journal::JournalSettings,
+) -> anyhow::Result<Option<journal::stamper::Stamper>> {
+    let Some(tsa) = &settings.tsa else {
+        return Ok(None);
+    };
+    let roots = journal::stamper::load_roots(&tsa.roots_file).map_err(anyhow::Error::msg)?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("cannot build the TSA client")?;
+    Ok(Some(journal::stamper::Stamper::spawn(
+        client,
+        tsa.url.clone(),
+        roots,
+    )))
+}
+
 /// A node that has bound its listeners.
 pub struct Node {
     gateway: Arc<Gateway>,
@@ -124,6 +143,10 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
                     .with_context(|| format!("cannot open the journal {}", path.display()))?
                     .with_sealer(sealer)
                     .with_min_free_bytes(settings.min_free_bytes);
+                let store = match stamper(settings)? {
+                    Some(stamper) => store.with_stamper(stamper),
+                    None => store,
+                };
                 Journal::start_with(store, &key, journal::QUEUE_CAPACITY, upkeep)
             }
             journal::store::Locator::Postgres(location) => {
@@ -131,6 +154,10 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
                     .await
                     .context("cannot open the PostgreSQL journal")?
                     .with_sealer(sealer);
+                let store = match stamper(settings)? {
+                    Some(stamper) => store.with_stamper(stamper),
+                    None => store,
+                };
                 Journal::start_with(store, &key, journal::QUEUE_CAPACITY, upkeep)
             }
         };

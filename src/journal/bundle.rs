@@ -114,7 +114,8 @@ pub async fn export(locator: &Locator, selection: &Selection) -> Result<Bundle, 
         seals: Vec::new(),
     };
     // (chain, first_seq) → (index in the bundle, the batch's leaves).
-    let mut seal_index: BTreeMap<(String, i64), (usize, Vec<[u8; 32]>)> = BTreeMap::new();
+    type Batch = (usize, Vec<[u8; 32]>);
+    let mut seal_index: BTreeMap<(String, i64), Batch> = BTreeMap::new();
     for (chain_name, record) in rows {
         let seq = record.seq;
         let known = seal_index
@@ -246,6 +247,17 @@ pub fn verify_bundle(bytes: &[u8]) -> Result<usize, BundleError> {
         crate::msgsig::VerifyingKey::from_certificate_der(&certificate, Some(algorithm))
             .and_then(|key| key.verify(algorithm, &payload, &signature))
             .map_err(|_| fail("its signature does not verify"))?;
+        // A time-stamp token must be over this seal's payload (its signature and chain
+        // need the TSA's roots: `journal verify` with `--tsa-ca`).
+        if let Some(token) = &seal.timestamp {
+            let token = b64.decode(token).map_err(|_| fail("bad base64"))?;
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &payload);
+            let over = super::tsa::token_digest_and_time(&token)
+                .is_ok_and(|(imprint, _)| imprint.as_slice() == digest.as_ref());
+            if !over {
+                return Err(fail("its time-stamp token is not over this seal"));
+            }
+        }
     }
     for (index, record) in bundle.records.iter().enumerate() {
         let message_id = record

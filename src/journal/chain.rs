@@ -358,6 +358,8 @@ pub struct ChainedBatch {
     pub seal: Option<super::bundle::BundleSeal>,
     /// The hash of the batch's last record: the chain's head once it is stored.
     pub head: [u8; 32],
+    /// SHA-256 of the seal's signed payload: what a time-stamp token covers.
+    pub seal_digest: Option<[u8; 32]>,
 }
 
 /// Chains `records` after `head`, numbering them from `next_seq`, and seals the batch
@@ -388,6 +390,7 @@ pub fn chain_batch(
             row
         })
         .collect();
+    let mut seal_digest = None;
     let seal = match (sealer, rows.first(), rows.last()) {
         (Some(sealer), Some(first), Some(last)) => {
             let root = merkle_root(&leaves);
@@ -411,6 +414,11 @@ pub fn chain_batch(
             let signature = sealer.key.sign(&payload).map_err(|error| {
                 super::JournalError::Store(format!("cannot sign the seal: {}", error.code()))
             })?;
+            let mut digest = [0u8; 32];
+            digest.copy_from_slice(
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &payload).as_ref(),
+            );
+            seal_digest = Some(digest);
             use base64::Engine as _;
             let b64 = &base64::engine::general_purpose::STANDARD;
             Some(super::bundle::BundleSeal {
@@ -431,5 +439,6 @@ pub fn chain_batch(
         rows,
         seal,
         head: current,
+        seal_digest,
     })
 }

@@ -19,6 +19,7 @@ pub mod chain;
 pub mod postgres;
 pub mod reconcile;
 pub mod sqlite;
+pub mod stamper;
 pub mod store;
 pub mod tsa;
 pub mod verify;

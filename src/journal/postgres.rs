@@ -30,6 +30,8 @@ pub struct PgJournal {
     head: [u8; 32],
     next_seq: i64,
     sealer: Option<super::chain::Sealer>,
+    /// Time-stamps seals with a TSA, when configured.
+    stamper: Option<super::stamper::Stamper>,
 }
 
 /// The advisory lock key of a chain: the first 8 bytes of SHA-256 over a label, the
@@ -82,6 +84,7 @@ impl PgJournal {
             head: super::chain::GENESIS,
             next_seq: 1,
             sealer: None,
+            stamper: None,
         };
         // Migrations run once, at start; a reconnect only takes the lock and the head.
         drop(migrate(&journal.location).await?);
@@ -238,7 +241,45 @@ impl PgJournal {
         transaction.commit().await.map_err(store_error)?;
         self.head = batch.head;
         self.next_seq += records.len() as i64;
+        if let (Some(stamper), Some(seal), Some(digest)) =
+            (&self.stamper, &batch.seal, batch.seal_digest)
+        {
+            stamper.request(super::stamper::StampRequest {
+                first_seq: seal.first_seq,
+                digest,
+            });
+        }
         Ok(())
+    }
+
+    /// Time-stamps every seal from now on with the TSA behind `stamper`.
+    pub fn with_stamper(mut self, stamper: super::stamper::Stamper) -> Self {
+        self.stamper = Some(stamper);
+        self
+    }
+
+    /// Attaches the time-stamp tokens that came back since the last batch.
+    async fn attach_stamps(&mut self) {
+        let Some(stamper) = self.stamper.as_mut() else {
+            return;
+        };
+        let ready = stamper.ready();
+        let Some(connection) = self.connection.as_mut() else {
+            return;
+        };
+        for stamped in ready {
+            if let Err(error) = sqlx::query(
+                "UPDATE seals SET timestamp_token = $1 WHERE chain = $2 AND first_seq = $3",
+            )
+            .bind(&stamped.token)
+            .bind(&self.chain)
+            .bind(stamped.first_seq)
+            .execute(&mut *connection)
+            .await
+            {
+                tracing::warn!(error = %error, "cannot attach a seal's time-stamp token");
+            }
+        }
     }
 
     async fn apply(&mut self, step: &Step) -> Result<(), JournalError> {
@@ -303,6 +344,7 @@ impl PgJournal {
 impl JournalStore for PgJournal {
     fn append_batch<'a>(&'a mut self, records: &'a [ExchangeRecord]) -> StoreFuture<'a> {
         Box::pin(async move {
+            self.attach_stamps().await;
             let outcome = self.insert(records).await;
             if outcome.is_err() {
                 // Whether the commit happened is unknown: drop the connection (and the
@@ -315,6 +357,7 @@ impl JournalStore for PgJournal {
 
     fn probe(&mut self) -> StoreFuture<'_> {
         Box::pin(async move {
+            self.attach_stamps().await;
             let checked = match self.ensure_connected().await {
                 Err(error) => Err(error),
                 Ok(()) => match self.connection.as_mut() {

@@ -30,6 +30,8 @@ pub struct SqliteJournal {
     next_seq: i64,
     /// Signs each batch's Merkle root (none: batches are chained but not sealed).
     sealer: Option<super::chain::Sealer>,
+    /// Time-stamps seals with a TSA, when configured.
+    stamper: Option<super::stamper::Stamper>,
     /// Below this much free space on the journal's file system, appends are refused.
     min_free_bytes: u64,
     /// Held while the store is open: one writing process per file.
@@ -82,6 +84,7 @@ impl SqliteJournal {
             head: super::chain::GENESIS,
             next_seq: 1,
             sealer: None,
+            stamper: None,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             _lock: lock,
         };
@@ -234,7 +237,39 @@ impl SqliteJournal {
         transaction.commit().await.map_err(store_error)?;
         self.head = batch.head;
         self.next_seq += records.len() as i64;
+        if let (Some(stamper), Some(seal), Some(digest)) =
+            (&self.stamper, &batch.seal, batch.seal_digest)
+        {
+            stamper.request(super::stamper::StampRequest {
+                first_seq: seal.first_seq,
+                digest,
+            });
+        }
         Ok(())
+    }
+
+    /// Time-stamps every seal from now on with the TSA behind `stamper`.
+    pub fn with_stamper(mut self, stamper: super::stamper::Stamper) -> Self {
+        self.stamper = Some(stamper);
+        self
+    }
+
+    /// Attaches the time-stamp tokens that came back since the last batch.
+    async fn attach_stamps(&mut self) {
+        let Some(stamper) = self.stamper.as_mut() else {
+            return;
+        };
+        for stamped in stamper.ready() {
+            if let Err(error) =
+                sqlx::query("UPDATE seals SET timestamp_token = ? WHERE first_seq = ?")
+                    .bind(&stamped.token)
+                    .bind(stamped.first_seq)
+                    .execute(&mut self.connection)
+                    .await
+            {
+                tracing::warn!(error = %error, "cannot attach a seal's time-stamp token");
+            }
+        }
     }
 
     /// Applies one maintenance step decided by [`archive::plan`].
@@ -337,6 +372,7 @@ async fn upgrade_pre_migration_journal(
 impl JournalStore for SqliteJournal {
     fn append_batch<'a>(&'a mut self, records: &'a [ExchangeRecord]) -> StoreFuture<'a> {
         Box::pin(async move {
+            self.attach_stamps().await;
             let outcome = self.insert(records).await;
             if outcome.is_err() {
                 // The transaction rolled back; the head in memory is still the store's.
@@ -348,6 +384,7 @@ impl JournalStore for SqliteJournal {
 
     fn probe(&mut self) -> StoreFuture<'_> {
         Box::pin(async move {
+            self.attach_stamps().await;
             self.check_space()?;
             sqlx::query("SELECT 1")
                 .execute(&mut self.connection)

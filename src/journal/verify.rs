@@ -82,6 +82,9 @@ pub struct ChainVerifier {
     /// A batch found incomplete when the next seal came: reported at the next record
     /// unless that record's own check names the damage more precisely.
     lost: Option<Failure>,
+    /// The TSA roots time-stamp tokens must chain to (`None`: only their imprint is
+    /// checked).
+    tsa_roots: Option<Vec<Vec<u8>>>,
     summary: Summary,
 }
 
@@ -92,6 +95,13 @@ impl ChainVerifier {
             range,
             ..ChainVerifier::default()
         }
+    }
+
+    /// Checks time-stamp tokens fully: signature and chain to `roots`, not only their
+    /// imprint.
+    pub fn with_tsa_roots(mut self, roots: Option<Vec<Vec<u8>>>) -> Self {
+        self.tsa_roots = roots;
+        self
     }
 
     /// Continues after records gone by retention: the next record must link to `hash`
@@ -281,12 +291,20 @@ impl ChainVerifier {
             return Err(failure("a seal's signature does not verify"));
         }
         if let Some(token) = &seal.timestamp {
-            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &payload);
+            let mut digest = [0u8; 32];
+            digest.copy_from_slice(
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &payload).as_ref(),
+            );
             let token = b64.decode(token).unwrap_or_default();
-            let matches = super::tsa::token_digest_and_time(&token)
-                .is_ok_and(|(imprint, _)| imprint.as_slice() == digest.as_ref());
+            let matches = match &self.tsa_roots {
+                Some(roots) => super::tsa::verify_token(&token, &digest, roots).is_ok(),
+                None => super::tsa::token_digest_and_time(&token)
+                    .is_ok_and(|(imprint, _)| imprint == digest),
+            };
             if !matches {
-                return Err(failure("a seal's time-stamp token is not over this seal"));
+                return Err(failure(
+                    "a seal's time-stamp token does not verify over this seal",
+                ));
             }
             self.summary.timestamped += 1;
         }
@@ -324,6 +342,7 @@ pub async fn verify(
     locator: &Locator,
     range: Option<(String, String)>,
     archive_dir: Option<&std::path::Path>,
+    tsa_roots: Option<&[Vec<u8>]>,
     progress: &mut (dyn FnMut(&str, i64) + Send),
 ) -> Result<Verification, JournalError> {
     let mut records_reader = Reader::open(locator).await?;
@@ -336,7 +355,8 @@ pub async fn verify(
             message_id: failure.message_id,
             reason: failure.reason,
         };
-        let mut verifier = ChainVerifier::new(range.clone());
+        let mut verifier =
+            ChainVerifier::new(range.clone()).with_tsa_roots(tsa_roots.map(<[_]>::to_vec));
         // Archived (or expired) batches first.
         let archives = super::archive::list(&mut records_reader, &chain_name).await?;
         for entry in &archives {

@@ -440,7 +440,11 @@ async fn a_token_from_openssl_ts_verifies_and_gives_the_stamping_time() {
         fx.pki.path(),
         &format!("ts -reply -in {file} -token_in -text"),
     );
-    let millis = format!(".{:03} ", gen_time.millisecond());
+    // openssl prints the fraction without trailing zeros (.6 for 600 ms).
+    let millis = format!(
+        ".{} ",
+        format!("{:03}", gen_time.millisecond()).trim_end_matches('0')
+    );
     assert!(
         text.lines()
             .any(|l| l.starts_with("Time stamp:") && l.contains(&millis)),
@@ -764,4 +768,140 @@ async fn the_chain_is_checked_as_of_the_gen_time() {
         matches!(&result, Err(TsaError::Untrusted(m)) if m.contains("expired")),
         "{result:?}"
     );
+}
+
+/// Issue 9 (time-stamped seals; RFC 3161 §2.4): a journal configured with a TSA sends
+/// each new seal's digest to it, attaches the verified token to the seal between batches,
+/// and `verify` then checks every token against the TSA's roots; `openssl ts -verify`
+/// accepts a stored token for the SHA-256 of its seal's payload (independent check), and
+/// under another CA's roots the journal no longer verifies.
+#[tokio::test]
+async fn journal_seals_are_time_stamped_and_the_tokens_verify_both_ways() {
+    use datagate::journal::{self, Journal};
+    let Some(fx) = Fixture::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("journal.sqlite");
+    let key_pem = std::fs::read_to_string(fx.pki.path().join("web.key")).expect("key");
+    let cert_der = {
+        openssl_ok(fx.pki.path(), "x509 -in web.pem -outform DER -out web.der");
+        std::fs::read(fx.pki.path().join("web.der")).expect("DER")
+    };
+    let sealer = journal::chain::Sealer {
+        key: datagate::msgsig::SigningKey::from_pem(&key_pem, None).expect("seal key"),
+        certificate: cert_der,
+    };
+    let stamper = journal::stamper::Stamper::spawn(fx.client.clone(), fx.url("tsa"), fx.roots());
+    let store = journal::sqlite::SqliteJournal::open(&path)
+        .await
+        .expect("open")
+        .with_sealer(sealer)
+        .with_min_free_bytes(0)
+        .with_stamper(stamper);
+    let upkeep = journal::Upkeep {
+        interval: std::time::Duration::from_millis(100),
+        ..journal::Upkeep::default()
+    };
+    let journal = Journal::start_with(store, &[9; 32], 16, upkeep);
+    let at = time::macros::datetime!(2026-12-01 09:00 UTC);
+    for n in 0..3 {
+        let record = journal::ExchangeRecord {
+            message_id: format!("stamped-{n}"),
+            client: None,
+            service: None,
+            method: "GET".into(),
+            operation: None,
+            purpose: None,
+            contract_id: None,
+            peer_fingerprint: None,
+            status: 200,
+            error_code: None,
+            request_in_at: at,
+            request_out_at: None,
+            response_in_at: None,
+            response_out_at: at,
+            request_bytes: 0,
+            response_bytes: 0,
+            request_digest: "00".repeat(32),
+            response_digest: None,
+            subject_digest: None,
+            leg: "local",
+            signature_digest: None,
+            remote_key_id: None,
+            key_id: journal.key_id().to_owned(),
+        };
+        journal.append(record).await.expect("append");
+    }
+    let locator = journal::store::Locator::Sqlite(path.clone());
+    let roots = fx.roots();
+    let mut summary = None;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        match journal::verify::verify(&locator, None, None, Some(&roots), &mut |_, _| {})
+            .await
+            .expect("verify")
+        {
+            journal::verify::Verification::Intact(s) if s.timestamped == s.seals => {
+                summary = Some(s);
+                break;
+            }
+            journal::verify::Verification::Intact(_) => {}
+            broken => panic!("{broken:?}"),
+        }
+    }
+    let summary = summary.expect("every seal stamped in time");
+    assert_eq!((summary.seals, summary.timestamped), (3, 3), "{summary:?}");
+
+    // Independently: openssl ts -verify on a stored token for its seal's payload digest.
+    let bundle = journal::bundle::export(
+        &locator,
+        &journal::bundle::Selection::MessageId("stamped-1".into()),
+    )
+    .await
+    .expect("export");
+    let seal = &bundle.seals[0];
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let parse = |h: &str| {
+        let mut out = [0u8; 32];
+        for (i, pair) in h.as_bytes().chunks(2).enumerate() {
+            out[i] = u8::from_str_radix(std::str::from_utf8(pair).expect("utf8"), 16).expect("hex");
+        }
+        out
+    };
+    let payload = journal::chain::seal_payload(
+        seal.first_seq,
+        seal.last_seq,
+        &parse(&seal.merkle_root),
+        &parse(&seal.head_hash),
+        &seal.sealed_at,
+        &b64.decode(&seal.certificate).expect("cert"),
+    );
+    let digest: [u8; 32] = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &payload)
+        .as_ref()
+        .try_into()
+        .expect("32 bytes");
+    let token = b64
+        .decode(seal.timestamp.as_deref().expect("a token in the bundle"))
+        .expect("base64");
+    let name = fx.write("seal-token.der", &token);
+    let checked = openssl_ts_verify(fx.pki.path(), &digest, &name);
+    assert!(checked.status.success(), "{checked:?}");
+    assert!(
+        datagate::journal::bundle::verify_bundle(&serde_json::to_vec(&bundle).expect("json"))
+            .is_ok()
+    );
+
+    // Under another CA's roots the tokens do not verify, and the journal says so.
+    let other = vec![fx.pki.other_ca_der.clone()];
+    match journal::verify::verify(&locator, None, None, Some(&other), &mut |_, _| {})
+        .await
+        .expect("verify")
+    {
+        journal::verify::Verification::Broken { reason, .. } => {
+            assert!(reason.contains("time-stamp"), "{reason}")
+        }
+        intact => panic!("{intact:?}"),
+    }
 }

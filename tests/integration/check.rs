@@ -312,3 +312,73 @@ fn check_refuses_a_consumer_share_above_the_node_cap() {
         "{errors:#?}"
     );
 }
+
+/// Issue 9 (no control fails open): every `[journal]` setting is enforced or refused. A
+/// setting of the other backend, a PostgreSQL journal without its chain or URL, a bad
+/// schema name, archiving without a directory, retention shorter than the archive age,
+/// and a TSA without the roots its answers are verified with are each refused, naming
+/// the path.
+#[test]
+fn check_refuses_journal_settings_that_would_be_ignored_or_unsafe() {
+    init();
+    let pki = TestPki::new();
+    for (section, path) in [
+        (
+            "path = \"journal.sqlite\"\nurl = \"postgres://x@127.0.0.1/test\"",
+            "journal.url",
+        ),
+        ("path = \"journal.sqlite\"\nchain = \"a\"", "journal.chain"),
+        (
+            "backend = \"postgres\"\nurl = \"postgres://x@127.0.0.1/test\"",
+            "journal.chain",
+        ),
+        ("backend = \"postgres\"\nchain = \"a\"", "journal.url"),
+        (
+            "backend = \"postgres\"\nurl = \"postgres://x@127.0.0.1/test\"\nchain = \"a\"\nschema = \"Bad-Name\"",
+            "journal.schema",
+        ),
+        (
+            "backend = \"postgres\"\nurl = \"postgres://x@127.0.0.1/test\"\nchain = \"a\"\nmin_free_mb = 1",
+            "journal.min_free_mb",
+        ),
+        (
+            "path = \"journal.sqlite\"\narchive_after_days = 1",
+            "journal.archive_after_days",
+        ),
+        (
+            "path = \"journal.sqlite\"\narchive_dir = \"a\"\narchive_after_days = 10\nretention_days = 5",
+            "journal.retention_days",
+        ),
+        (
+            "path = \"journal.sqlite\"\nretention_days = -1",
+            "journal.retention_days",
+        ),
+        (
+            "path = \"journal.sqlite\"\ntsa_url = \"http://127.0.0.1:9/tsa\"",
+            "journal.tsa_ca_file",
+        ),
+        (
+            "path = \"journal.sqlite\"\ntsa_url = \"ftp://x\"\ntsa_ca_file = \"certs/ca.pem\"",
+            "journal.tsa_url",
+        ),
+        ("backend = \"sqlite\"", "journal.path"),
+    ] {
+        let written = NodeBuilder::standard(&pki, "http://127.0.0.1:9")
+            .journal(section)
+            .write();
+        let output = check(&written.config_file);
+        assert!(!output.status.success(), "{section}: accepted");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(path),
+            "{section}: {output:?}"
+        );
+    }
+    let written = NodeBuilder::standard(&pki, "http://127.0.0.1:9")
+        .journal(
+            "path = \"journal.sqlite\"\narchive_dir = \"archive\"\narchive_after_days = 30\n\
+             retention_days = 1825\ntsa_url = \"http://127.0.0.1:9/tsa\"\ntsa_ca_file = \"certs/ca.pem\"",
+        )
+        .write();
+    let output = check(&written.config_file);
+    assert!(output.status.success(), "{output:?}");
+}
