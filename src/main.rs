@@ -110,6 +110,15 @@ enum JournalCommand {
         /// The second node's bundle of the same period.
         b: PathBuf,
     },
+    /// Run archiving and retention now, on a stopped node (a running node does it by
+    /// itself between batches, and holds the journal's writer lock): sealed batches past
+    /// `archive_after_days` go to gzip archive files, archives past `retention_days` are
+    /// deleted. Exit 0 with what was done.
+    Archive {
+        /// Node configuration (TOML): its `[journal]`.
+        #[arg(long, env = "DATAGATE_CONFIG")]
+        config: PathBuf,
+    },
     /// Write an evidence bundle: the records of one exchange (or a time range), their
     /// inclusion proofs, their seals and the signing certificate.
     Export {
@@ -293,6 +302,9 @@ fn main() -> ExitCode {
         Command::Journal {
             command: JournalCommand::Reconcile { a, b },
         } => reconcile_journals(&a, &b),
+        Command::Journal {
+            command: JournalCommand::Archive { config },
+        } => archive_journal(&config),
         Command::Journal {
             command:
                 JournalCommand::Export {
@@ -693,6 +705,82 @@ fn export_journal(
         },
         Err(error) => {
             eprintln!("journal.unreadable: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `datagate journal archive`.
+fn archive_journal(config: &std::path::Path) -> ExitCode {
+    use datagate::journal::archive::Step;
+    use datagate::journal::store::Locator;
+    let loaded = match datagate::config::load(config) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("invalid configuration: {error}");
+            }
+            return ExitCode::from(EXIT_INVALID_CONFIG);
+        }
+    };
+    let Some(policy) = loaded.journal.archive.clone() else {
+        eprintln!(
+            "usage.invalid: [journal] sets neither archive_dir nor retention_days: nothing to do"
+        );
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = || datagate::base::clock::Clock::now(&datagate::base::clock::SystemClock);
+    let mut progress = datagate::operator::progress::Progress::new("archived");
+    let (mut archived, mut expired) = (0i64, 0i64);
+    let mut record = |step: &Step, progress: &mut datagate::operator::progress::Progress| match step
+    {
+        Step::Archive(entry) if entry.expired_at.is_none() => {
+            archived += entry.last_seq - entry.first_seq + 1;
+            progress.at("", entry.last_seq);
+        }
+        Step::Archive(entry) | Step::Expire(entry) => {
+            expired += entry.last_seq - entry.first_seq + 1;
+            progress.at("", entry.last_seq);
+        }
+    };
+    let outcome: Result<(), datagate::journal::JournalError> = runtime.block_on(async {
+        match &loaded.journal.locator {
+            Locator::Sqlite(path) => {
+                let mut store = datagate::journal::sqlite::SqliteJournal::open(path).await?;
+                while let Some(step) = store.maintain_step(&policy, now()).await? {
+                    record(&step, &mut progress);
+                }
+            }
+            Locator::Postgres(location) => {
+                let mut store =
+                    datagate::journal::postgres::PgJournal::open(location.clone()).await?;
+                while let Some(step) = store.maintain_step(&policy, now()).await? {
+                    record(&step, &mut progress);
+                }
+            }
+        }
+        Ok(())
+    });
+    progress.finish();
+    match outcome {
+        Ok(()) => {
+            println!(
+                "journal archived: {archived} records moved to archive files, {expired} records gone by retention"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("journal.unavailable: {error}");
             ExitCode::FAILURE
         }
     }

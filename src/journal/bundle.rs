@@ -107,7 +107,14 @@ pub async fn export(locator: &Locator, selection: &Selection) -> Result<Bundle, 
             None,
         ),
     };
-    let rows = reader.select(&filter, message_id, MAX_RECORDS).await?;
+    let rows = reader.select(&filter, message_id, MAX_RECORDS + 1).await?;
+    if rows.len() as i64 > MAX_RECORDS {
+        // Never a partial bundle that looks whole.
+        return Err(JournalError::Store(format!(
+            "more than {MAX_RECORDS} records match: narrow the range (a bundle is evidence of \
+             what it holds, and stays small enough to check anywhere)"
+        )));
+    }
     let mut bundle = Bundle {
         format: FORMAT.to_owned(),
         records: Vec::new(),

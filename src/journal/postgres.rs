@@ -282,6 +282,25 @@ impl PgJournal {
         }
     }
 
+    /// One maintenance step under `policy` at `now`: what it did, if anything
+    /// (`datagate journal archive` runs them until none is left).
+    pub async fn maintain_step(
+        &mut self,
+        policy: &archive::Policy,
+        now: time::OffsetDateTime,
+    ) -> Result<Option<Step>, JournalError> {
+        let mut reader = Reader::open(&Locator::Postgres(self.location.clone())).await?;
+        let step = archive::plan(&mut reader, &self.chain, policy, now).await?;
+        drop(reader);
+        if let Some(step) = &step {
+            self.apply(step).await?;
+            if let Step::Expire(entry) = step {
+                archive::remove_file(policy.dir.as_deref(), entry);
+            }
+        }
+        Ok(step)
+    }
+
     async fn apply(&mut self, step: &Step) -> Result<(), JournalError> {
         let chain = self.chain.clone();
         self.ensure_connected().await?;
@@ -381,16 +400,6 @@ impl JournalStore for PgJournal {
         policy: &'a archive::Policy,
         now: time::OffsetDateTime,
     ) -> StoreFuture<'a> {
-        Box::pin(async move {
-            let mut reader = Reader::open(&Locator::Postgres(self.location.clone())).await?;
-            if let Some(step) = archive::plan(&mut reader, &self.chain, policy, now).await? {
-                drop(reader);
-                self.apply(&step).await?;
-                if let Step::Expire(entry) = &step {
-                    archive::remove_file(policy.dir.as_deref(), entry);
-                }
-            }
-            Ok(())
-        })
+        Box::pin(async move { self.maintain_step(policy, now).await.map(|_| ()) })
     }
 }

@@ -272,6 +272,25 @@ impl SqliteJournal {
         }
     }
 
+    /// One maintenance step under `policy` at `now`: what it did, if anything
+    /// (`datagate journal archive` runs them until none is left).
+    pub async fn maintain_step(
+        &mut self,
+        policy: &archive::Policy,
+        now: time::OffsetDateTime,
+    ) -> Result<Option<Step>, JournalError> {
+        let mut reader = Reader::open(&Locator::Sqlite(self.path.clone())).await?;
+        let step = archive::plan(&mut reader, super::store::SQLITE_CHAIN, policy, now).await?;
+        drop(reader);
+        if let Some(step) = &step {
+            self.apply(step).await?;
+            if let Step::Expire(entry) = step {
+                archive::remove_file(policy.dir.as_deref(), entry);
+            }
+        }
+        Ok(step)
+    }
+
     /// Applies one maintenance step decided by [`archive::plan`].
     async fn apply(&mut self, step: &Step) -> Result<(), JournalError> {
         let mut transaction = sqlx::Connection::begin(&mut self.connection)
@@ -399,18 +418,6 @@ impl JournalStore for SqliteJournal {
         policy: &'a archive::Policy,
         now: time::OffsetDateTime,
     ) -> StoreFuture<'a> {
-        Box::pin(async move {
-            let mut reader = Reader::open(&Locator::Sqlite(self.path.clone())).await?;
-            if let Some(step) =
-                archive::plan(&mut reader, super::store::SQLITE_CHAIN, policy, now).await?
-            {
-                drop(reader);
-                self.apply(&step).await?;
-                if let Step::Expire(entry) = &step {
-                    archive::remove_file(policy.dir.as_deref(), entry);
-                }
-            }
-            Ok(())
-        })
+        Box::pin(async move { self.maintain_step(policy, now).await.map(|_| ()) })
     }
 }

@@ -531,10 +531,26 @@ async fn kill_9_scenario(backend: Backend) {
 /// seal named).
 #[tokio::test]
 async fn evidence_bundle_verifies_alone_and_locates_any_change() {
+    bundle_scenario(Backend::Sqlite).await;
+}
+
+/// The same as [`evidence_bundle_verifies_alone_and_locates_any_change`], exported from a
+/// PostgreSQL journal (003 Điều 33–35).
+#[tokio::test]
+async fn evidence_bundle_verifies_alone_and_locates_any_change_on_postgres() {
+    if let Some((backend, _guard)) = Backend::postgres("bundle") {
+        bundle_scenario(backend).await;
+    }
+}
+
+async fn bundle_scenario(backend: Backend) {
     init();
     let pki = TestPki::new();
     let upstream = MockUpstream::start(Reply::Citizen).await;
-    let mut node = NodeBuilder::standard(&pki, &upstream.url()).start().await;
+    let mut node = NodeBuilder::standard(&pki, &upstream.url())
+        .journal(&backend.section("bundle-1"))
+        .start()
+        .await;
     // Concurrent lookups, so batches hold several records and proofs have steps.
     let client = node.client(&pki.portal);
     let lookups = (0..12).map(|n| {
@@ -555,16 +571,15 @@ async fn evidence_bundle_verifies_alone_and_locates_any_change() {
             .expect("datagate runs")
     };
     let bundle_path = journal.with_file_name("bundle-5.json");
-    let exported = run(&[
-        "journal".as_ref(),
-        "export".as_ref(),
-        "--journal".as_ref(),
-        journal.as_os_str(),
-        "--x-road-id".as_ref(),
-        "bundle-5".as_ref(),
-        "--out".as_ref(),
-        bundle_path.as_os_str(),
+    let mut export: Vec<std::ffi::OsString> = vec!["journal".into(), "export".into()];
+    export.extend(backend.args(&node.written.path(""), None));
+    export.extend([
+        "--x-road-id".into(),
+        "bundle-5".into(),
+        "--out".into(),
+        bundle_path.clone().into_os_string(),
     ]);
+    let exported = datagate(&export);
     assert!(exported.status.success(), "{exported:?}");
     let verify = |path: &std::path::Path| {
         run(&[

@@ -660,3 +660,73 @@ async fn below_the_free_space_reserve_exchanges_are_refused_until_space_returns(
     ]);
     assert!(verified.status.success(), "{verified:?}");
 }
+
+/// Issue 9 (operator experience): `datagate journal archive --config` is refused while
+/// the node runs (it holds the writer's lock: one writer per chain), and on the stopped
+/// node moves every sealed batch past its age to archive files that `journal verify`
+/// still checks. On both backends.
+#[tokio::test]
+async fn journal_archive_runs_on_a_stopped_node_only() {
+    archive_command_scenario(Backend::Sqlite).await;
+    if let Some((backend, _guard)) = Backend::postgres("archive_cli") {
+        archive_command_scenario(backend).await;
+    }
+}
+
+async fn archive_command_scenario(backend: Backend) {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let mut node = NodeBuilder::standard(&pki, &upstream.url())
+        .journal(&format!(
+            "{}\narchive_dir = \"archive\"\narchive_after_days = 0.00001\nmaintenance_interval_secs = 3600",
+            backend.section("archive-cli")
+        ))
+        .start()
+        .await;
+    let client = node.client(&pki.portal);
+    for _ in 0..5 {
+        let response = node
+            .lookup(&client, CITIZEN_ID)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+    }
+    let config = node.written.config_file.clone();
+    let archive = || {
+        datagate(&[
+            "journal".into(),
+            "archive".into(),
+            "--config".into(),
+            config.clone().into_os_string(),
+        ])
+    };
+    let refused = archive();
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("another process writes"),
+        "{refused:?}"
+    );
+    node.shutdown();
+    node.stopped().await.expect("stopped");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let done = archive();
+    assert!(done.status.success(), "{done:?}");
+    assert!(
+        String::from_utf8_lossy(&done.stdout).contains("5 records moved to archive files"),
+        "{done:?}"
+    );
+    assert!(backend.rows(&node.written.path("")).await.is_empty());
+    let verified = datagate(&[
+        "journal".into(),
+        "verify".into(),
+        "--config".into(),
+        config.clone().into_os_string(),
+    ]);
+    assert!(verified.status.success(), "{verified:?}");
+    assert!(
+        String::from_utf8_lossy(&verified.stdout).contains("5 chained records (5 from archives)"),
+        "{verified:?}"
+    );
+}
