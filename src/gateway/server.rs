@@ -270,6 +270,8 @@ impl Node {
         for listener in running {
             let _ = listener.await;
         }
+        // Every exchange answered is durable already; seal what is not sealed yet.
+        self.gateway.journal().flush().await;
         Ok(())
     }
 

@@ -175,6 +175,16 @@ pub trait JournalStore: Send + 'static {
         Box::pin(async { Ok(()) })
     }
 
+    /// When the store next needs the writer without a batch (a seal falling due).
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        None
+    }
+
+    /// Called by the writer at [`JournalStore::deadline`], and once more when it stops.
+    fn on_deadline(&mut self) -> StoreFuture<'_> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// One step of archiving and retention under `policy` at `now`.
     fn maintain<'a>(
         &'a mut self,
@@ -246,6 +256,8 @@ pub struct Journal {
     last_commit_ok: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Where the store lives, for read-only lookups beside the writer.
     locator: Option<store::Locator>,
+    /// Asks the writer to seal now (shutdown), answering when done.
+    flusher: Option<mpsc::Sender<oneshot::Sender<()>>>,
 }
 
 impl Journal {
@@ -271,6 +283,7 @@ impl Journal {
         upkeep: Upkeep,
     ) -> Self {
         let (sender, mut receiver) = mpsc::channel::<Pending>(capacity.max(1));
+        let (flusher, mut flushes) = mpsc::channel::<oneshot::Sender<()>>(4);
         let last_commit_ok = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let healthy = last_commit_ok.clone();
         tokio::spawn(async move {
@@ -278,13 +291,33 @@ impl Journal {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             let mut next_upkeep = tokio::time::Instant::now() + upkeep.interval;
             loop {
+                let wake = match store.deadline() {
+                    Some(deadline) => deadline.min(next_upkeep),
+                    None => next_upkeep,
+                };
                 let wait = if healthy.load(Relaxed) {
-                    next_upkeep.saturating_duration_since(tokio::time::Instant::now())
+                    wake.saturating_duration_since(tokio::time::Instant::now())
                 } else {
                     PROBE_INTERVAL
                 };
-                match tokio::time::timeout(wait, receiver.recv_many(&mut batch, MAX_BATCH)).await {
-                    Ok(0) => break,
+                let received = tokio::select! {
+                    received = tokio::time::timeout(wait, receiver.recv_many(&mut batch, MAX_BATCH)) => received,
+                    Some(done) = flushes.recv() => {
+                        if let Err(error) = store.on_deadline().await {
+                            tracing::warn!(error = %error, "sealing the journal failed");
+                        }
+                        let _ = done.send(());
+                        continue;
+                    }
+                };
+                match received {
+                    Ok(0) => {
+                        // Stopping: seal what was committed since the last seal.
+                        if let Err(error) = store.on_deadline().await {
+                            tracing::warn!(error = %error, "the journal's last seal failed");
+                        }
+                        break;
+                    }
                     Ok(_) => {
                         let (records, waiters): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
                         let outcome = store.append_batch(&records).await;
@@ -306,6 +339,12 @@ impl Journal {
                     Err(_) => {}
                 }
                 let now = tokio::time::Instant::now();
+                if healthy.load(Relaxed)
+                    && store.deadline().is_some_and(|deadline| deadline <= now)
+                    && let Err(error) = store.on_deadline().await
+                {
+                    tracing::warn!(error = %error, "sealing the journal failed");
+                }
                 let failing = !healthy.load(Relaxed);
                 if failing || now >= next_upkeep {
                     // A failing store is probed until it returns; a healthy one is checked
@@ -339,6 +378,19 @@ impl Journal {
             key_id: key_id(key_bytes),
             last_commit_ok,
             locator: None,
+            flusher: Some(flusher),
+        }
+    }
+
+    /// Seals what the writer committed since its last seal, and waits (at most
+    /// [`ACK_TIMEOUT`]) until it has: a node stopping gracefully leaves no record unsealed.
+    pub async fn flush(&self) {
+        let Some(flusher) = &self.flusher else {
+            return;
+        };
+        let (done, wait) = oneshot::channel();
+        if flusher.send(done).await.is_ok() {
+            let _ = tokio::time::timeout(ACK_TIMEOUT, wait).await;
         }
     }
 
@@ -382,6 +434,7 @@ impl Journal {
             key_id: key_id(key_bytes),
             last_commit_ok: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             locator: None,
+            flusher: None,
         }
     }
 

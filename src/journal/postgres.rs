@@ -29,7 +29,10 @@ pub struct PgJournal {
     connection: Option<PgConnection>,
     head: [u8; 32],
     next_seq: i64,
-    sealer: Option<super::chain::Sealer>,
+    /// Seals what was committed.
+    sealing: Option<super::chain::Sealing>,
+    /// Whether the unsealed tail of the chain was taken back into `sealing`.
+    sealing_restored: bool,
     /// Time-stamps seals with a TSA, when configured.
     stamper: Option<super::stamper::Stamper>,
 }
@@ -83,7 +86,8 @@ impl PgJournal {
             connection: None,
             head: super::chain::GENESIS,
             next_seq: 1,
-            sealer: None,
+            sealing: None,
+            sealing_restored: false,
             stamper: None,
         };
         // Migrations run once, at start; a reconnect only takes the lock and the head.
@@ -94,8 +98,69 @@ impl PgJournal {
 
     /// Seals every batch from now on.
     pub fn with_sealer(mut self, sealer: super::chain::Sealer) -> Self {
-        self.sealer = Some(sealer);
+        self.sealing = Some(super::chain::Sealing::new(sealer));
         self
+    }
+
+    /// Takes back the records of this chain committed but not sealed (a crash, or a
+    /// reconnect after a lost acknowledgement).
+    async fn restore_sealing(&mut self) -> Result<(), JournalError> {
+        if self.sealing_restored || self.sealing.is_none() {
+            return Ok(());
+        }
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(JournalError::Store("no connection to the journal".into()));
+        };
+        let tail: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT seq, record_hash, response_out_at FROM exchanges
+             WHERE chain = $1 AND record_hash IS NOT NULL
+               AND seq > GREATEST(
+                   COALESCE((SELECT MAX(last_seq) FROM seals WHERE chain = $1), 0),
+                   COALESCE((SELECT MAX(last_seq) FROM archives WHERE chain = $1), 0))
+             ORDER BY seq",
+        )
+        .bind(&self.chain)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)?;
+        if let Some(sealing) = &mut self.sealing {
+            sealing.restore(&tail);
+        }
+        self.sealing_restored = true;
+        Ok(())
+    }
+
+    /// Seals the records committed since the last seal, on their own.
+    async fn seal_pending(&mut self) -> Result<(), JournalError> {
+        self.ensure_connected().await?;
+        self.restore_sealing().await?;
+        let Some(sealing) = &self.sealing else {
+            return Ok(());
+        };
+        let Some((seal, digest)) = sealing.seal(None)? else {
+            return Ok(());
+        };
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(JournalError::Store("no connection to the journal".into()));
+        };
+        if let Err(error) = insert_seal(connection, &self.chain, &seal).await {
+            self.connection = None;
+            return Err(error);
+        }
+        if let Some(sealing) = &mut self.sealing {
+            sealing.sealed_pending();
+        }
+        self.request_stamp(&seal, digest);
+        Ok(())
+    }
+
+    fn request_stamp(&self, seal: &super::bundle::BundleSeal, digest: [u8; 32]) {
+        if let Some(stamper) = &self.stamper {
+            stamper.request(super::stamper::StampRequest {
+                first_seq: seal.first_seq,
+                digest,
+            });
+        }
     }
 
     async fn connect(&mut self) -> Result<(), JournalError> {
@@ -147,6 +212,7 @@ impl PgJournal {
             (None, None) => (0, None),
         };
         self.next_seq = seq + 1;
+        self.sealing_restored = false;
         self.head = match hash {
             None => super::chain::GENESIS,
             Some(text) => super::chain::parse_hash(&text).ok_or_else(|| {
@@ -166,8 +232,12 @@ impl PgJournal {
 
     async fn insert(&mut self, records: &[ExchangeRecord]) -> Result<(), JournalError> {
         self.ensure_connected().await?;
-        let batch =
-            super::chain::chain_batch(self.head, self.next_seq, records, self.sealer.as_ref())?;
+        self.restore_sealing().await?;
+        let batch = super::chain::chain_batch(self.head, self.next_seq, records);
+        let seal = match &self.sealing {
+            Some(sealing) if sealing.due_with(&batch) => sealing.seal(Some(&batch))?,
+            _ => None,
+        };
         let mut statement = sqlx::QueryBuilder::<sqlx::Postgres>::new(
             "INSERT INTO exchanges (chain, seq, message_id, client, service, method, operation,
              purpose, contract_id, peer_fingerprint, status, error_code, request_in_at,
@@ -209,45 +279,39 @@ impl PgJournal {
         let Some(connection) = self.connection.as_mut() else {
             return Err(JournalError::Store("no connection to the journal".into()));
         };
-        let mut transaction = sqlx::Connection::begin(connection)
-            .await
-            .map_err(store_error)?;
-        statement
-            .build()
-            .persistent(records.len() <= 16)
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?;
-        if let Some(seal) = &batch.seal {
-            sqlx::query(
-                "INSERT INTO seals (chain, first_seq, last_seq, merkle_root, head_hash, sealed_at,
-                 algorithm, signature, certificate, timestamp_token)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(&chain)
-            .bind(seal.first_seq)
-            .bind(seal.last_seq)
-            .bind(&seal.merkle_root)
-            .bind(&seal.head_hash)
-            .bind(&seal.sealed_at)
-            .bind(&seal.algorithm)
-            .bind(&seal.signature)
-            .bind(&seal.certificate)
-            .bind(&seal.timestamp)
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?;
+        let persistent = records.len() <= 16;
+        match &seal {
+            // The records and their seal commit together.
+            Some((seal, _)) => {
+                let mut transaction = sqlx::Connection::begin(connection)
+                    .await
+                    .map_err(store_error)?;
+                statement
+                    .build()
+                    .persistent(persistent)
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(store_error)?;
+                insert_seal(&mut transaction, &chain, seal).await?;
+                transaction.commit().await.map_err(store_error)?;
+            }
+            // One statement is one atomic commit.
+            None => {
+                statement
+                    .build()
+                    .persistent(persistent)
+                    .execute(&mut *connection)
+                    .await
+                    .map_err(store_error)?;
+            }
         }
-        transaction.commit().await.map_err(store_error)?;
         self.head = batch.head;
         self.next_seq += records.len() as i64;
-        if let (Some(stamper), Some(seal), Some(digest)) =
-            (&self.stamper, &batch.seal, batch.seal_digest)
-        {
-            stamper.request(super::stamper::StampRequest {
-                first_seq: seal.first_seq,
-                digest,
-            });
+        if let Some(sealing) = &mut self.sealing {
+            sealing.committed(&batch, seal.is_some());
+        }
+        if let Some((seal, digest)) = &seal {
+            self.request_stamp(seal, *digest);
         }
         Ok(())
     }
@@ -360,6 +424,33 @@ impl PgJournal {
     }
 }
 
+/// Inserts a seal of `chain` (in the caller's transaction, or on its own).
+async fn insert_seal(
+    connection: &mut PgConnection,
+    chain: &str,
+    seal: &super::bundle::BundleSeal,
+) -> Result<(), JournalError> {
+    sqlx::query(
+        "INSERT INTO seals (chain, first_seq, last_seq, merkle_root, head_hash, sealed_at,
+         algorithm, signature, certificate, timestamp_token)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(chain)
+    .bind(seal.first_seq)
+    .bind(seal.last_seq)
+    .bind(&seal.merkle_root)
+    .bind(&seal.head_hash)
+    .bind(&seal.sealed_at)
+    .bind(&seal.algorithm)
+    .bind(&seal.signature)
+    .bind(&seal.certificate)
+    .bind(&seal.timestamp)
+    .execute(connection)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
 impl JournalStore for PgJournal {
     fn append_batch<'a>(&'a mut self, records: &'a [ExchangeRecord]) -> StoreFuture<'a> {
         Box::pin(async move {
@@ -372,6 +463,16 @@ impl JournalStore for PgJournal {
             }
             outcome
         })
+    }
+
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.sealing
+            .as_ref()
+            .and_then(super::chain::Sealing::deadline)
+    }
+
+    fn on_deadline(&mut self) -> StoreFuture<'_> {
+        Box::pin(self.seal_pending())
     }
 
     fn probe(&mut self) -> StoreFuture<'_> {

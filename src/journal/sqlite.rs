@@ -28,8 +28,10 @@ pub struct SqliteJournal {
     head: [u8; 32],
     /// The next record's sequence number.
     next_seq: i64,
-    /// Signs each batch's Merkle root (none: batches are chained but not sealed).
-    sealer: Option<super::chain::Sealer>,
+    /// Seals what was committed (none: records are chained but not sealed).
+    sealing: Option<super::chain::Sealing>,
+    /// Whether the unsealed tail left by the last run was taken back into `sealing`.
+    sealing_restored: bool,
     /// Time-stamps seals with a TSA, when configured.
     stamper: Option<super::stamper::Stamper>,
     /// Below this much free space on the journal's file system, appends are refused.
@@ -83,7 +85,8 @@ impl SqliteJournal {
             path: path.to_owned(),
             head: super::chain::GENESIS,
             next_seq: 1,
-            sealer: None,
+            sealing: None,
+            sealing_restored: false,
             stamper: None,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             _lock: lock,
@@ -125,8 +128,56 @@ impl SqliteJournal {
 
     /// Seals every batch from now on: its Merkle root signed with the node's key.
     pub fn with_sealer(mut self, sealer: super::chain::Sealer) -> Self {
-        self.sealer = Some(sealer);
+        self.sealing = Some(super::chain::Sealing::new(sealer));
         self
+    }
+
+    /// Takes back the records a previous run committed but did not seal (a crash).
+    async fn restore_sealing(&mut self) -> Result<(), JournalError> {
+        if self.sealing_restored || self.sealing.is_none() {
+            return Ok(());
+        }
+        let tail: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT seq, record_hash, response_out_at FROM exchanges
+             WHERE record_hash IS NOT NULL
+               AND seq > MAX(COALESCE((SELECT MAX(last_seq) FROM seals), 0),
+                             COALESCE((SELECT MAX(last_seq) FROM archives), 0))
+             ORDER BY seq",
+        )
+        .fetch_all(&mut self.connection)
+        .await
+        .map_err(store_error)?;
+        if let Some(sealing) = &mut self.sealing {
+            sealing.restore(&tail);
+        }
+        self.sealing_restored = true;
+        Ok(())
+    }
+
+    /// Seals the records committed since the last seal, on their own.
+    async fn seal_pending(&mut self) -> Result<(), JournalError> {
+        self.restore_sealing().await?;
+        let Some(sealing) = &self.sealing else {
+            return Ok(());
+        };
+        let Some((seal, digest)) = sealing.seal(None)? else {
+            return Ok(());
+        };
+        insert_seal(&mut self.connection, &seal).await?;
+        if let Some(sealing) = &mut self.sealing {
+            sealing.sealed_pending();
+        }
+        self.request_stamp(&seal, digest);
+        Ok(())
+    }
+
+    fn request_stamp(&self, seal: &super::bundle::BundleSeal, digest: [u8; 32]) {
+        if let Some(stamper) = &self.stamper {
+            stamper.request(super::stamper::StampRequest {
+                first_seq: seal.first_seq,
+                digest,
+            });
+        }
     }
 
     /// Refuses appends while the journal's file system has less than `bytes` free.
@@ -163,11 +214,16 @@ impl SqliteJournal {
     }
 
     /// Inserts the batch with one multi-row statement: one round trip to SQLite's
-    /// worker thread and one durable commit (fsync) per batch, not per record.
+    /// worker thread and one durable commit (fsync) per batch, not per record. When a seal
+    /// is due it commits in the same transaction; otherwise the statement commits alone.
     async fn insert(&mut self, records: &[ExchangeRecord]) -> Result<(), JournalError> {
         self.check_space()?;
-        let batch =
-            super::chain::chain_batch(self.head, self.next_seq, records, self.sealer.as_ref())?;
+        self.restore_sealing().await?;
+        let batch = super::chain::chain_batch(self.head, self.next_seq, records);
+        let seal = match &self.sealing {
+            Some(sealing) if sealing.due_with(&batch) => sealing.seal(Some(&batch))?,
+            _ => None,
+        };
         let mut statement = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO exchanges (seq, message_id, client, service, method, operation, purpose,
              contract_id, peer_fingerprint, status, error_code, request_in_at, request_out_at,
@@ -204,46 +260,40 @@ impl SqliteJournal {
                 .push_bind(link.prev_hash.clone())
                 .push_bind(link.record_hash.clone());
         });
-        // The batch and its seal commit together: a sealed batch is never half there.
-        let mut transaction = sqlx::Connection::begin(&mut self.connection)
-            .await
-            .map_err(store_error)?;
-        statement
-            .build()
-            // Small batches recur and are worth a cached prepared statement; large ones are rare.
-            .persistent(records.len() <= 16)
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?;
-        if let Some(seal) = &batch.seal {
-            sqlx::query(
-                "INSERT INTO seals (first_seq, last_seq, merkle_root, head_hash, sealed_at,
-                 algorithm, signature, certificate, timestamp_token)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(seal.first_seq)
-            .bind(seal.last_seq)
-            .bind(&seal.merkle_root)
-            .bind(&seal.head_hash)
-            .bind(&seal.sealed_at)
-            .bind(&seal.algorithm)
-            .bind(&seal.signature)
-            .bind(&seal.certificate)
-            .bind(&seal.timestamp)
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?;
+        // Small batches recur and are worth a cached prepared statement; large ones are rare.
+        let persistent = records.len() <= 16;
+        match &seal {
+            // The records and their seal commit together.
+            Some((seal, _)) => {
+                let mut transaction = sqlx::Connection::begin(&mut self.connection)
+                    .await
+                    .map_err(store_error)?;
+                statement
+                    .build()
+                    .persistent(persistent)
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(store_error)?;
+                insert_seal(&mut transaction, seal).await?;
+                transaction.commit().await.map_err(store_error)?;
+            }
+            // One statement is one atomic, durable commit (WAL, synchronous = FULL).
+            None => {
+                statement
+                    .build()
+                    .persistent(persistent)
+                    .execute(&mut self.connection)
+                    .await
+                    .map_err(store_error)?;
+            }
         }
-        transaction.commit().await.map_err(store_error)?;
         self.head = batch.head;
         self.next_seq += records.len() as i64;
-        if let (Some(stamper), Some(seal), Some(digest)) =
-            (&self.stamper, &batch.seal, batch.seal_digest)
-        {
-            stamper.request(super::stamper::StampRequest {
-                first_seq: seal.first_seq,
-                digest,
-            });
+        if let Some(sealing) = &mut self.sealing {
+            sealing.committed(&batch, seal.is_some());
+        }
+        if let Some((seal, digest)) = &seal {
+            self.request_stamp(seal, *digest);
         }
         Ok(())
     }
@@ -338,6 +388,31 @@ impl SqliteJournal {
     }
 }
 
+/// Inserts a seal (in the caller's transaction, or on its own).
+async fn insert_seal(
+    connection: &mut SqliteConnection,
+    seal: &super::bundle::BundleSeal,
+) -> Result<(), JournalError> {
+    sqlx::query(
+        "INSERT INTO seals (first_seq, last_seq, merkle_root, head_hash, sealed_at,
+         algorithm, signature, certificate, timestamp_token)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(seal.first_seq)
+    .bind(seal.last_seq)
+    .bind(&seal.merkle_root)
+    .bind(&seal.head_hash)
+    .bind(&seal.sealed_at)
+    .bind(&seal.algorithm)
+    .bind(&seal.signature)
+    .bind(&seal.certificate)
+    .bind(&seal.timestamp)
+    .execute(connection)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
 /// Journals written before the migrations existed may lack the federation's columns:
 /// add them, so the first migration (`CREATE … IF NOT EXISTS`) finds today's shape.
 async fn upgrade_pre_migration_journal(
@@ -399,6 +474,16 @@ impl JournalStore for SqliteJournal {
             }
             outcome
         })
+    }
+
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.sealing
+            .as_ref()
+            .and_then(super::chain::Sealing::deadline)
+    }
+
+    fn on_deadline(&mut self) -> StoreFuture<'_> {
+        Box::pin(self.seal_pending())
     }
 
     fn probe(&mut self) -> StoreFuture<'_> {

@@ -842,7 +842,7 @@ async fn journal_seals_are_time_stamped_and_the_tokens_verify_both_ways() {
             .await
             .expect("verify")
         {
-            journal::verify::Verification::Intact(s) if s.timestamped == s.seals => {
+            journal::verify::Verification::Intact(s) if s.seals > 0 && s.timestamped == s.seals => {
                 summary = Some(s);
                 break;
             }
@@ -851,7 +851,10 @@ async fn journal_seals_are_time_stamped_and_the_tokens_verify_both_ways() {
         }
     }
     let summary = summary.expect("every seal stamped in time");
-    assert_eq!((summary.seals, summary.timestamped), (3, 3), "{summary:?}");
+    // The three records are sealed together (within the seal's delay), and stamped.
+    assert!(summary.seals >= 1, "{summary:?}");
+    assert_eq!(summary.chained, 3, "{summary:?}");
+    assert_eq!(summary.timestamped, summary.seals, "{summary:?}");
 
     // Independently: openssl ts -verify on a stored token for its seal's payload digest.
     let bundle = journal::bundle::export(

@@ -1292,6 +1292,12 @@ async fn consumer_and_provider_journals_reconcile() {
         assert_eq!(response.status(), 200);
     }
     let to = at(time::Duration::minutes(1));
+    // A bundle holds sealed records only: seals follow commits within
+    // `chain::SEAL_MAX_DELAY` (500 ms).
+    tokio::time::sleep(
+        datagate::journal::chain::SEAL_MAX_DELAY + std::time::Duration::from_millis(700),
+    )
+    .await;
     let export = |node: &TestNode, to: &str, name: &str| {
         let out = node.written.path(name);
         let output = datagate(&[

@@ -372,14 +372,12 @@ async fn verify_names_the_first_bad_record(backend: Backend) {
         "{output:?}"
     );
 
-    // A seal's signature replaced by another seal's (the four lookups were answered one
-    // after the other: four batches, four seals): it no longer verifies.
+    // A seal's time changed: its signature no longer verifies (the seal covers it).
     backend
         .tamper(
             &dir,
             "resigned",
-            "UPDATE seals SET signature = (SELECT signature FROM seals WHERE first_seq = 4) \
-             WHERE first_seq = 1",
+            "UPDATE seals SET sealed_at = '2000-01-01T00:00:00Z' WHERE first_seq = 1",
         )
         .await;
     let output = verify(Some("resigned"), None);
