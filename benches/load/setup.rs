@@ -272,7 +272,7 @@ pub fn write_gateway(
              [tls]\ncertificate = {cert}\nkey = {key}\ntrusted_cas = [{ca}]\n\n\
              [registry]\nfile = {registry}\n\n\
              [contracts]\ndir = {contracts}\n\n[adapters]\ndir = {adapters}\n\n\
-             [journal]\npath = {journal}\nhmac_key_file = {journal_key}\n\n\
+             [journal]\npath = {journal}\nhmac_key_file = {journal_key}\n{window}\n\
              [limits]\n{limits}\n\
              [[services]]\nid = \"{SERVICE}\"\nadapter = \"bench-db\"\n\n{dangerous}",
             dangerous = if profile != GatewayProfile::Full {
@@ -281,6 +281,11 @@ pub fn write_gateway(
                 ""
             },
             limits = limits.toml(),
+            // `DATAGATE_BENCH_COMMIT_WINDOW_US`: the journal's commit window of (b).
+            window = std::env::var("DATAGATE_BENCH_COMMIT_WINDOW_US")
+                .ok()
+                .and_then(|us| us.parse::<u64>().ok())
+                .map_or(String::new(), |us| format!("commit_window_us = {us}\n")),
             consumer = ports.consumer,
             ops = ports.ops,
             cert = toml_path(&pki.server_cert),

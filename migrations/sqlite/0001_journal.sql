@@ -1,7 +1,7 @@
 -- The embedded journal (one chain per file). IF NOT EXISTS: journals written before the
 -- migrations existed already hold these tables.
 CREATE TABLE IF NOT EXISTS exchanges (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     message_id TEXT NOT NULL,
     client TEXT,
     service TEXT,

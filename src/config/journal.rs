@@ -22,6 +22,8 @@ pub struct JournalSettings {
     pub archive: Option<Policy>,
     /// How often the writer runs maintenance and checks its store.
     pub maintenance_interval: std::time::Duration,
+    /// How long the writer gathers a batch before committing it.
+    pub commit_window: std::time::Duration,
     /// RFC 3161 time-stamping of seals, if configured.
     pub tsa: Option<TsaSettings>,
 }
@@ -143,6 +145,12 @@ pub fn build(
             "must not be shorter than archive_after_days",
         );
     }
+    if raw.commit_window_us.is_some_and(|us| us > 10_000) {
+        fail(
+            "commit_window_us",
+            "must be at most 10 000 (10 ms): every exchange waits for its commit",
+        );
+    }
     if raw.maintenance_interval_secs == Some(0) {
         fail("maintenance_interval_secs", "must be at least 1");
     }
@@ -197,6 +205,7 @@ pub fn build(
         maintenance_interval: std::time::Duration::from_secs(
             raw.maintenance_interval_secs.unwrap_or(60),
         ),
+        commit_window: std::time::Duration::from_micros(raw.commit_window_us.unwrap_or(0)),
         tsa,
     })
 }

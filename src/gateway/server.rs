@@ -135,6 +135,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
             policy: settings.archive.clone(),
             interval: settings.maintenance_interval,
             clock: Arc::new(crate::base::clock::SystemClock),
+            commit_window: settings.commit_window,
         };
         let journal = match &settings.locator {
             journal::store::Locator::Sqlite(path) => {

@@ -204,6 +204,9 @@ pub struct Upkeep {
     pub interval: std::time::Duration,
     /// The wall clock archiving and retention count by.
     pub clock: std::sync::Arc<dyn crate::base::clock::Clock>,
+    /// How long the writer waits, after the first record of a batch, for more to commit
+    /// with it (zero: commit at once). Fewer commits for a bounded added latency.
+    pub commit_window: std::time::Duration,
 }
 
 impl Default for Upkeep {
@@ -212,6 +215,7 @@ impl Default for Upkeep {
             policy: None,
             interval: std::time::Duration::from_secs(30),
             clock: std::sync::Arc::new(crate::base::clock::SystemClock),
+            commit_window: std::time::Duration::ZERO,
         }
     }
 }
@@ -319,6 +323,21 @@ impl Journal {
                         break;
                     }
                     Ok(_) => {
+                        if !upkeep.commit_window.is_zero() {
+                            let until = tokio::time::Instant::now() + upkeep.commit_window;
+                            while batch.len() < MAX_BATCH {
+                                let room = MAX_BATCH - batch.len();
+                                match tokio::time::timeout_at(
+                                    until,
+                                    receiver.recv_many(&mut batch, room),
+                                )
+                                .await
+                                {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(_) => {}
+                                }
+                            }
+                        }
                         let (records, waiters): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
                         let outcome = store.append_batch(&records).await;
                         healthy.store(outcome.is_ok(), Relaxed);
@@ -599,6 +618,42 @@ mod tests {
                 Ok(())
             })
         }
+    }
+
+    /// A store that remembers the size of every batch it committed.
+    struct CountingStore(std::sync::Arc<std::sync::Mutex<Vec<usize>>>);
+
+    impl JournalStore for CountingStore {
+        fn append_batch<'a>(&'a mut self, records: &'a [ExchangeRecord]) -> StoreFuture<'a> {
+            self.0.lock().expect("lock").push(records.len());
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// Issue 9 (cost per exchange): with a commit window, records that arrive within it
+    /// after the first commit together, one durable commit for the lot; each append still
+    /// returns only once its batch is committed.
+    #[tokio::test]
+    async fn a_commit_window_gathers_records_arriving_within_it_into_one_commit() {
+        let batches = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let upkeep = Upkeep {
+            commit_window: std::time::Duration::from_millis(200),
+            ..Upkeep::default()
+        };
+        let journal = Journal::start_with(CountingStore(batches.clone()), &[3; 32], 16, upkeep);
+        let id = journal.key_id().to_owned();
+        let mut appends = Vec::new();
+        for n in 0..3 {
+            let (journal, id) = (journal.clone(), id.clone());
+            appends.push(tokio::spawn(async move {
+                journal.append(record(&format!("w{n}"), &id)).await
+            }));
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        for append in appends {
+            assert!(append.await.expect("task").is_ok());
+        }
+        assert_eq!(*batches.lock().expect("lock"), vec![3]);
     }
 
     /// 003 Điều 33 (tra soát): a citizen's records are found by their digests, so the key

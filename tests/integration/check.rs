@@ -362,6 +362,10 @@ fn check_refuses_journal_settings_that_would_be_ignored_or_unsafe() {
             "journal.tsa_url",
         ),
         ("backend = \"sqlite\"", "journal.path"),
+        (
+            "path = \"journal.sqlite\"\ncommit_window_us = 20000",
+            "journal.commit_window_us",
+        ),
     ] {
         let written = NodeBuilder::standard(&pki, "http://127.0.0.1:9")
             .journal(section)
