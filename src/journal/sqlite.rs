@@ -38,6 +38,43 @@ pub struct SqliteJournal {
     min_free_bytes: u64,
     /// Held while the store is open: one writing process per file.
     _lock: std::fs::File,
+    /// Copies the WAL back into the database beside the writer.
+    checkpointer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SqliteJournal {
+    fn drop(&mut self) {
+        self.checkpointer.abort();
+    }
+}
+
+/// How often the WAL is checkpointed beside the writer.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Checkpoints the WAL on a connection of its own (its own SQLite thread), `PASSIVE`: it
+/// never blocks the writer, and the writer never waits for it.
+async fn checkpointer(path: PathBuf) {
+    let Ok(mut connection) = SqliteConnectOptions::new()
+        .filename(&path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .connect()
+        .await
+    else {
+        tracing::warn!("the journal's checkpointer cannot open the journal");
+        return;
+    };
+    let mut ticker = tokio::time::interval(CHECKPOINT_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut connection)
+            .await
+        {
+            tracing::debug!(error = %error, "journal checkpoint deferred");
+        }
+    }
 }
 
 /// Free bytes available to unprivileged writers on the file system holding `path`.
@@ -72,6 +109,9 @@ impl SqliteJournal {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
+            // Checkpoints run beside the writer (`checkpointer`), never inside a commit
+            // that exchanges wait for.
+            .pragma("wal_autocheckpoint", "0")
             .connect()
             .await
             .map_err(store_error)?;
@@ -90,6 +130,7 @@ impl SqliteJournal {
             stamper: None,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             _lock: lock,
+            checkpointer: tokio::spawn(checkpointer(path.to_owned())),
         };
         journal.read_head().await?;
         Ok(journal)
