@@ -670,15 +670,8 @@ fn export_journal(
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = command_runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(datagate::journal::bundle::export(&locator, &selection)) {
         Ok(bundle) if bundle.records.is_empty() => {
@@ -710,6 +703,20 @@ fn export_journal(
     }
 }
 
+/// The one-thread runtime of an offline command (`None`, said on stderr, if it cannot start).
+fn command_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            None
+        }
+    }
+}
+
 /// `datagate journal archive`.
 fn archive_journal(config: &std::path::Path) -> ExitCode {
     use datagate::journal::archive::Step;
@@ -729,15 +736,8 @@ fn archive_journal(config: &std::path::Path) -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = command_runtime() else {
+        return ExitCode::FAILURE;
     };
     let now = || datagate::base::clock::Clock::now(&datagate::base::clock::SystemClock);
     let mut progress = datagate::operator::progress::Progress::new("archived");
@@ -811,15 +811,8 @@ fn verify_journal(
         },
         None => None,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = command_runtime() else {
+        return ExitCode::FAILURE;
     };
     let mut progress = datagate::operator::progress::Progress::new("verified");
     let outcome = runtime.block_on(datagate::journal::verify::verify(

@@ -15,7 +15,7 @@ CREATE TABLE exchanges (
     purpose TEXT,
     contract_id TEXT,
     peer_fingerprint TEXT,
-    status INTEGER NOT NULL,
+    status BIGINT NOT NULL,
     error_code TEXT,
     request_in_at TEXT NOT NULL,
     request_out_at TEXT,

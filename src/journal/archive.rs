@@ -157,49 +157,44 @@ mod erased {
     }
 }
 
+fn archive_entry<R>(row: &R) -> ArchiveEntry
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database>,
+{
+    ArchiveEntry {
+        first_seq: row.get(0),
+        last_seq: row.get(1),
+        file: row.get(2),
+        head_hash: row.get(3),
+        last_at: row.get(4),
+        archived_at: row.get(5),
+        expired_at: row.get(6),
+    }
+}
+
+const ARCHIVE_COLUMNS: &str =
+    "first_seq, last_seq, file, head_hash, last_at, archived_at, expired_at";
+
 /// The archived and expired ranges of `chain`, oldest first.
 pub async fn list(reader: &mut Reader, chain: &str) -> Result<Vec<ArchiveEntry>, JournalError> {
-    use sqlx::Row as _;
     let rows = match reader {
-        Reader::Sqlite(connection) => sqlx::query(
-            "SELECT first_seq, last_seq, file, head_hash, last_at, archived_at, expired_at \
-                 FROM archives ORDER BY first_seq",
-        )
+        Reader::Sqlite(connection) => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ARCHIVE_COLUMNS} FROM archives ORDER BY first_seq"
+        )))
         .fetch_all(connection)
         .await
-        .map(|rows| {
-            rows.iter()
-                .map(|row| ArchiveEntry {
-                    first_seq: row.get(0),
-                    last_seq: row.get(1),
-                    file: row.get(2),
-                    head_hash: row.get(3),
-                    last_at: row.get(4),
-                    archived_at: row.get(5),
-                    expired_at: row.get(6),
-                })
-                .collect::<Vec<_>>()
-        }),
-        Reader::Postgres(connection) => sqlx::query(
-            "SELECT first_seq, last_seq, file, head_hash, last_at, archived_at, expired_at \
-                 FROM archives WHERE chain = $1 ORDER BY first_seq",
-        )
+        .map(|rows| rows.iter().map(archive_entry).collect()),
+        Reader::Postgres(connection) => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ARCHIVE_COLUMNS} FROM archives WHERE chain = $1 ORDER BY first_seq"
+        )))
         .bind(chain)
         .fetch_all(connection)
         .await
-        .map(|rows| {
-            rows.iter()
-                .map(|row| ArchiveEntry {
-                    first_seq: row.get(0),
-                    last_seq: row.get(1),
-                    file: row.get(2),
-                    head_hash: row.get(3),
-                    last_at: row.get(4),
-                    archived_at: row.get(5),
-                    expired_at: row.get(6),
-                })
-                .collect::<Vec<_>>()
-        }),
+        .map(|rows| rows.iter().map(archive_entry).collect()),
     };
     rows.map_err(super::store::store_error)
 }

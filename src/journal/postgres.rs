@@ -238,43 +238,14 @@ impl PgJournal {
             Some(sealing) if sealing.due_with(&batch) => sealing.seal(Some(&batch))?,
             _ => None,
         };
-        let mut statement = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-            "INSERT INTO exchanges (chain, seq, message_id, client, service, method, operation,
-             purpose, contract_id, peer_fingerprint, status, error_code, request_in_at,
-             request_out_at, response_in_at, response_out_at, request_bytes, response_bytes,
-             request_digest, response_digest, subject_digest, leg, signature_digest,
-             remote_key_id, key_id, chain_version, prev_hash, record_hash) ",
-        );
+        let mut statement = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
+            "INSERT INTO exchanges (chain, {}) ",
+            super::store::INSERT_COLUMNS
+        ));
         let chain = self.chain.clone();
         statement.push_values(records.iter().zip(&batch.rows), |mut row, (r, link)| {
-            row.push_bind(chain.clone())
-                .push_bind(link.seq)
-                .push_bind(r.message_id.clone())
-                .push_bind(r.client.clone())
-                .push_bind(r.service.clone())
-                .push_bind(r.method.clone())
-                .push_bind(r.operation.clone())
-                .push_bind(r.purpose.clone())
-                .push_bind(r.contract_id.clone())
-                .push_bind(r.peer_fingerprint.clone())
-                .push_bind(i32::from(r.status))
-                .push_bind(r.error_code.clone())
-                .push_bind(link.values[10].clone())
-                .push_bind(link.values[11].clone())
-                .push_bind(link.values[12].clone())
-                .push_bind(link.values[13].clone())
-                .push_bind(r.request_bytes as i64)
-                .push_bind(r.response_bytes as i64)
-                .push_bind(r.request_digest.clone())
-                .push_bind(r.response_digest.clone())
-                .push_bind(r.subject_digest.clone())
-                .push_bind(r.leg)
-                .push_bind(r.signature_digest.clone())
-                .push_bind(r.remote_key_id.clone())
-                .push_bind(r.key_id.clone())
-                .push_bind(super::chain::CHAIN_VERSION)
-                .push_bind(link.prev_hash.clone())
-                .push_bind(link.record_hash.clone());
+            row.push_bind(chain.clone());
+            super::store::bind_record(&mut row, r, link);
         });
         let Some(connection) = self.connection.as_mut() else {
             return Err(JournalError::Store("no connection to the journal".into()));

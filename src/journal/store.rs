@@ -540,3 +540,53 @@ pub fn record_json(chain: &str, record: &StoredRecord) -> serde_json::Value {
     }
     serde_json::Value::Object(object)
 }
+
+/// The columns a record is inserted with, in [`bind_record`]'s order (`seq` first).
+pub(super) const INSERT_COLUMNS: &str = "seq, message_id, client, service, method, operation, \
+    purpose, contract_id, peer_fingerprint, status, error_code, request_in_at, request_out_at, \
+    response_in_at, response_out_at, request_bytes, response_bytes, request_digest, \
+    response_digest, subject_digest, leg, signature_digest, remote_key_id, key_id, \
+    chain_version, prev_hash, record_hash";
+
+/// Binds one chained record's values in [`INSERT_COLUMNS`] order, for either backend.
+pub(super) fn bind_record<DB, Sep>(
+    row: &mut sqlx::query_builder::Separated<'_, DB, Sep>,
+    record: &super::ExchangeRecord,
+    link: &chain::ChainedRow,
+) where
+    DB: sqlx::Database,
+    Sep: std::fmt::Display,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> Option<String>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> &'static str: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let r = record;
+    row.push_bind(link.seq)
+        .push_bind(r.message_id.clone())
+        .push_bind(r.client.clone())
+        .push_bind(r.service.clone())
+        .push_bind(r.method.clone())
+        .push_bind(r.operation.clone())
+        .push_bind(r.purpose.clone())
+        .push_bind(r.contract_id.clone())
+        .push_bind(r.peer_fingerprint.clone())
+        .push_bind(i64::from(r.status))
+        .push_bind(r.error_code.clone())
+        .push_bind(link.values[10].clone())
+        .push_bind(link.values[11].clone())
+        .push_bind(link.values[12].clone())
+        .push_bind(link.values[13].clone())
+        .push_bind(r.request_bytes as i64)
+        .push_bind(r.response_bytes as i64)
+        .push_bind(r.request_digest.clone())
+        .push_bind(r.response_digest.clone())
+        .push_bind(r.subject_digest.clone())
+        .push_bind(r.leg)
+        .push_bind(r.signature_digest.clone())
+        .push_bind(r.remote_key_id.clone())
+        .push_bind(r.key_id.clone())
+        .push_bind(chain::CHAIN_VERSION)
+        .push_bind(link.prev_hash.clone())
+        .push_bind(link.record_hash.clone());
+}
