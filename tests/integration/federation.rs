@@ -129,6 +129,8 @@ struct Federation {
 struct Layout {
     through_hub: bool,
     a_submitted_days_ago: i64,
+    /// The hub's `[journal]` lines, when not the default.
+    hub_journal: Option<&'static str>,
 }
 
 impl Default for Layout {
@@ -136,6 +138,7 @@ impl Default for Layout {
         Layout {
             through_hub: false,
             a_submitted_days_ago: 30,
+            hub_journal: None,
         }
     }
 }
@@ -188,6 +191,7 @@ impl Federation {
                 files(
                     NodeBuilder::new(&pki)
                         .member(HUB_MEMBER)
+                        .journal(layout.hub_journal.unwrap_or("path = \"journal.sqlite\""))
                         .federation(&hub.section(true)),
                     &hub,
                     &authority,
@@ -1384,4 +1388,42 @@ async fn duplicated_headers_and_unregistered_publication_fetches_are_refused() {
     .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert!(answer.header("signature").is_some());
+}
+
+/// Issue 9 (no exchange without its record, at the hub too; 004 Điều 27 k3): a hub whose
+/// journal cannot record (here its disk is below the journal's free-space reserve) relays
+/// nothing: the consumer is refused, and the owner's backend is never called.
+#[tokio::test]
+async fn a_hub_that_cannot_journal_relays_nothing() {
+    let federation = Federation::start(Layout {
+        through_hub: true,
+        hub_journal: Some(
+            "path = \"journal.sqlite\"\nmin_free_mb = 1000000000000\nmaintenance_interval_secs = 1",
+        ),
+        ..Layout::default()
+    })
+    .await;
+    // The hub's writer checks its reserve at its next maintenance tick.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let hits = federation._upstream.hits();
+    for _ in 0..2 {
+        // The consumer's gateway sees the hub refuse to relay (503, unsigned: the hub
+        // answers for itself) as the provider being unreachable through it.
+        let response = federation.lookup().await;
+        assert_eq!(response.status(), 503);
+        let body: Value = response.json().await.expect("problem");
+        assert_eq!(body["code"], "federation.provider_unavailable", "{body}");
+    }
+    assert_eq!(
+        federation._upstream.hits(),
+        hits,
+        "the owner's backend was called"
+    );
+    let hub = federation.node_hub.as_ref().expect("the hub");
+    let ready = reqwest::get(format!("http://{}/readyz", hub.ops))
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.expect("json");
+    assert_eq!(ready["journal"]["last_commit_ok"], false, "{ready}");
 }
