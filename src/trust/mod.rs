@@ -14,6 +14,7 @@
 //!   to every request of the connection.
 
 pub mod calendar;
+pub mod citizen;
 pub mod global;
 pub mod registry;
 pub mod tls;

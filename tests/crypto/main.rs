@@ -5,6 +5,7 @@
 //! a missing module into a failure instead of a skip).
 #![allow(clippy::disallowed_methods)]
 
+mod citizen_interop;
 mod jwe_common;
 mod jwe_interop;
 mod jwe_keystore_files;

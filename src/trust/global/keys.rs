@@ -303,6 +303,26 @@ impl PublicJwk {
         })
     }
 
+    /// A public JWK (JSON text) with its `kid`: an identity provider's key in tests and
+    /// in the demo's dev identity provider.
+    pub fn from_json(jwk_json: &[u8]) -> Result<Self, GlobalConfError> {
+        let invalid = |reason: &'static str| GlobalConfError::KeyInvalid { reason };
+        let value = parse_strict(jwk_json).map_err(|_| invalid("the JWK is not JSON"))?;
+        let mut problems = Problems::default();
+        match PublicJwk::parse(&value, "", false, &mut problems) {
+            Some(jwk) if problems.is_empty() => Ok(jwk),
+            _ => Err(invalid(
+                "the JWK is not a public EC P-256 or RSA (at least 2048 bits) key",
+            )),
+        }
+    }
+
+    /// Whether `signature` over `signing_input` verifies with this key under `alg` (a key
+    /// of the wrong kind for `alg` never does).
+    pub fn verifies(&self, alg: SigningAlg, signing_input: &[u8], signature: &[u8]) -> bool {
+        self.key.verifies(alg, signing_input, signature)
+    }
+
     /// The key id (`kid`), if the JWK has one.
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()

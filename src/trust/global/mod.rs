@@ -42,6 +42,11 @@ pub use json::Problem;
 pub use keys::{Anchor, KeyKind, MAX_SIGNED_BYTES, MIN_RSA_BITS, PublicJwk, SigningAlg, sign};
 pub use validate::normalise_fingerprint;
 
+/// The JWS compact structure, shared with citizen assertions ([`crate::trust::citizen`]).
+pub(crate) mod jws {
+    pub(crate) use super::Compact;
+}
+
 use crate::identity::MemberId;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -195,12 +200,14 @@ pub struct Verifier {
 /// `x5c`, …) is refused, so no header can redirect trust or change the signing input.
 const HEADER_PARAMETERS: &[&str] = &["alg", "kid", "typ", "cty"];
 
-/// A JWS compact serialisation, split and decoded, its algorithm checked.
-struct Compact<'a> {
-    alg: SigningAlg,
-    signing_input: &'a [u8],
-    payload: Vec<u8>,
-    signature: Vec<u8>,
+/// A JWS compact serialisation, split and decoded, its algorithm checked (`ES256` or
+/// `RS256` only, before any key is touched); also what citizen assertions are.
+pub(crate) struct Compact<'a> {
+    pub(crate) alg: SigningAlg,
+    pub(crate) kid: Option<String>,
+    pub(crate) signing_input: &'a [u8],
+    pub(crate) payload: Vec<u8>,
+    pub(crate) signature: Vec<u8>,
 }
 
 fn malformed(reason: &str) -> GlobalConfError {
@@ -210,7 +217,7 @@ fn malformed(reason: &str) -> GlobalConfError {
 }
 
 impl<'a> Compact<'a> {
-    fn parse(bytes: &'a [u8]) -> Result<Self, GlobalConfError> {
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<Self, GlobalConfError> {
         // A trailing newline from a file or an HTTP body is not part of the JWS.
         let bytes = bytes.trim_ascii();
         let parts: Vec<&[u8]> = bytes.split(|&b| b == b'.').collect();
@@ -255,8 +262,13 @@ impl<'a> Compact<'a> {
             return Err(malformed("the signature is empty"));
         }
         let signing_input_len = header.len() + 1 + parts[1].len();
+        let kid = header_map
+            .get("kid")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         Ok(Compact {
             alg,
+            kid,
             signing_input: &bytes[..signing_input_len],
             payload,
             signature,
