@@ -97,11 +97,29 @@ pub enum ErrorCode {
     JournalOverloaded,
     AdminForbidden,
     AdminBadQuery,
+    /// `citizen.assertion_missing`.
+    CitizenAssertionMissing,
+    /// `citizen.assertion_invalid`.
+    CitizenAssertionInvalid,
+    /// `citizen.issuer_unknown`.
+    CitizenIssuerUnknown,
+    /// `citizen.audience_mismatch`.
+    CitizenAudienceMismatch,
+    /// `citizen.assertion_expired`.
+    CitizenAssertionExpired,
+    /// `citizen.assertion_not_yet_valid`.
+    CitizenAssertionNotYetValid,
+    /// `citizen.step_up_required`.
+    CitizenStepUpRequired,
+    /// `citizen.consent_missing`.
+    CitizenConsentMissing,
+    /// `citizen.subject_mismatch`.
+    CitizenSubjectMismatch,
 }
 
 impl ErrorCode {
     /// Every code, in the order of `docs/ERRORS.md`.
-    pub const ALL: [ErrorCode; 68] = [
+    pub const ALL: [ErrorCode; 77] = [
         ErrorCode::RequestRouteNotFound,
         ErrorCode::RequestPathInvalid,
         ErrorCode::RequestClientMissing,
@@ -170,6 +188,15 @@ impl ErrorCode {
         ErrorCode::JournalOverloaded,
         ErrorCode::AdminForbidden,
         ErrorCode::AdminBadQuery,
+        ErrorCode::CitizenAssertionMissing,
+        ErrorCode::CitizenAssertionInvalid,
+        ErrorCode::CitizenIssuerUnknown,
+        ErrorCode::CitizenAudienceMismatch,
+        ErrorCode::CitizenAssertionExpired,
+        ErrorCode::CitizenAssertionNotYetValid,
+        ErrorCode::CitizenStepUpRequired,
+        ErrorCode::CitizenConsentMissing,
+        ErrorCode::CitizenSubjectMismatch,
     ];
 
     /// The code whose stable name is `name` (a peer gateway's problem answer).
@@ -250,6 +277,15 @@ impl ErrorCode {
             ErrorCode::JournalOverloaded => "journal.overloaded",
             ErrorCode::AdminForbidden => "admin.forbidden",
             ErrorCode::AdminBadQuery => "admin.bad_query",
+            ErrorCode::CitizenAssertionMissing => "citizen.assertion_missing",
+            ErrorCode::CitizenAssertionInvalid => "citizen.assertion_invalid",
+            ErrorCode::CitizenIssuerUnknown => "citizen.issuer_unknown",
+            ErrorCode::CitizenAudienceMismatch => "citizen.audience_mismatch",
+            ErrorCode::CitizenAssertionExpired => "citizen.assertion_expired",
+            ErrorCode::CitizenAssertionNotYetValid => "citizen.assertion_not_yet_valid",
+            ErrorCode::CitizenStepUpRequired => "citizen.step_up_required",
+            ErrorCode::CitizenConsentMissing => "citizen.consent_missing",
+            ErrorCode::CitizenSubjectMismatch => "citizen.subject_mismatch",
         }
     }
 
@@ -324,6 +360,15 @@ impl ErrorCode {
             ErrorCode::JournalOverloaded => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::AdminForbidden => StatusCode::FORBIDDEN,
             ErrorCode::AdminBadQuery => StatusCode::BAD_REQUEST,
+            ErrorCode::CitizenAssertionMissing => StatusCode::UNAUTHORIZED,
+            ErrorCode::CitizenAssertionInvalid => StatusCode::UNAUTHORIZED,
+            ErrorCode::CitizenIssuerUnknown => StatusCode::UNAUTHORIZED,
+            ErrorCode::CitizenAudienceMismatch => StatusCode::UNAUTHORIZED,
+            ErrorCode::CitizenAssertionExpired => StatusCode::UNAUTHORIZED,
+            ErrorCode::CitizenAssertionNotYetValid => StatusCode::UNAUTHORIZED,
+            ErrorCode::CitizenStepUpRequired => StatusCode::UNAUTHORIZED,
+            ErrorCode::CitizenConsentMissing => StatusCode::FORBIDDEN,
+            ErrorCode::CitizenSubjectMismatch => StatusCode::FORBIDDEN,
         }
     }
 
@@ -398,6 +443,15 @@ impl ErrorCode {
             ErrorCode::JournalOverloaded => Origin::Internal,
             ErrorCode::AdminForbidden => Origin::Consumer,
             ErrorCode::AdminBadQuery => Origin::Consumer,
+            ErrorCode::CitizenAssertionMissing => Origin::Consumer,
+            ErrorCode::CitizenAssertionInvalid => Origin::Consumer,
+            ErrorCode::CitizenIssuerUnknown => Origin::Consumer,
+            ErrorCode::CitizenAudienceMismatch => Origin::Consumer,
+            ErrorCode::CitizenAssertionExpired => Origin::Consumer,
+            ErrorCode::CitizenAssertionNotYetValid => Origin::Consumer,
+            ErrorCode::CitizenStepUpRequired => Origin::Consumer,
+            ErrorCode::CitizenConsentMissing => Origin::Consumer,
+            ErrorCode::CitizenSubjectMismatch => Origin::Consumer,
         }
     }
 
@@ -460,6 +514,7 @@ pub struct GatewayError {
     detail: String,
     retry_after: Option<Duration>,
     violations: Vec<SchemaViolation>,
+    required_level: Option<&'static str>,
 }
 
 impl GatewayError {
@@ -470,7 +525,15 @@ impl GatewayError {
             detail: detail.into(),
             retry_after: None,
             violations: Vec::new(),
+            required_level: None,
         }
+    }
+
+    /// The assurance level a step-up must reach (`citizen.step_up_required`,
+    /// `citizen.assertion_missing`): the problem's `requiredLevel`.
+    pub fn with_required_level(mut self, level: &'static str) -> Self {
+        self.required_level = Some(level);
+        self
     }
 
     /// Sets `Retry-After` (rounded up to whole seconds, at least one).
@@ -518,6 +581,7 @@ impl GatewayError {
             retryable: self.code.retryable(),
             message_id,
             errors: &self.violations,
+            required_level: self.required_level,
         };
         let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
         let (mut parts, ()) = Response::new(()).into_parts();
@@ -563,6 +627,8 @@ struct Problem<'a> {
     message_id: Option<&'a str>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     errors: &'a [SchemaViolation],
+    #[serde(rename = "requiredLevel", skip_serializing_if = "Option::is_none")]
+    required_level: Option<&'static str>,
 }
 
 #[cfg(test)]

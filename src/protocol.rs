@@ -152,12 +152,13 @@ pub fn single_header<'h>(
 }
 
 /// Headers of the protocol that must appear at most once.
-pub const SINGLE_HEADERS: [HeaderName; 6] = [
+pub const SINGLE_HEADERS: [HeaderName; 7] = [
     X_ROAD_CLIENT,
     X_ROAD_ID,
     X_PURPOSE,
     X_ROAD_USER_ID,
     X_ROAD_ISSUE,
+    X_CITIZEN_ASSERTION,
     http::header::CONTENT_TYPE,
 ];
 

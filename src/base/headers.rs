@@ -21,6 +21,9 @@ pub const X_ROAD_REQUEST_HASH: HeaderName = HeaderName::from_static("x-road-requ
 pub const X_ROAD_SERVICE: HeaderName = HeaderName::from_static("x-road-service");
 /// `X-Contract-Id`: the contract under which the data was shared.
 pub const X_CONTRACT_ID: HeaderName = HeaderName::from_static("x-contract-id");
+/// The citizen's assertion (a JWS from an identity provider), for contracts with an
+/// assurance level.
+pub const X_CITIZEN_ASSERTION: HeaderName = HeaderName::from_static("x-citizen-assertion");
 /// `X-Legal-Basis`: the legal basis of that contract.
 pub const X_LEGAL_BASIS: HeaderName = HeaderName::from_static("x-legal-basis");
 /// `X-Road-Error`: set on every error this node produces (pr-rest 1.0 §4.3, §4.6).

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod federation;
+pub mod identity;
 pub mod journal;
 pub mod raw;
 
@@ -175,6 +176,8 @@ pub struct NodeConfig {
     pub federation: Option<federation::FederationSettings>,
     /// `[admin]`, when this node serves the journal admin API.
     pub admin: Option<admin::AdminSettings>,
+    /// `[[identity_providers]]`: whose citizen assertions this node accepts.
+    pub identity_providers: Vec<crate::trust::global::IdentityProvider>,
 }
 
 fn read_text(path: &Path, errors: &mut Vec<ConfigError>) -> Option<String> {
@@ -440,6 +443,24 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
         ));
     }
 
+    let identity_providers = identity::build(&raw.identity_providers, file, &resolve, &mut errors);
+    // A contract that asks for an assurance level needs assertions to check: from this
+    // node's identity providers, or from the federation's global configuration.
+    if identity_providers.is_empty()
+        && raw.federation.is_none()
+        && let Some(contracts) = &contracts
+        && let Some(contract) = contracts.iter().find(|c| c.assurance_level.is_some())
+    {
+        errors.push(ConfigError::new(
+            file,
+            "identity_providers",
+            format!(
+                "contract {} requires an assurance level, but no identity provider is \
+                 configured (and no [federation] lists any): its requests could never be served",
+                contract.id
+            ),
+        ));
+    }
     let admin = raw.admin.as_ref().map(|section| {
         let mut others = vec![
             ("consumer", raw.listeners.consumer),
@@ -471,6 +492,7 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
                 limits,
                 federation: federation.flatten(),
                 admin: admin.flatten(),
+                identity_providers,
             })
         }
         _ => Err(errors),

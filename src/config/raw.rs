@@ -40,6 +40,20 @@ pub struct RawNodeConfig {
     /// The journal admin API (absent: no admin listener).
     #[serde(default)]
     pub admin: Option<RawAdmin>,
+    /// Identity providers whose citizen assertions this node accepts (besides those of
+    /// the global configuration).
+    #[serde(default)]
+    pub identity_providers: Vec<RawIdentityProvider>,
+}
+
+/// `[[identity_providers]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentityProvider {
+    /// Its issuer (`iss`), exactly as its assertions write it.
+    pub issuer: String,
+    /// Its signing keys: a JWKS file (`{"keys": [...]}`, each key with a `kid`).
+    pub jwks_file: PathBuf,
 }
 
 /// `[federation]`: this node as a secure server of the federation.

@@ -470,14 +470,13 @@ pub fn compile(
             daily = Some(value);
         }
     }
-    // No control may fail open: until citizen assertions are verified on every request
-    // (the autofill issue), a contract that asks for an assurance level cannot be honoured,
-    // so it does not load rather than being served without the check.
-    if raw.assurance_level.is_some() {
+    // An assurance level binds the request to the citizen the assertion names: without
+    // a subject there is nothing to bind, and the level could not be honoured.
+    if raw.assurance_level.is_some() && raw.subject.is_none() {
         error(
             "assurance_level",
-            "citizen assertions are not verified by this version, so an assurance level \
-             cannot be enforced; remove it (the contract then needs no citizen assertion)"
+            "needs `subject` (path:NAME or body:/pointer): the citizen assertion's subject \
+             must be the request's"
                 .into(),
         );
     }
@@ -846,16 +845,24 @@ approved_by: Cục Cảnh sát QLHC về TTXH
         assert!(compiled(&fine).is_ok());
     }
 
-    /// No control fails open: an assurance level that nothing verifies yet is refused at load.
+    /// 003 Điều 9–11 (assurance levels): a contract may require `medium` or `high`, but
+    /// only with a `subject` the citizen assertion is bound to.
     #[test]
-    fn refuses_an_assurance_level_it_cannot_enforce() {
-        let with_level = format!("{CONTRACT}assurance_level: medium\n");
-        let errors = compiled(&with_level).expect_err("not enforceable yet");
+    fn an_assurance_level_needs_a_subject() {
+        let without_subject = format!(
+            "{}assurance_level: medium\n",
+            CONTRACT.replace("subject: path:citizen_id\n", "")
+        );
+        let errors = compiled(&without_subject).expect_err("no subject to bind");
         assert!(
             errors.iter().any(|e| e.path == "assurance_level"),
             "{errors:?}"
         );
-        assert!(compiled(CONTRACT).is_ok());
+        let with_subject = format!("{CONTRACT}assurance_level: high\n");
+        assert_eq!(
+            compiled(&with_subject).expect("compiles").assurance_level,
+            Some(AssuranceLevel::High)
+        );
     }
 
     /// 003 Điều 44 khoản 3, 004 Điều 55 khoản 1: a secret contract is refused; design §10 invariant 5: every problem is reported.

@@ -125,6 +125,9 @@ pub struct ExchangeContext {
     pub user_id: Option<String>,
     /// `X-Road-Issue`, forwarded between gateways.
     pub issue: Option<String>,
+    /// `X-Citizen-Assertion`, forwarded between gateways (covered by the signature) so
+    /// that the data owner checks it too; never journaled nor logged.
+    pub citizen_assertion: Option<Redacted>,
     /// When the whole exchange must be over.
     pub deadline: Instant,
     /// When the request's body must have arrived.
@@ -141,5 +144,16 @@ impl ExchangeContext {
     /// The authenticated client, once identity has run.
     pub fn authenticated_client(&self) -> Option<&ClientId> {
         self.peer.as_ref().map(|_| &self.client)
+    }
+}
+
+/// A value never printed, even in debug output: a citizen's assertion carries their
+/// personal id.
+#[derive(Clone)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }

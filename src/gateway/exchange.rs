@@ -39,8 +39,8 @@ use crate::contract::{CompiledContract, SubjectRef};
 use crate::error::{ErrorCode, GatewayError, Origin};
 use crate::journal::ExchangeRecord;
 use crate::protocol::{
-    self, Purpose, X_CONTRACT_ID, X_PURPOSE, X_ROAD_ID, X_ROAD_ISSUE, X_ROAD_REQUEST_HASH,
-    X_ROAD_SERVICE, X_ROAD_USER_ID,
+    self, Purpose, X_CITIZEN_ASSERTION, X_CONTRACT_ID, X_PURPOSE, X_ROAD_ID, X_ROAD_ISSUE,
+    X_ROAD_REQUEST_HASH, X_ROAD_SERVICE, X_ROAD_USER_ID,
 };
 use crate::trust::PeerCertificate;
 use axum::body::{Body, HttpBody as _};
@@ -330,6 +330,7 @@ fn parse_head(
         purpose,
         user_id: text(&X_ROAD_USER_ID),
         issue: text(&X_ROAD_ISSUE),
+        citizen_assertion: text(&X_CITIZEN_ASSERTION).map(super::context::Redacted),
         deadline: started + limits.request_timeout,
         receive_deadline: started + limits.request_receive_timeout,
         peer: None,
@@ -422,6 +423,93 @@ fn request_document(
 /// and what the admin API's subject-access query looks for (one spelling for both).
 pub(super) fn subject_digest(gateway: &Gateway, subject: &str) -> String {
     gateway.journal().digest(&[b"subject", subject.as_bytes()])
+}
+
+/// The `X-Citizen-Assertion` of the request, verified for a contract requiring `level`:
+/// by an identity provider this node trusts (its own `[[identity_providers]]` and the
+/// global configuration's), issued to the calling subsystem, current, at `level` or
+/// above (else a step-up answer naming the level), and consented to this service.
+fn citizen_assertion(
+    gateway: &Gateway,
+    runtime: &Runtime,
+    ctx: &ExchangeContext,
+    level: crate::contract::AssuranceLevel,
+    now: time::OffsetDateTime,
+) -> Result<crate::trust::citizen::Assertion, GatewayError> {
+    use crate::trust::citizen::{AssertionError, CitizenLevel};
+    let required = match level {
+        crate::contract::AssuranceLevel::Medium => CitizenLevel::Medium,
+        crate::contract::AssuranceLevel::High => CitizenLevel::High,
+    };
+    let Some(token) = ctx.citizen_assertion.as_ref().map(|token| token.0.as_str()) else {
+        return Err(GatewayError::new(
+            ErrorCode::CitizenAssertionMissing,
+            "this contract requires the citizen's assertion (X-Citizen-Assertion)",
+        )
+        .with_required_level(required.as_str()));
+    };
+    let held = gateway
+        .federation()
+        .and_then(|federation| federation.held());
+    let mut providers = runtime.identity_providers.clone();
+    if let Some(global) = &held {
+        providers.extend(global.identity_providers().iter().cloned());
+    }
+    let assertion =
+        crate::trust::citizen::verify(token.as_bytes(), &providers, &ctx.client.to_string(), now)
+            .map_err(|error| {
+            let code = match error {
+                AssertionError::UnknownIssuer => ErrorCode::CitizenIssuerUnknown,
+                AssertionError::WrongAudience => ErrorCode::CitizenAudienceMismatch,
+                AssertionError::Expired => ErrorCode::CitizenAssertionExpired,
+                AssertionError::NotYetValid => ErrorCode::CitizenAssertionNotYetValid,
+                AssertionError::ConsentMissing => ErrorCode::CitizenConsentMissing,
+                AssertionError::Malformed(_)
+                | AssertionError::UnknownKey
+                | AssertionError::SignatureInvalid => ErrorCode::CitizenAssertionInvalid,
+            };
+            GatewayError::new(code, error.to_string())
+        })?;
+    if assertion.level < required {
+        return Err(GatewayError::new(
+            ErrorCode::CitizenStepUpRequired,
+            format!(
+                "this contract requires assurance level {}; the citizen signed in at {}",
+                required.as_str(),
+                assertion.level.as_str()
+            ),
+        )
+        .with_required_level(required.as_str()));
+    }
+    let service = ctx.target.service.to_string();
+    if !assertion.consent.services.contains(&service) {
+        return Err(GatewayError::new(
+            ErrorCode::CitizenConsentMissing,
+            "the citizen did not consent to this service",
+        ));
+    }
+    Ok(assertion)
+}
+
+/// The request's data subject must be the citizen the assertion names (compared in
+/// constant time; neither value is ever shown).
+fn bind_subject(
+    assertion: &crate::trust::citizen::Assertion,
+    subject: &str,
+) -> Result<(), GatewayError> {
+    let same = aws_lc_rs::constant_time::verify_slices_are_equal(
+        assertion.subject.as_bytes(),
+        subject.as_bytes(),
+    )
+    .is_ok();
+    if same {
+        Ok(())
+    } else {
+        Err(GatewayError::new(
+            ErrorCode::CitizenSubjectMismatch,
+            "the request's data subject is not the citizen the assertion names",
+        ))
+    }
 }
 
 fn subject_value(
@@ -570,6 +658,22 @@ async fn run(
         Some(grant) => (Some(grant.contract), grant.params),
         None => (None, Default::default()),
     };
+    // The citizen's assertion, for a contract with an assurance level: verified, of the
+    // level, consented to this service, and about the request's subject, before the quota
+    // is taken and before any backend is touched (a body subject: right after the read).
+    let citizen = match contract
+        .as_ref()
+        .and_then(|contract| contract.assurance_level.map(|level| (contract, level)))
+    {
+        Some((contract, level)) => {
+            let assertion = citizen_assertion(gateway, runtime, ctx, level, now)?;
+            if let Some(subject) = subject_value(contract, &grant_params, None) {
+                bind_subject(&assertion, &subject)?;
+            }
+            Some(assertion)
+        }
+        None => None,
+    };
     if let Some(contract) = &contract {
         ctx.trail.contract_id = Some(contract.id.clone());
         // Quota: after the contract, because the quota is the contract's.
@@ -632,6 +736,19 @@ async fn run(
     };
     ctx.trail.request_body = bytes.clone();
     let json_body = parse_body(content_type.as_deref(), &bytes)?;
+    // A body subject is bound to the citizen's assertion as soon as the body is read; a
+    // contract with a level whose subject cannot be found is refused, never served.
+    if let (Some(assertion), Some(contract)) = (&citizen, &contract) {
+        match subject_value(contract, &routed.params, json_body.as_ref()) {
+            Some(subject) => bind_subject(assertion, &subject)?,
+            None => {
+                return Err(GatewayError::new(
+                    ErrorCode::CitizenSubjectMismatch,
+                    "the request names no data subject to bind the citizen assertion to",
+                ));
+            }
+        }
+    }
     if gateway.journal().is_enabled()
         && let Some(contract) = &contract
         && let Some(subject) = subject_value(contract, &routed.params, json_body.as_ref())
@@ -763,6 +880,7 @@ mod tests {
                 &mut Vec::new(),
             ),
             admin_clients: Default::default(),
+            identity_providers: Vec::new(),
         };
         (
             Gateway::new(runtime, crate::journal::Journal::start(store, &[7; 32])),

@@ -70,6 +70,9 @@ pub struct Runtime {
     pub limits: Limits,
     /// Who may call the admin listener, by certificate (empty without `[admin]`).
     pub admin_clients: crate::config::admin::AdminClients,
+    /// Identity providers whose citizen assertions are accepted (besides the global
+    /// configuration's).
+    pub identity_providers: Vec<crate::trust::global::IdentityProvider>,
 }
 
 impl Runtime {
@@ -105,6 +108,7 @@ impl Runtime {
                 .as_ref()
                 .map(|admin| admin.clients.clone())
                 .unwrap_or_default(),
+            identity_providers: std::mem::take(&mut config.identity_providers),
         })
     }
 

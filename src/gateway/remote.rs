@@ -215,6 +215,9 @@ impl RemoteProvider {
         if let Some(issue) = &ctx.issue {
             request.add_header("x-road-issue", issue);
         }
+        if let Some(assertion) = &ctx.citizen_assertion {
+            request.add_header("x-citizen-assertion", &assertion.0);
+        }
         if !payload.is_empty() {
             request.add_header("content-type", "application/jose");
         }

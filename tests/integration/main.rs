@@ -12,6 +12,7 @@ mod adapters;
 mod admin;
 mod cases;
 mod check;
+mod citizen;
 mod contracts;
 mod errors;
 mod federation;
