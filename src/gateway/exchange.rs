@@ -247,6 +247,19 @@ async fn exchange(gateway: Arc<Gateway>, request: Request, arrival: Arrival) -> 
     response
 }
 
+/// Refuses, before any work, an exchange (or a hub's relay) whose record the journal
+/// could not keep now: its store is failing or below its free-space reserve.
+pub(super) fn journal_accepting(gateway: &Gateway) -> Result<(), GatewayError> {
+    if gateway.journal().accepting() {
+        return Ok(());
+    }
+    Err(GatewayError::new(
+        ErrorCode::JournalUnavailable,
+        "the journal cannot take records now; nothing was sent on",
+    )
+    .with_retry_after(std::time::Duration::from_secs(1)))
+}
+
 /// The answer when an exchange could not be journaled: a full queue is back-pressure
 /// (`journal.overloaded`, retry later); anything else, the journal is unavailable.
 pub(super) fn journal_refusal(error: &crate::journal::JournalError) -> GatewayError {
@@ -363,13 +376,7 @@ async fn admit_and_run(
     let ctx = slot.insert(parse_head(parts, path, runtime, message_id, started, leg)?);
     // Invariant 3 before any work: with the journal's store failing (server gone, disk
     // below its reserve) no backend is touched, since the exchange could not be recorded.
-    if !gateway.journal().accepting() {
-        return Err(GatewayError::new(
-            ErrorCode::JournalUnavailable,
-            "the journal cannot take records now; no backend was called",
-        )
-        .with_retry_after(std::time::Duration::from_secs(1)));
-    }
+    journal_accepting(gateway)?;
 
     let certificate = certificate.ok_or_else(|| {
         GatewayError::new(
@@ -451,25 +458,27 @@ fn citizen_assertion(
     let held = gateway
         .federation()
         .and_then(|federation| federation.held());
-    let mut providers = runtime.identity_providers.clone();
-    if let Some(global) = &held {
-        providers.extend(global.identity_providers().iter().cloned());
-    }
+    // This node's identity providers, then the global configuration's: borrowed, never
+    // copied per request.
+    let providers = runtime.identity_providers.iter().chain(
+        held.iter()
+            .flat_map(|global| global.identity_providers().iter()),
+    );
     let assertion =
-        crate::trust::citizen::verify(token.as_bytes(), &providers, &ctx.client.to_string(), now)
+        crate::trust::citizen::verify(token.as_bytes(), providers, &ctx.client.to_string(), now)
             .map_err(|error| {
-            let code = match error {
-                AssertionError::UnknownIssuer => ErrorCode::CitizenIssuerUnknown,
-                AssertionError::WrongAudience => ErrorCode::CitizenAudienceMismatch,
-                AssertionError::Expired => ErrorCode::CitizenAssertionExpired,
-                AssertionError::NotYetValid => ErrorCode::CitizenAssertionNotYetValid,
-                AssertionError::ConsentMissing => ErrorCode::CitizenConsentMissing,
-                AssertionError::Malformed(_)
-                | AssertionError::UnknownKey
-                | AssertionError::SignatureInvalid => ErrorCode::CitizenAssertionInvalid,
-            };
-            GatewayError::new(code, error.to_string())
-        })?;
+                let code = match error {
+                    AssertionError::UnknownIssuer => ErrorCode::CitizenIssuerUnknown,
+                    AssertionError::WrongAudience => ErrorCode::CitizenAudienceMismatch,
+                    AssertionError::Expired => ErrorCode::CitizenAssertionExpired,
+                    AssertionError::NotYetValid => ErrorCode::CitizenAssertionNotYetValid,
+                    AssertionError::ConsentMissing => ErrorCode::CitizenConsentMissing,
+                    AssertionError::Malformed(_)
+                    | AssertionError::UnknownKey
+                    | AssertionError::SignatureInvalid => ErrorCode::CitizenAssertionInvalid,
+                };
+                GatewayError::new(code, error.to_string())
+            })?;
     if assertion.level < required {
         return Err(GatewayError::new(
             ErrorCode::CitizenStepUpRequired,

@@ -145,15 +145,7 @@ async fn relay_journaled(gateway: Arc<Gateway>, request: Request) -> Response {
     let mut trail = RelayTrail::default();
     // As at a gateway's admission: while the hub's journal cannot record, nothing is
     // relayed (the provider is not called for an exchange the hub could not journal).
-    let refusal = refusal.or_else(|| {
-        (!gateway.journal().accepting()).then(|| {
-            GatewayError::new(
-                ErrorCode::JournalUnavailable,
-                "the hub's journal cannot take records now; nothing was relayed",
-            )
-            .with_retry_after(std::time::Duration::from_secs(1))
-        })
-    });
+    let refusal = refusal.or_else(|| super::exchange::journal_accepting(&gateway).err());
     let outcome = match refusal {
         Some(error) => Err(error),
         None => relay_exchange(&gateway, request, &mut trail).await,

@@ -19,7 +19,7 @@ use super::bundle::BundleSeal;
 use super::store::{Reader, StoredRecord};
 use super::verify::{ChainVerifier, Failure};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead as _, Write as _};
+use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 
 /// The archive format's tag.
@@ -109,31 +109,39 @@ pub fn write(
         std::io::BufWriter::new(file),
         flate2::Compression::default(),
     );
-    let mut line = |value: &dyn erased::Json| -> Result<(), JournalError> {
-        value.write_to(&mut out).map_err(io)?;
-        out.write_all(b"\n").map_err(io)
-    };
-    line(&Header {
-        format: FORMAT.to_owned(),
-        chain: chain.to_owned(),
-        first_seq: first.0.first_seq,
-        last_seq: last.0.last_seq,
-    })?;
+    fn line(out: &mut impl std::io::Write, value: &impl Serialize) -> Result<(), JournalError> {
+        serde_json::to_writer(&mut *out, value)
+            .map_err(std::io::Error::other)
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(|error| JournalError::Store(format!("archive: {error}")))
+    }
+    line(
+        &mut out,
+        &Header {
+            format: FORMAT.to_owned(),
+            chain: chain.to_owned(),
+            first_seq: first.0.first_seq,
+            last_seq: last.0.last_seq,
+        },
+    )?;
     let mut count = 0u64;
     for (seal, records) in batches {
-        line(&Line::Seal(seal.clone()))?;
+        line(&mut out, &Line::Seal(seal.clone()))?;
         for record in records {
             count += 1;
-            line(&Line::Record(ArchivedRecord {
-                seq: record.seq,
-                chain_version: record.chain_version,
-                prev_hash: record.prev_hash.clone(),
-                record_hash: record.record_hash.clone(),
-                values: record.values.clone(),
-            }))?;
+            line(
+                &mut out,
+                &Line::Record(ArchivedRecord {
+                    seq: record.seq,
+                    chain_version: record.chain_version,
+                    prev_hash: record.prev_hash.clone(),
+                    record_hash: record.record_hash.clone(),
+                    values: record.values.clone(),
+                }),
+            )?;
         }
     }
-    line(&Line::End { records: count })?;
+    line(&mut out, &Line::End { records: count })?;
     let buffered = out.finish().map_err(io)?;
     let file = buffered.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
@@ -143,18 +151,6 @@ pub fn write(
         .and_then(|d| d.sync_all())
         .map_err(io)?;
     Ok(name)
-}
-
-/// Serialising one line without naming its type (header, line).
-mod erased {
-    pub trait Json {
-        fn write_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn write_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-            serde_json::to_writer(out, self).map_err(std::io::Error::other)
-        }
-    }
 }
 
 fn archive_entry<R>(row: &R) -> ArchiveEntry

@@ -549,3 +549,146 @@ impl Sealing {
         self.since = None;
     }
 }
+
+/// A seal and the SHA-256 of its signed payload (what a time-stamp token covers).
+pub type SignedSeal = (super::bundle::BundleSeal, [u8; 32]);
+
+/// What a store's writer keeps of its chain between batches, whichever the store: the
+/// head and next sequence number, the seals pending, the time-stamper. The stores run the
+/// SQL; this decides what it writes.
+#[derive(Debug)]
+pub struct ChainState {
+    head: [u8; 32],
+    next_seq: i64,
+    sealing: Option<Sealing>,
+    /// Whether the committed but unsealed tail was taken back from the store.
+    restored: bool,
+    stamper: Option<super::stamper::Stamper>,
+}
+
+impl Default for ChainState {
+    fn default() -> Self {
+        ChainState {
+            head: GENESIS,
+            next_seq: 1,
+            sealing: None,
+            restored: false,
+            stamper: None,
+        }
+    }
+}
+
+impl ChainState {
+    /// Seals what is committed from now on with `sealer`.
+    pub fn set_sealer(&mut self, sealer: Sealer) {
+        self.sealing = Some(Sealing::new(sealer));
+    }
+
+    /// Time-stamps every seal from now on through `stamper`.
+    pub fn set_stamper(&mut self, stamper: super::stamper::Stamper) {
+        self.stamper = Some(stamper);
+    }
+
+    /// Takes the head the store holds: its last record's `(seq, hash)` (a record written
+    /// before the chain existed has none) or, when it holds none, the last archived
+    /// range's `(last_seq, head_hash)`. The unsealed tail is read again next
+    /// ([`ChainState::needs_tail`]).
+    pub fn reset(
+        &mut self,
+        last: Option<(i64, Option<String>)>,
+        archived: Option<(i64, String)>,
+    ) -> Result<(), super::JournalError> {
+        let (seq, hash) = match (last, archived) {
+            (Some((seq, hash)), _) => (seq, hash),
+            (None, Some((seq, hash))) => (seq, Some(hash)),
+            (None, None) => (0, None),
+        };
+        self.next_seq = seq + 1;
+        self.head = match hash {
+            None => GENESIS,
+            Some(text) => parse_hash(&text).ok_or_else(|| {
+                super::JournalError::Store("the journal's last record hash is not a hash".into())
+            })?,
+        };
+        self.restored = false;
+        Ok(())
+    }
+
+    /// Whether the store must read back the tail committed but not sealed (after a start
+    /// or a reconnect) and hand it to [`ChainState::restore`].
+    pub fn needs_tail(&self) -> bool {
+        self.sealing.is_some() && !self.restored
+    }
+
+    /// Takes back the committed but unsealed tail: `(seq, record hash, response_out_at)`.
+    pub fn restore(&mut self, tail: &[(i64, String, String)]) {
+        if let Some(sealing) = &mut self.sealing {
+            sealing.restore(tail);
+        }
+        self.restored = true;
+    }
+
+    /// `records` chained after the head, and the seal to commit with them when one is due.
+    pub fn prepare(
+        &self,
+        records: &[super::ExchangeRecord],
+    ) -> Result<(ChainedBatch, Option<SignedSeal>), super::JournalError> {
+        let batch = chain_batch(self.head, self.next_seq, records);
+        let seal = match &self.sealing {
+            Some(sealing) if sealing.due_with(&batch) => sealing.seal(Some(&batch))?,
+            _ => None,
+        };
+        Ok((batch, seal))
+    }
+
+    /// After `batch` (and `seal`, if any) committed: the new head, and the seal sent for
+    /// time-stamping.
+    pub fn committed(&mut self, batch: &ChainedBatch, seal: Option<&SignedSeal>) {
+        self.head = batch.head;
+        self.next_seq += batch.rows.len() as i64;
+        if let Some(sealing) = &mut self.sealing {
+            sealing.committed(batch, seal.is_some());
+        }
+        if let Some(seal) = seal {
+            self.request_stamp(seal);
+        }
+    }
+
+    /// The seal over the records committed since the last one, if any are pending.
+    pub fn pending_seal(&self) -> Result<Option<SignedSeal>, super::JournalError> {
+        match &self.sealing {
+            Some(sealing) => sealing.seal(None),
+            None => Ok(None),
+        }
+    }
+
+    /// After [`ChainState::pending_seal`]'s seal committed on its own.
+    pub fn sealed_pending(&mut self, seal: &SignedSeal) {
+        if let Some(sealing) = &mut self.sealing {
+            sealing.sealed_pending();
+        }
+        self.request_stamp(seal);
+    }
+
+    /// When the pending records must be sealed, if any are pending.
+    pub fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.sealing.as_ref().and_then(Sealing::deadline)
+    }
+
+    /// The time-stamp tokens ready to attach to their seals.
+    pub fn stamps(&mut self) -> Vec<super::stamper::Stamped> {
+        self.stamper
+            .as_mut()
+            .map(super::stamper::Stamper::ready)
+            .unwrap_or_default()
+    }
+
+    fn request_stamp(&self, (seal, digest): &SignedSeal) {
+        if let Some(stamper) = &self.stamper {
+            stamper.request(super::stamper::StampRequest {
+                first_seq: seal.first_seq,
+                digest: *digest,
+            });
+        }
+    }
+}

@@ -27,14 +27,8 @@ pub struct PgJournal {
     chain: String,
     /// `None` after a failure, until the probe reconnects.
     connection: Option<PgConnection>,
-    head: [u8; 32],
-    next_seq: i64,
-    /// Seals what was committed.
-    sealing: Option<super::chain::Sealing>,
-    /// Whether the unsealed tail of the chain was taken back into `sealing`.
-    sealing_restored: bool,
-    /// Time-stamps seals with a TSA, when configured.
-    stamper: Option<super::stamper::Stamper>,
+    /// The chain's head, its pending seal, its time-stamper.
+    state: super::chain::ChainState,
 }
 
 /// The advisory lock key of a chain: the first 8 bytes of SHA-256 over a label, the
@@ -84,11 +78,7 @@ impl PgJournal {
             location,
             chain,
             connection: None,
-            head: super::chain::GENESIS,
-            next_seq: 1,
-            sealing: None,
-            sealing_restored: false,
-            stamper: None,
+            state: Default::default(),
         };
         // Migrations run once, at start; a reconnect only takes the lock and the head.
         drop(migrate(&journal.location).await?);
@@ -98,14 +88,14 @@ impl PgJournal {
 
     /// Seals every batch from now on.
     pub fn with_sealer(mut self, sealer: super::chain::Sealer) -> Self {
-        self.sealing = Some(super::chain::Sealing::new(sealer));
+        self.state.set_sealer(sealer);
         self
     }
 
     /// Takes back the records of this chain committed but not sealed (a crash, or a
     /// reconnect after a lost acknowledgement).
     async fn restore_sealing(&mut self) -> Result<(), JournalError> {
-        if self.sealing_restored || self.sealing.is_none() {
+        if !self.state.needs_tail() {
             return Ok(());
         }
         let Some(connection) = self.connection.as_mut() else {
@@ -123,10 +113,7 @@ impl PgJournal {
         .fetch_all(&mut *connection)
         .await
         .map_err(store_error)?;
-        if let Some(sealing) = &mut self.sealing {
-            sealing.restore(&tail);
-        }
-        self.sealing_restored = true;
+        self.state.restore(&tail);
         Ok(())
     }
 
@@ -134,33 +121,18 @@ impl PgJournal {
     async fn seal_pending(&mut self) -> Result<(), JournalError> {
         self.ensure_connected().await?;
         self.restore_sealing().await?;
-        let Some(sealing) = &self.sealing else {
-            return Ok(());
-        };
-        let Some((seal, digest)) = sealing.seal(None)? else {
+        let Some(seal) = self.state.pending_seal()? else {
             return Ok(());
         };
         let Some(connection) = self.connection.as_mut() else {
             return Err(JournalError::Store("no connection to the journal".into()));
         };
-        if let Err(error) = insert_seal(connection, &self.chain, &seal).await {
+        if let Err(error) = insert_seal(connection, &self.chain, &seal.0).await {
             self.connection = None;
             return Err(error);
         }
-        if let Some(sealing) = &mut self.sealing {
-            sealing.sealed_pending();
-        }
-        self.request_stamp(&seal, digest);
+        self.state.sealed_pending(&seal);
         Ok(())
-    }
-
-    fn request_stamp(&self, seal: &super::bundle::BundleSeal, digest: [u8; 32]) {
-        if let Some(stamper) = &self.stamper {
-            stamper.request(super::stamper::StampRequest {
-                first_seq: seal.first_seq,
-                digest,
-            });
-        }
     }
 
     async fn connect(&mut self) -> Result<(), JournalError> {
@@ -206,19 +178,7 @@ impl PgJournal {
         .fetch_optional(&mut connection)
         .await
         .map_err(store_error)?;
-        let (seq, hash) = match (last, archived) {
-            (Some((seq, hash)), _) => (seq, hash),
-            (None, Some((seq, hash))) => (seq, Some(hash)),
-            (None, None) => (0, None),
-        };
-        self.next_seq = seq + 1;
-        self.sealing_restored = false;
-        self.head = match hash {
-            None => super::chain::GENESIS,
-            Some(text) => super::chain::parse_hash(&text).ok_or_else(|| {
-                JournalError::Store("the journal's last record hash is not a hash".into())
-            })?,
-        };
+        self.state.reset(last, archived)?;
         self.connection = Some(connection);
         Ok(())
     }
@@ -233,11 +193,7 @@ impl PgJournal {
     async fn insert(&mut self, records: &[ExchangeRecord]) -> Result<(), JournalError> {
         self.ensure_connected().await?;
         self.restore_sealing().await?;
-        let batch = super::chain::chain_batch(self.head, self.next_seq, records);
-        let seal = match &self.sealing {
-            Some(sealing) if sealing.due_with(&batch) => sealing.seal(Some(&batch))?,
-            _ => None,
-        };
+        let (batch, seal) = self.state.prepare(records)?;
         let mut statement = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
             "INSERT INTO exchanges (chain, {}) ",
             super::store::INSERT_COLUMNS
@@ -276,29 +232,23 @@ impl PgJournal {
                     .map_err(store_error)?;
             }
         }
-        self.head = batch.head;
-        self.next_seq += records.len() as i64;
-        if let Some(sealing) = &mut self.sealing {
-            sealing.committed(&batch, seal.is_some());
-        }
-        if let Some((seal, digest)) = &seal {
-            self.request_stamp(seal, *digest);
-        }
+        self.state.committed(&batch, seal.as_ref());
         Ok(())
     }
 
     /// Time-stamps every seal from now on with the TSA behind `stamper`.
     pub fn with_stamper(mut self, stamper: super::stamper::Stamper) -> Self {
-        self.stamper = Some(stamper);
+        self.state.set_stamper(stamper);
         self
     }
 
     /// Attaches the time-stamp tokens that came back since the last batch.
     async fn attach_stamps(&mut self) {
-        let Some(stamper) = self.stamper.as_mut() else {
+        // Taken only when connected: tokens wait in the stamper's queue meanwhile.
+        if self.connection.is_none() {
             return;
-        };
-        let ready = stamper.ready();
+        }
+        let ready = self.state.stamps();
         let Some(connection) = self.connection.as_mut() else {
             return;
         };
@@ -437,9 +387,7 @@ impl JournalStore for PgJournal {
     }
 
     fn deadline(&self) -> Option<tokio::time::Instant> {
-        self.sealing
-            .as_ref()
-            .and_then(super::chain::Sealing::deadline)
+        self.state.deadline()
     }
 
     fn on_deadline(&mut self) -> StoreFuture<'_> {

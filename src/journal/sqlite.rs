@@ -24,16 +24,8 @@ pub const DEFAULT_MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
 pub struct SqliteJournal {
     connection: SqliteConnection,
     path: PathBuf,
-    /// The hash of the last chained record (the chain's head).
-    head: [u8; 32],
-    /// The next record's sequence number.
-    next_seq: i64,
-    /// Seals what was committed (none: records are chained but not sealed).
-    sealing: Option<super::chain::Sealing>,
-    /// Whether the unsealed tail left by the last run was taken back into `sealing`.
-    sealing_restored: bool,
-    /// Time-stamps seals with a TSA, when configured.
-    stamper: Option<super::stamper::Stamper>,
+    /// The chain's head, its pending seal, its time-stamper.
+    state: super::chain::ChainState,
     /// Below this much free space on the journal's file system, appends are refused.
     min_free_bytes: u64,
     /// Held while the store is open: one writing process per file.
@@ -123,11 +115,7 @@ impl SqliteJournal {
         let mut journal = SqliteJournal {
             connection,
             path: path.to_owned(),
-            head: super::chain::GENESIS,
-            next_seq: 1,
-            sealing: None,
-            sealing_restored: false,
-            stamper: None,
+            state: Default::default(),
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             _lock: lock,
             checkpointer: tokio::spawn(checkpointer(path.to_owned())),
@@ -152,30 +140,18 @@ impl SqliteJournal {
         .fetch_optional(&mut self.connection)
         .await
         .map_err(store_error)?;
-        let (seq, hash) = match (last, archived) {
-            (Some((seq, hash)), _) => (seq, hash),
-            (None, Some((seq, hash))) => (seq, Some(hash)),
-            (None, None) => (0, None),
-        };
-        self.next_seq = seq + 1;
-        self.head = match hash {
-            None => super::chain::GENESIS,
-            Some(text) => super::chain::parse_hash(&text).ok_or_else(|| {
-                JournalError::Store("the journal's last record hash is not a hash".into())
-            })?,
-        };
-        Ok(())
+        self.state.reset(last, archived)
     }
 
     /// Seals every batch from now on: its Merkle root signed with the node's key.
     pub fn with_sealer(mut self, sealer: super::chain::Sealer) -> Self {
-        self.sealing = Some(super::chain::Sealing::new(sealer));
+        self.state.set_sealer(sealer);
         self
     }
 
     /// Takes back the records a previous run committed but did not seal (a crash).
     async fn restore_sealing(&mut self) -> Result<(), JournalError> {
-        if self.sealing_restored || self.sealing.is_none() {
+        if !self.state.needs_tail() {
             return Ok(());
         }
         let tail: Vec<(i64, String, String)> = sqlx::query_as(
@@ -188,37 +164,19 @@ impl SqliteJournal {
         .fetch_all(&mut self.connection)
         .await
         .map_err(store_error)?;
-        if let Some(sealing) = &mut self.sealing {
-            sealing.restore(&tail);
-        }
-        self.sealing_restored = true;
+        self.state.restore(&tail);
         Ok(())
     }
 
     /// Seals the records committed since the last seal, on their own.
     async fn seal_pending(&mut self) -> Result<(), JournalError> {
         self.restore_sealing().await?;
-        let Some(sealing) = &self.sealing else {
+        let Some(seal) = self.state.pending_seal()? else {
             return Ok(());
         };
-        let Some((seal, digest)) = sealing.seal(None)? else {
-            return Ok(());
-        };
-        insert_seal(&mut self.connection, &seal).await?;
-        if let Some(sealing) = &mut self.sealing {
-            sealing.sealed_pending();
-        }
-        self.request_stamp(&seal, digest);
+        insert_seal(&mut self.connection, &seal.0).await?;
+        self.state.sealed_pending(&seal);
         Ok(())
-    }
-
-    fn request_stamp(&self, seal: &super::bundle::BundleSeal, digest: [u8; 32]) {
-        if let Some(stamper) = &self.stamper {
-            stamper.request(super::stamper::StampRequest {
-                first_seq: seal.first_seq,
-                digest,
-            });
-        }
     }
 
     /// Refuses appends while the journal's file system has less than `bytes` free.
@@ -260,11 +218,7 @@ impl SqliteJournal {
     async fn insert(&mut self, records: &[ExchangeRecord]) -> Result<(), JournalError> {
         self.check_space()?;
         self.restore_sealing().await?;
-        let batch = super::chain::chain_batch(self.head, self.next_seq, records);
-        let seal = match &self.sealing {
-            Some(sealing) if sealing.due_with(&batch) => sealing.seal(Some(&batch))?,
-            _ => None,
-        };
+        let (batch, seal) = self.state.prepare(records)?;
         let mut statement = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
             "INSERT INTO exchanges ({}) ",
             super::store::INSERT_COLUMNS
@@ -299,29 +253,19 @@ impl SqliteJournal {
                     .map_err(store_error)?;
             }
         }
-        self.head = batch.head;
-        self.next_seq += records.len() as i64;
-        if let Some(sealing) = &mut self.sealing {
-            sealing.committed(&batch, seal.is_some());
-        }
-        if let Some((seal, digest)) = &seal {
-            self.request_stamp(seal, *digest);
-        }
+        self.state.committed(&batch, seal.as_ref());
         Ok(())
     }
 
     /// Time-stamps every seal from now on with the TSA behind `stamper`.
     pub fn with_stamper(mut self, stamper: super::stamper::Stamper) -> Self {
-        self.stamper = Some(stamper);
+        self.state.set_stamper(stamper);
         self
     }
 
     /// Attaches the time-stamp tokens that came back since the last batch.
     async fn attach_stamps(&mut self) {
-        let Some(stamper) = self.stamper.as_mut() else {
-            return;
-        };
-        for stamped in stamper.ready() {
+        for stamped in self.state.stamps() {
             if let Err(error) =
                 sqlx::query("UPDATE seals SET timestamp_token = ? WHERE first_seq = ?")
                     .bind(&stamped.token)
@@ -489,9 +433,7 @@ impl JournalStore for SqliteJournal {
     }
 
     fn deadline(&self) -> Option<tokio::time::Instant> {
-        self.sealing
-            .as_ref()
-            .and_then(super::chain::Sealing::deadline)
+        self.state.deadline()
     }
 
     fn on_deadline(&mut self) -> StoreFuture<'_> {

@@ -157,9 +157,9 @@ struct Claims {
 /// Verifies `token` for the portal `audience` at `now` against `providers`. In order:
 /// size, JWS structure and algorithm, claims' shape, issuer, key, signature, audience,
 /// time (`nbf`, `iat`, `exp`, lifetime), subject and level shape, consent.
-pub fn verify(
+pub fn verify<'a>(
     token: &[u8],
-    providers: &[IdentityProvider],
+    providers: impl IntoIterator<Item = &'a IdentityProvider>,
     audience: &str,
     now: OffsetDateTime,
 ) -> Result<Assertion, AssertionError> {
@@ -171,7 +171,7 @@ pub fn verify(
     let claims: Claims = serde_json::from_slice(&compact.payload)
         .map_err(|_| AssertionError::Malformed("claims missing or mistyped"))?;
     let provider = providers
-        .iter()
+        .into_iter()
         .find(|provider| provider.issuer == claims.iss)
         .ok_or(AssertionError::UnknownIssuer)?;
     let key = compact
@@ -231,38 +231,28 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trust::global::{Anchor, PublicJwk, SigningAlg, sign};
+    use crate::trust::global::{PublicJwk, SigningAlg, sign};
     use base64::Engine as _;
 
     const ISSUER: &str = "https://vneid.example";
     const PORTAL: &str = "VN/GOV/000.00.00.G22/dvc-portal";
     const CITIZEN: &str = "079099000123";
 
-    /// An EC P-256 key: its PKCS#8 PEM and its public JWK, `kid` = SPKI fingerprint.
+    /// An EC P-256 key: its PKCS#8 PEM and its public JWK, `kid` = SPKI fingerprint (what
+    /// [`sign`] writes in the header).
     fn key() -> (String, PublicJwk) {
         let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
             .expect("group");
-        let ec = openssl::ec::EcKey::generate(&group).expect("key");
-        let private = openssl::pkey::PKey::from_ec_key(ec.clone()).expect("pkey");
+        let private =
+            openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).expect("key"))
+                .expect("pkey");
         let pem =
             String::from_utf8(private.private_key_to_pem_pkcs8().expect("pem")).expect("utf8");
-        let public_pem =
-            String::from_utf8(private.public_key_to_pem().expect("public")).expect("utf8");
-        let kid = Anchor::from_pem(&public_pem).expect("anchor").fingerprint();
-        let mut ctx = openssl::bn::BigNumContext::new().expect("ctx");
-        let (mut x, mut y) = (
-            openssl::bn::BigNum::new().expect("x"),
-            openssl::bn::BigNum::new().expect("y"),
-        );
-        ec.public_key()
-            .affine_coordinates(&group, &mut x, &mut y, &mut ctx)
-            .expect("coordinates");
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let jwk = serde_json::json!({
-            "kty": "EC", "crv": "P-256", "kid": kid,
-            "x": b64.encode(x.to_vec_padded(32).expect("x")),
-            "y": b64.encode(y.to_vec_padded(32).expect("y")),
-        });
+        let public = crate::keystore::PrivateKey::from_pem(pem.as_bytes(), None)
+            .and_then(|key| key.public_key())
+            .expect("public key");
+        let kid = crate::base::hex::encode(&openssl::sha::sha256(public.spki_der()));
+        let jwk = public.to_jwk(Some(&kid)).expect("jwk");
         (
             pem,
             PublicJwk::from_json(jwk.to_string().as_bytes()).expect("jwk"),
