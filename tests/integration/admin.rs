@@ -769,3 +769,70 @@ role = "operator"
         "the valid client is not blamed:\n{stderr}"
     );
 }
+
+/// The admin listener under attack (003 Điều 48; 002 Điều 26 k2): a flood of concurrent
+/// queries is answered, every one with 200 or 503 `gateway.overloaded` (at most four run
+/// at once) and none hangs; a connection that completes the handshake and then says
+/// nothing is closed at the idle deadline, like on every other listener.
+#[tokio::test]
+async fn the_admin_listener_sheds_a_flood_and_closes_silent_connections() {
+    use tokio::io::AsyncReadExt as _;
+    init();
+    let pki = TestPki::new();
+    let admins = Admins::new(&pki);
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .section(&admins.section())
+        .limit("idle_timeout_ms = 300")
+        .start()
+        .await;
+    for n in 0..20 {
+        assert_eq!(
+            lookup(&node, &pki, CITIZEN_ID, PURPOSE, &format!("flood-{n}")).await,
+            200
+        );
+    }
+    let admin = node.admin.expect("the node has an admin listener");
+    let client = node.client(&admins.auditor);
+    let queries = (0..32).map(|_| {
+        let client = client.clone();
+        async move {
+            let response = tokio::time::timeout(
+                Duration::from_secs(20),
+                client
+                    .get(format!("https://{admin}/admin/v1/summary"))
+                    .send(),
+            )
+            .await
+            .expect("an answer, not a hang")
+            .expect("request");
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.expect("JSON");
+            (status, body)
+        }
+    });
+    let answers = futures_util::future::join_all(queries).await;
+    for (status, body) in &answers {
+        assert!(
+            *status == 200 || (*status == 503 && body["code"] == "gateway.overloaded"),
+            "{status}: {body}"
+        );
+    }
+    assert!(answers.iter().any(|(status, _)| *status == 200));
+
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        node.tls_client_config(Some(&admins.auditor)),
+    ));
+    let tcp = tokio::net::TcpStream::connect(admin)
+        .await
+        .expect("connect");
+    let name = rustls_pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let mut tls = connector.connect(name, tcp).await.expect("handshake");
+    let mut buffer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buffer)).await;
+    assert!(
+        closed.is_ok(),
+        "the admin listener kept a silent connection open for 10 s"
+    );
+    assert!(buffer.is_empty());
+}

@@ -366,6 +366,14 @@ fn check_refuses_journal_settings_that_would_be_ignored_or_unsafe() {
             "path = \"journal.sqlite\"\ncommit_window_us = 20000",
             "journal.commit_window_us",
         ),
+        (
+            "path = \"journal.sqlite\"\nmaintenance_interval_secs = 0",
+            "journal.maintenance_interval_secs",
+        ),
+        (
+            "path = \"journal.sqlite\"\narchive_dir = \"a\"\narchive_after_days = 0",
+            "journal.archive_after_days",
+        ),
     ] {
         let written = NodeBuilder::standard(&pki, "http://127.0.0.1:9")
             .journal(section)

@@ -5,7 +5,6 @@
 //! touched (a path subject before the quota, a body subject right after the capped read).
 
 use crate::support::*;
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 const ISSUER: &str = "https://vneid.test";
@@ -21,30 +20,17 @@ impl Idp {
     fn new() -> Idp {
         let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
             .expect("group");
-        let ec = openssl::ec::EcKey::generate(&group).expect("key");
-        let private = openssl::pkey::PKey::from_ec_key(ec.clone()).expect("pkey");
+        let private =
+            openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).expect("key"))
+                .expect("pkey");
         let key_pem =
             String::from_utf8(private.private_key_to_pem_pkcs8().expect("pem")).expect("utf8");
-        let public_pem =
-            String::from_utf8(private.public_key_to_pem().expect("public")).expect("utf8");
-        let kid = datagate::trust::global::Anchor::from_pem(&public_pem)
-            .expect("anchor")
-            .fingerprint();
-        let mut ctx = openssl::bn::BigNumContext::new().expect("ctx");
-        let (mut x, mut y) = (
-            openssl::bn::BigNum::new().expect("x"),
-            openssl::bn::BigNum::new().expect("y"),
-        );
-        ec.public_key()
-            .affine_coordinates(&group, &mut x, &mut y, &mut ctx)
-            .expect("coordinates");
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let jwks = json!({"keys": [{
-            "kty": "EC", "crv": "P-256", "kid": kid,
-            "x": b64.encode(x.to_vec_padded(32).expect("x")),
-            "y": b64.encode(y.to_vec_padded(32).expect("y")),
-        }]})
-        .to_string();
+        let public = datagate::keystore::PrivateKey::from_pem(key_pem.as_bytes(), None)
+            .and_then(|key| key.public_key())
+            .expect("public key");
+        // The kid `trust::global::sign` writes: the SPKI fingerprint.
+        let kid = datagate::base::hex::encode(&openssl::sha::sha256(public.spki_der()));
+        let jwks = json!({"keys": [public.to_jwk(Some(&kid)).expect("jwk")]}).to_string();
         Idp { key_pem, jwks }
     }
 
@@ -316,4 +302,23 @@ fn check_refuses_levels_without_identity_providers_and_bad_jwks() {
         String::from_utf8_lossy(&output.stderr).contains("identity_providers[0].jwks_file"),
         "{output:?}"
     );
+
+    // An issuer that is not https, and one listed twice.
+    let written = NodeBuilder::standard(&pki, "http://127.0.0.1:9")
+        .contract("portal-citizen", &levelled)
+        .file("idp/jwks.json", Idp::new().jwks)
+        .section(
+            "[[identity_providers]]\nissuer = \"http://vneid.test\"\njwks_file = \"idp/jwks.json\"\n\n\
+             [[identity_providers]]\nissuer = \"http://vneid.test\"\njwks_file = \"idp/jwks.json\"",
+        )
+        .write();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_datagate"))
+        .args(["check", "--config"])
+        .arg(&written.config_file)
+        .output()
+        .expect("datagate runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("identity_providers[0].issuer"), "{stderr}");
+    assert!(stderr.contains("identity_providers[1].issuer"), "{stderr}");
 }
