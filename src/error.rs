@@ -115,11 +115,23 @@ pub enum ErrorCode {
     CitizenConsentMissing,
     /// `citizen.subject_mismatch`.
     CitizenSubjectMismatch,
+    /// `autofill.form_unknown`.
+    AutofillFormUnknown,
+    /// `autofill.form_not_allowed`.
+    AutofillFormNotAllowed,
+    /// `autofill.source_timeout`.
+    AutofillSourceTimeout,
+    /// `autofill.value_missing`.
+    AutofillValueMissing,
+    /// `autofill.value_unusable`.
+    AutofillValueUnusable,
+    /// `cache.invalidation_not_allowed`.
+    CacheInvalidationNotAllowed,
 }
 
 impl ErrorCode {
     /// Every code, in the order of `docs/ERRORS.md`.
-    pub const ALL: [ErrorCode; 77] = [
+    pub const ALL: [ErrorCode; 83] = [
         ErrorCode::RequestRouteNotFound,
         ErrorCode::RequestPathInvalid,
         ErrorCode::RequestClientMissing,
@@ -197,6 +209,12 @@ impl ErrorCode {
         ErrorCode::CitizenStepUpRequired,
         ErrorCode::CitizenConsentMissing,
         ErrorCode::CitizenSubjectMismatch,
+        ErrorCode::AutofillFormUnknown,
+        ErrorCode::AutofillFormNotAllowed,
+        ErrorCode::AutofillSourceTimeout,
+        ErrorCode::AutofillValueMissing,
+        ErrorCode::AutofillValueUnusable,
+        ErrorCode::CacheInvalidationNotAllowed,
     ];
 
     /// The code whose stable name is `name` (a peer gateway's problem answer).
@@ -286,6 +304,12 @@ impl ErrorCode {
             ErrorCode::CitizenStepUpRequired => "citizen.step_up_required",
             ErrorCode::CitizenConsentMissing => "citizen.consent_missing",
             ErrorCode::CitizenSubjectMismatch => "citizen.subject_mismatch",
+            ErrorCode::AutofillFormUnknown => "autofill.form_unknown",
+            ErrorCode::AutofillFormNotAllowed => "autofill.form_not_allowed",
+            ErrorCode::AutofillSourceTimeout => "autofill.source_timeout",
+            ErrorCode::AutofillValueMissing => "autofill.value_missing",
+            ErrorCode::AutofillValueUnusable => "autofill.value_unusable",
+            ErrorCode::CacheInvalidationNotAllowed => "cache.invalidation_not_allowed",
         }
     }
 
@@ -369,6 +393,12 @@ impl ErrorCode {
             ErrorCode::CitizenStepUpRequired => StatusCode::UNAUTHORIZED,
             ErrorCode::CitizenConsentMissing => StatusCode::FORBIDDEN,
             ErrorCode::CitizenSubjectMismatch => StatusCode::FORBIDDEN,
+            ErrorCode::AutofillFormUnknown => StatusCode::NOT_FOUND,
+            ErrorCode::AutofillFormNotAllowed => StatusCode::FORBIDDEN,
+            ErrorCode::AutofillSourceTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::AutofillValueMissing => StatusCode::BAD_GATEWAY,
+            ErrorCode::AutofillValueUnusable => StatusCode::BAD_GATEWAY,
+            ErrorCode::CacheInvalidationNotAllowed => StatusCode::FORBIDDEN,
         }
     }
 
@@ -452,6 +482,12 @@ impl ErrorCode {
             ErrorCode::CitizenStepUpRequired => Origin::Consumer,
             ErrorCode::CitizenConsentMissing => Origin::Consumer,
             ErrorCode::CitizenSubjectMismatch => Origin::Consumer,
+            ErrorCode::AutofillFormUnknown => Origin::Consumer,
+            ErrorCode::AutofillFormNotAllowed => Origin::Consumer,
+            ErrorCode::AutofillSourceTimeout => Origin::Upstream,
+            ErrorCode::AutofillValueMissing => Origin::Upstream,
+            ErrorCode::AutofillValueUnusable => Origin::Upstream,
+            ErrorCode::CacheInvalidationNotAllowed => Origin::Consumer,
         }
     }
 
@@ -494,6 +530,7 @@ impl ErrorCode {
                 | ErrorCode::FederationConfigurationMissing
                 | ErrorCode::FederationConfigurationExpired
                 | ErrorCode::FederationProviderUnavailable
+                | ErrorCode::AutofillSourceTimeout
         )
     }
 }

@@ -18,6 +18,7 @@ pub mod raw;
 pub use crate::base::diagnostics::ConfigError;
 
 use crate::adapters::AdapterSpec;
+use crate::contract::form::{self, Form, FormSet, RawForm};
 use crate::contract::{self, CompiledContract, ContractSet, RawContract};
 use crate::identity::{MemberId, ServiceId};
 use crate::trust::calendar::WorkingCalendar;
@@ -139,6 +140,9 @@ impl Limits {
     }
 }
 
+/// The answer cache's bound when `[cache] max_bytes` is not set: 64 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// A validated node configuration with its contracts, registry and adapters.
 #[derive(Debug)]
 pub struct NodeConfig {
@@ -178,6 +182,10 @@ pub struct NodeConfig {
     pub admin: Option<admin::AdminSettings>,
     /// `[[identity_providers]]`: whose citizen assertions this node accepts.
     pub identity_providers: Vec<crate::trust::global::IdentityProvider>,
+    /// Once-only forms, checked against the contracts behind their sources.
+    pub forms: crate::contract::form::FormSet,
+    /// `[cache] max_bytes`: the answer cache's bound.
+    pub cache_max_bytes: u64,
 }
 
 fn read_text(path: &Path, errors: &mut Vec<ConfigError>) -> Option<String> {
@@ -228,6 +236,25 @@ pub fn load_contracts(dir: &Path) -> (Vec<(CompiledContract, PathBuf)>, Vec<Conf
         match yaml_serde::from_str::<RawContract>(&text) {
             Ok(raw) => match contract::compile(&raw, &file, dir) {
                 Ok(contract) => compiled.push((contract, file)),
+                Err(mut problems) => errors.append(&mut problems),
+            },
+            Err(e) => errors.push(ConfigError::new(&file, "", e.to_string())),
+        }
+    }
+    (compiled, errors)
+}
+
+/// Reads and compiles every form in `dir` (`*.yaml`, `*.yml`).
+pub fn load_forms(dir: &Path) -> (Vec<(Form, PathBuf)>, Vec<ConfigError>) {
+    let mut errors = Vec::new();
+    let mut compiled = Vec::new();
+    for file in files_with_extensions(dir, &["yaml", "yml"], &mut errors) {
+        let Some(text) = read_text(&file, &mut errors) else {
+            continue;
+        };
+        match yaml_serde::from_str::<RawForm>(&text) {
+            Ok(raw) => match form::compile(&raw, &file) {
+                Ok(form) => compiled.push((form, file)),
                 Err(mut problems) => errors.append(&mut problems),
             },
             Err(e) => errors.push(ConfigError::new(&file, "", e.to_string())),
@@ -461,6 +488,54 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
             ),
         ));
     }
+    // Forms: `[forms] dir`, or `forms/` beside the contracts when it exists; each checked
+    // against the contracts behind its sources.
+    let forms_dir = match &raw.forms {
+        Some(forms) => Some(resolve(&forms.dir)),
+        None => Some(resolve(&raw.contracts.dir).join("forms")).filter(|dir| dir.is_dir()),
+    };
+    let forms = match forms_dir {
+        None => Some(FormSet::default()),
+        Some(dir) => {
+            let (compiled, mut form_errors) = load_forms(&dir);
+            errors.append(&mut form_errors);
+            if let Some(contracts) = &contracts {
+                for (form, path) in &compiled {
+                    errors.extend(form::check_against(
+                        form,
+                        path,
+                        contracts,
+                        &|service| served.contains(service),
+                        raw.federation.is_some(),
+                    ));
+                }
+            }
+            if identity_providers.is_empty() && raw.federation.is_none() && !compiled.is_empty() {
+                errors.push(ConfigError::new(
+                    file,
+                    "identity_providers",
+                    "forms need citizen assertions, but no identity provider is configured \
+                     (and no [federation] lists any)"
+                        .into(),
+                ));
+            }
+            FormSet::new(compiled)
+                .map_err(|mut problems| errors.append(&mut problems))
+                .ok()
+        }
+    };
+    let cache_max_bytes = match &raw.cache {
+        Some(cache) if cache.max_bytes < 64 * 1024 => {
+            errors.push(ConfigError::new(
+                file,
+                "cache.max_bytes",
+                "must be at least 65536 (64 KiB)".into(),
+            ));
+            0
+        }
+        Some(cache) => cache.max_bytes,
+        None => DEFAULT_CACHE_BYTES,
+    };
     let admin = raw.admin.as_ref().map(|section| {
         let mut others = vec![
             ("consumer", raw.listeners.consumer),
@@ -470,31 +545,36 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
         admin::build(section, &others, file, &mut errors)
     });
 
-    match (member, registry, contracts, tls_config, journal) {
-        (Some(member), Some(registry), Some(contracts), Some(tls_config), Some(journal))
-            if errors.is_empty() =>
-        {
-            Ok(NodeConfig {
-                file: file.to_owned(),
-                member,
-                name: raw.node.name,
-                consumer_listener: raw.listeners.consumer,
-                ops_listener: raw.listeners.ops,
-                exchange_listener: raw.listeners.exchange,
-                tls,
-                tls_config,
-                registry,
-                contracts,
-                adapters,
-                services,
-                journal,
-                dangerous_disable_journal: raw.dangerous.disable_journal,
-                limits,
-                federation: federation.flatten(),
-                admin: admin.flatten(),
-                identity_providers,
-            })
-        }
+    match (member, registry, contracts, tls_config, journal, forms) {
+        (
+            Some(member),
+            Some(registry),
+            Some(contracts),
+            Some(tls_config),
+            Some(journal),
+            Some(forms),
+        ) if errors.is_empty() => Ok(NodeConfig {
+            file: file.to_owned(),
+            member,
+            name: raw.node.name,
+            consumer_listener: raw.listeners.consumer,
+            ops_listener: raw.listeners.ops,
+            exchange_listener: raw.listeners.exchange,
+            tls,
+            tls_config,
+            registry,
+            contracts,
+            adapters,
+            services,
+            journal,
+            dangerous_disable_journal: raw.dangerous.disable_journal,
+            limits,
+            federation: federation.flatten(),
+            admin: admin.flatten(),
+            identity_providers,
+            forms,
+            cache_max_bytes,
+        }),
         _ => Err(errors),
     }
 }

@@ -44,6 +44,20 @@ pub struct RawNodeConfig {
     /// the global configuration).
     #[serde(default)]
     pub identity_providers: Vec<RawIdentityProvider>,
+    /// Once-only forms (absent: `forms/` under the contracts directory, when it exists).
+    #[serde(default)]
+    pub forms: Option<RawDir>,
+    /// The answer cache.
+    #[serde(default)]
+    pub cache: Option<RawCacheSettings>,
+}
+
+/// `[cache]`: the answer cache of autofill and cached lookups.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCacheSettings {
+    /// The most bytes of answers held in memory (bodies plus a fixed overhead each).
+    pub max_bytes: u64,
 }
 
 /// `[[identity_providers]]`.

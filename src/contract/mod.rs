@@ -10,6 +10,7 @@
 //!
 //! This module does not know adapters or TLS; it decides, it does not route.
 
+pub mod form;
 pub mod projection;
 pub mod quota;
 
@@ -205,6 +206,9 @@ pub struct CompiledContract {
     pub subject: Option<SubjectRef>,
     /// The embargo's end (Vietnam date), if the exchanges are embargoed.
     pub embargo_until: Option<time::Date>,
+    /// Lowercase hex SHA-256 of the published contract: which text of the contract this
+    /// is. Cached answers are keyed on it, so a changed contract never serves them.
+    pub revision: String,
     /// The contract as written, schemas inline: what the owner's gateway publishes to
     /// the consumer member's gateway.
     pub published: RawContract,
@@ -314,6 +318,12 @@ fn compile_schema(
     jsonschema::validator_for(&schema)
         .map(|validator| (validator, schema))
         .map_err(|e| format!("invalid JSON Schema: {e}"))
+}
+
+/// The digest of a contract's published text (see [`CompiledContract::revision`]).
+fn revision(published: &RawContract) -> String {
+    let text = serde_json::to_vec(published).unwrap_or_default();
+    crate::base::hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &text).as_ref())
 }
 
 /// Validates and compiles one contract, returning every problem found.
@@ -548,6 +558,7 @@ pub fn compile(
                 assurance_level: raw.assurance_level,
                 subject,
                 embargo_until,
+                revision: revision(&published),
                 published,
             })
         }
@@ -637,6 +648,14 @@ impl ContractSet {
     /// The contract called `id`, if this set holds it.
     pub fn get(&self, id: &str) -> Option<&Arc<CompiledContract>> {
         self.ids.get(id)
+    }
+
+    /// The contracts of `client` for `service` (none: an empty slice).
+    pub fn for_pair(&self, client: &ClientId, service: &ServiceId) -> &[Arc<CompiledContract>] {
+        self.by_pair
+            .get(client)
+            .and_then(|services| services.get(service))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// All contracts, by id.

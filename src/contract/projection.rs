@@ -38,6 +38,17 @@ impl Projection {
         self.pointers.iter().any(Vec::is_empty)
     }
 
+    /// Whether the value at `pointer` (RFC 6901) can survive the projection: an allowed
+    /// pointer is `pointer` itself or one of its ancestors. `false` for a malformed pointer.
+    pub fn allows(&self, pointer: &str) -> bool {
+        let Some(tokens) = pointer_tokens(pointer) else {
+            return false;
+        };
+        self.pointers
+            .iter()
+            .any(|allowed| tokens.starts_with(allowed))
+    }
+
     /// Projects `document` to the allowed fields.
     pub fn apply(&self, document: Value) -> Value {
         if self.is_whole_document() {

@@ -319,6 +319,62 @@ struct Trail {
     subject_digest: Option<String>,
 }
 
+/// What the journal record of a query (an admin query, a citizen's view of their
+/// accesses) is made of.
+pub(super) struct QueryRecord<'a> {
+    pub message_id: &'a str,
+    pub client: Option<String>,
+    pub parts: &'a axum::http::request::Parts,
+    pub operation: Option<String>,
+    pub peer_fingerprint: Option<String>,
+    pub status: u16,
+    pub error_code: Option<ErrorCode>,
+    pub request_in_at: OffsetDateTime,
+    pub response_bytes: u64,
+    pub response_digest: Option<String>,
+    pub subject_digest: Option<String>,
+}
+
+/// The journal record of a query: leg `admin`, so a subject-access view never counts a
+/// query about the citizen as an access to their data; its target digested with the
+/// journal's key, like an exchange's (a path may hold a citizen id).
+pub(super) fn query_record(gateway: &Gateway, query: QueryRecord<'_>) -> ExchangeRecord {
+    let target = query
+        .parts
+        .uri
+        .path_and_query()
+        .map_or("/", |target| target.as_str());
+    ExchangeRecord {
+        message_id: query.message_id.to_owned(),
+        client: query.client,
+        service: None,
+        method: query.parts.method.to_string(),
+        operation: query.operation,
+        purpose: None,
+        contract_id: None,
+        peer_fingerprint: query.peer_fingerprint,
+        status: query.status,
+        error_code: query.error_code.map(|code| code.as_str().to_owned()),
+        request_in_at: query.request_in_at,
+        request_out_at: None,
+        response_in_at: None,
+        response_out_at: gateway.clock().now(),
+        request_bytes: 0,
+        response_bytes: query.response_bytes,
+        request_digest: gateway.journal().digest(&[
+            query.parts.method.as_str().as_bytes(),
+            target.as_bytes(),
+            b"",
+        ]),
+        response_digest: query.response_digest,
+        subject_digest: query.subject_digest,
+        leg: LEG,
+        signature_digest: None,
+        remote_key_id: None,
+        key_id: gateway.journal().key_id().to_owned(),
+    }
+}
+
 /// One admin request, from the request to the journaled answer.
 async fn handle(State(state): State<AdminState>, request: Request) -> Response {
     let gateway = &state.gateway;
@@ -380,40 +436,22 @@ async fn handle(State(state): State<AdminState>, request: Request) -> Response {
     }
 
     if journaling {
-        let target = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |target| target.as_str());
-        let record = ExchangeRecord {
-            message_id: message_id.clone(),
-            client: caller.map(AdminClient::journal_name),
-            service: None,
-            method: parts.method.to_string(),
-            operation: trail.route.map(|route| route.name().to_owned()),
-            purpose: None,
-            contract_id: None,
-            peer_fingerprint: peer.map(|peer| peer.fingerprint_sha256),
-            status: response.status().as_u16(),
-            error_code: refusal.map(|code| code.as_str().to_owned()),
-            request_in_at,
-            request_out_at: None,
-            response_in_at: None,
-            response_out_at: gateway.clock().now(),
-            request_bytes: 0,
-            response_bytes,
-            // Keyed, like an exchange's: the subject route's path holds a citizen id.
-            request_digest: gateway.journal().digest(&[
-                parts.method.as_str().as_bytes(),
-                target.as_bytes(),
-                b"",
-            ]),
-            response_digest,
-            subject_digest: trail.subject_digest.take(),
-            leg: LEG,
-            signature_digest: None,
-            remote_key_id: None,
-            key_id: gateway.journal().key_id().to_owned(),
-        };
+        let record = query_record(
+            gateway,
+            QueryRecord {
+                message_id: &message_id,
+                client: caller.map(AdminClient::journal_name),
+                parts: &parts,
+                operation: trail.route.map(|route| route.name().to_owned()),
+                peer_fingerprint: peer.map(|peer| peer.fingerprint_sha256),
+                status: response.status().as_u16(),
+                error_code: refusal,
+                request_in_at,
+                response_bytes,
+                response_digest,
+                subject_digest: trail.subject_digest.take(),
+            },
+        );
         // Journaled before acknowledged, as every exchange.
         if let Err(error) = gateway.journal().append(record).await {
             tracing::error!(error = %error, "journal append failed; refusing to answer");

@@ -63,6 +63,9 @@ pub enum Leg {
     Hub,
     /// Another gateway (or a hub) called this node's exchange listener.
     ProviderSide,
+    /// A consumer system called this node, which answered from its answer cache (every
+    /// authorisation phase ran; no provider was asked).
+    Cache,
 }
 
 impl Leg {
@@ -73,6 +76,7 @@ impl Leg {
             Leg::ConsumerSide => "consumer",
             Leg::Hub => "hub",
             Leg::ProviderSide => "provider",
+            Leg::Cache => "cache",
         }
     }
 }
@@ -146,6 +150,12 @@ impl ExchangeContext {
         self.peer.as_ref().map(|_| &self.client)
     }
 }
+
+/// A deadline set by a caller inside the node (autofill's per-source deadline): an
+/// exchange carrying it ends at the earlier of it and the node's own. Request extensions
+/// never come off the wire, so no client can set it.
+#[derive(Debug, Clone, Copy)]
+pub struct InnerDeadline(pub Instant);
 
 /// A value never printed, even in debug output: a citizen's assertion carries their
 /// personal id.

@@ -344,7 +344,13 @@ fn parse_head(
         user_id: text(&X_ROAD_USER_ID),
         issue: text(&X_ROAD_ISSUE),
         citizen_assertion: text(&X_CITIZEN_ASSERTION).map(super::context::Redacted),
-        deadline: started + limits.request_timeout,
+        // A caller inside the node (autofill's fan-out) may only shorten the deadline.
+        deadline: parts
+            .extensions
+            .get::<super::context::InnerDeadline>()
+            .map_or(started + limits.request_timeout, |inner| {
+                inner.0.min(started + limits.request_timeout)
+            }),
         receive_deadline: started + limits.request_receive_timeout,
         peer: None,
         leg,
@@ -432,14 +438,36 @@ pub(super) fn subject_digest(gateway: &Gateway, subject: &str) -> String {
     gateway.journal().digest(&[b"subject", subject.as_bytes()])
 }
 
-/// The `X-Citizen-Assertion` of the request, verified for a contract requiring `level`:
-/// by an identity provider this node trusts (its own `[[identity_providers]]` and the
-/// global configuration's), issued to the calling subsystem, current, at `level` or
-/// above (else a step-up answer naming the level), and consented to this service.
+/// The `X-Citizen-Assertion` of the request, verified for a contract requiring `level`
+/// ([`verify_citizen`]) and consented to this service.
 fn citizen_assertion(
     gateway: &Gateway,
     runtime: &Runtime,
     ctx: &ExchangeContext,
+    level: crate::contract::AssuranceLevel,
+    now: time::OffsetDateTime,
+) -> Result<crate::trust::citizen::Assertion, GatewayError> {
+    let token = ctx.citizen_assertion.as_ref().map(|token| token.0.as_str());
+    let assertion = verify_citizen(gateway, runtime, token, &ctx.client, level, now)?;
+    let service = ctx.target.service.to_string();
+    if !assertion.consent.services.contains(&service) {
+        return Err(GatewayError::new(
+            ErrorCode::CitizenConsentMissing,
+            "the citizen did not consent to this service",
+        ));
+    }
+    Ok(assertion)
+}
+
+/// A citizen assertion (`token`, from `X-Citizen-Assertion`) verified for `level`: by an
+/// identity provider this node trusts (its own `[[identity_providers]]` and the global
+/// configuration's), issued to the calling subsystem, current, at `level` or above (else
+/// a step-up answer naming the level). Consent is the caller's to check.
+pub(super) fn verify_citizen(
+    gateway: &Gateway,
+    runtime: &Runtime,
+    token: Option<&str>,
+    audience: &crate::identity::ClientId,
     level: crate::contract::AssuranceLevel,
     now: time::OffsetDateTime,
 ) -> Result<crate::trust::citizen::Assertion, GatewayError> {
@@ -448,10 +476,10 @@ fn citizen_assertion(
         crate::contract::AssuranceLevel::Medium => CitizenLevel::Medium,
         crate::contract::AssuranceLevel::High => CitizenLevel::High,
     };
-    let Some(token) = ctx.citizen_assertion.as_ref().map(|token| token.0.as_str()) else {
+    let Some(token) = token else {
         return Err(GatewayError::new(
             ErrorCode::CitizenAssertionMissing,
-            "this contract requires the citizen's assertion (X-Citizen-Assertion)",
+            "the citizen's assertion is required (X-Citizen-Assertion)",
         )
         .with_required_level(required.as_str()));
     };
@@ -465,7 +493,7 @@ fn citizen_assertion(
             .flat_map(|global| global.identity_providers().iter()),
     );
     let assertion =
-        crate::trust::citizen::verify(token.as_bytes(), providers, &ctx.client.to_string(), now)
+        crate::trust::citizen::verify(token.as_bytes(), providers, &audience.to_string(), now)
             .map_err(|error| {
                 let code = match error {
                     AssertionError::UnknownIssuer => ErrorCode::CitizenIssuerUnknown,
@@ -483,26 +511,19 @@ fn citizen_assertion(
         return Err(GatewayError::new(
             ErrorCode::CitizenStepUpRequired,
             format!(
-                "this contract requires assurance level {}; the citizen signed in at {}",
+                "assurance level {} is required; the citizen signed in at {}",
                 required.as_str(),
                 assertion.level.as_str()
             ),
         )
         .with_required_level(required.as_str()));
     }
-    let service = ctx.target.service.to_string();
-    if !assertion.consent.services.contains(&service) {
-        return Err(GatewayError::new(
-            ErrorCode::CitizenConsentMissing,
-            "the citizen did not consent to this service",
-        ));
-    }
     Ok(assertion)
 }
 
 /// The request's data subject must be the citizen the assertion names (compared in
 /// constant time; neither value is ever shown).
-fn bind_subject(
+pub(super) fn bind_subject(
     assertion: &crate::trust::citizen::Assertion,
     subject: &str,
 ) -> Result<(), GatewayError> {
@@ -772,51 +793,67 @@ async fn run(
         ))?;
     }
 
-    // The provider's answer.
-    let record = provider
-        .call(
-            gateway,
-            ctx,
-            &routed,
-            &bytes,
-            json_body.as_ref(),
-            content_type.as_deref(),
-        )
-        .await?;
-
-    // Response schema and projection. A pass-through contract (whole answer, no
-    // response schema) forwards the provider's bytes once they are known to be JSON.
-    let to_error = |error: crate::adapters::AdapterError| error.to_gateway_error();
-    let body = match &contract {
-        None => record.into_json_bytes().map_err(to_error)?,
-        Some(contract)
-            if contract.response_schema.is_none() && contract.projection.is_whole_document() =>
-        {
-            record.into_json_bytes().map_err(to_error)?
-        }
-        // A copy of the owner's contract: the owner validated its backend's record and
-        // projected it; projecting again can only narrow it (a stale copy denies more).
-        Some(contract) if ctx.leg == Leg::ConsumerSide => {
-            let record = record.into_value().map_err(to_error)?;
-            bytes::Bytes::from(
-                serde_json::to_vec(&contract.projection.apply(record)).map_err(|_| {
-                    GatewayError::new(
-                        ErrorCode::InternalUnexpected,
-                        "the answer could not be serialised",
-                    )
-                })?,
+    // The provider's answer, schema-checked and projected; from the answer cache when
+    // the contract allows it (every phase above has run either way).
+    let cache_policy = contract
+        .as_ref()
+        .filter(|_| matches!(ctx.leg, Leg::Local | Leg::ConsumerSide))
+        .and_then(|contract| contract.cache_ttl.map(|ttl| (contract, ttl)));
+    let (body, answered) = match cache_policy {
+        Some((contract, ttl)) => {
+            let subject = subject_value(contract, &routed.params, json_body.as_ref())
+                .map(|subject| subject_digest(gateway, &subject));
+            let key = super::cache::CacheKey::new(
+                contract,
+                subject.as_deref(),
+                ctx.method.as_str(),
+                ctx.trail.canonical_target.as_deref().unwrap_or_default(),
+                &bytes,
+            );
+            let fetch = async {
+                let body = answer(
+                    gateway,
+                    ctx,
+                    &provider,
+                    &routed,
+                    (&bytes, json_body.as_ref(), content_type.as_deref()),
+                    Some(contract.as_ref()),
+                )
+                .await?;
+                Ok((body, gateway.clock().now()))
+            };
+            let contract = contract.clone();
+            let (cached, source) = gateway.cache().get_or_fetch(key, ttl, now, fetch).await?;
+            if source == super::cache::Source::Cached {
+                ctx.leg = Leg::Cache;
+            }
+            (
+                cached.body,
+                Answered {
+                    contract: Some(contract),
+                    retrieved_at: cached.retrieved_at,
+                    source,
+                },
             )
         }
-        Some(contract) => {
-            let record = record.into_value().map_err(to_error)?;
-            contract.validate_response(&record)?;
-            let projected = contract.projection.apply(record);
-            bytes::Bytes::from(serde_json::to_vec(&projected).map_err(|_| {
-                GatewayError::new(
-                    ErrorCode::InternalUnexpected,
-                    "the answer could not be serialised",
-                )
-            })?)
+        None => {
+            let body = answer(
+                gateway,
+                ctx,
+                &provider,
+                &routed,
+                (&bytes, json_body.as_ref(), content_type.as_deref()),
+                contract.as_deref(),
+            )
+            .await?;
+            (
+                body,
+                Answered {
+                    contract: contract.clone(),
+                    retrieved_at: ctx.trail.response_in_at.unwrap_or(now),
+                    source: super::cache::Source::Live,
+                },
+            )
         }
     };
     let mut response = (
@@ -844,7 +881,70 @@ async fn run(
     {
         headers.insert(X_CONTRACT_ID, value);
     }
+    if answered.source == super::cache::Source::Cached {
+        let age = (now - answered.retrieved_at).whole_seconds().max(0);
+        headers.insert(header::AGE, HeaderValue::from(age));
+    }
+    response.extensions_mut().insert(answered);
     Ok((response, body))
+}
+
+/// How an exchange's answer was obtained, attached to the response for the callers
+/// inside the node (autofill's provenance): never sent on the wire.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    /// The contract that allowed it (none: forwarded for the owner to decide).
+    pub contract: Option<Arc<CompiledContract>>,
+    /// When the provider's answer came back.
+    pub retrieved_at: time::OffsetDateTime,
+    /// Live, or from the answer cache.
+    pub source: super::cache::Source,
+}
+
+/// Phase 10–11: the provider's answer, its response schema, then the projection to the
+/// contract's fields. A pass-through contract (whole answer, no response schema) forwards
+/// the provider's bytes once they are known to be JSON.
+async fn answer(
+    gateway: &Gateway,
+    ctx: &mut ExchangeContext,
+    provider: &Provider,
+    routed: &super::provider::Routed,
+    (bytes, json_body, content_type): (&bytes::Bytes, Option<&serde_json::Value>, Option<&str>),
+    contract: Option<&CompiledContract>,
+) -> Result<bytes::Bytes, GatewayError> {
+    let record = provider
+        .call(gateway, ctx, routed, bytes, json_body, content_type)
+        .await?;
+    let to_error = |error: crate::adapters::AdapterError| error.to_gateway_error();
+    let serialised = |value: &serde_json::Value| {
+        serde_json::to_vec(value)
+            .map(bytes::Bytes::from)
+            .map_err(|_| {
+                GatewayError::new(
+                    ErrorCode::InternalUnexpected,
+                    "the answer could not be serialised",
+                )
+            })
+    };
+    match contract {
+        None => record.into_json_bytes().map_err(to_error),
+        Some(contract)
+            if contract.response_schema.is_none() && contract.projection.is_whole_document() =>
+        {
+            record.into_json_bytes().map_err(to_error)
+        }
+        // A copy of the owner's contract: the owner validated its backend's record and
+        // projected it; projecting again can only narrow it (a stale copy denies more).
+        Some(contract) if ctx.leg == Leg::ConsumerSide => {
+            let record = record.into_value().map_err(to_error)?;
+            serialised(&contract.projection.apply(record))
+        }
+        Some(contract) => {
+            let record = record.into_value().map_err(to_error)?;
+            contract.validate_response(&record)?;
+            serialised(&contract.projection.apply(record))
+        }
+    }
 }
 
 /// `X-Road-Request-Hash`: SHA-256 over the method, the canonical target and the
@@ -890,6 +990,7 @@ mod tests {
             ),
             admin_clients: Default::default(),
             identity_providers: Vec::new(),
+            forms: Default::default(),
         };
         (
             Gateway::new(runtime, crate::journal::Journal::start(store, &[7; 32])),

@@ -47,6 +47,10 @@ pub fn router(gateway: Arc<Gateway>) -> axum::Router {
             "/exchange/v1/contracts",
             axum::routing::get(super::publication::serve_contracts),
         )
+        .route(
+            "/exchange/v1/cache/invalidate",
+            axum::routing::post(super::cache::invalidate),
+        )
         .fallback(
             |axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>,
              request: axum::extract::Request| async move {

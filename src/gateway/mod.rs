@@ -9,6 +9,8 @@
 //! - [`hub`]: the relay of a hub (verify the sender, countersign, stream, never decrypt);
 //! - [`federation`]: the global configuration held, the signing identity, replay memory;
 //! - [`publication`]: contracts travel with the federation (the owner publishes, consumers keep verified copies);
+//! - [`cache`]: answers a contract lets the portal's gateway keep, in memory, single-flight;
+//! - [`autofill`]: once-only forms: preview, fan-out through the pipeline, provenance, the citizen's access view;
 //! - [`admission`]: the in-flight cap and each authenticated consumer's share of it;
 //! - [`connections`]: connection caps in all, per IP and per certificate;
 //! - [`listener`]: listeners as data (name, address, TLS mode, router, caps) and the accept loop;
@@ -18,6 +20,8 @@
 
 pub mod admin;
 pub mod admission;
+pub mod autofill;
+pub mod cache;
 pub mod connections;
 pub mod context;
 pub mod exchange;
@@ -73,6 +77,8 @@ pub struct Runtime {
     /// Identity providers whose citizen assertions are accepted (besides the global
     /// configuration's).
     pub identity_providers: Vec<crate::trust::global::IdentityProvider>,
+    /// Once-only forms.
+    pub forms: crate::contract::form::FormSet,
 }
 
 impl Runtime {
@@ -109,6 +115,7 @@ impl Runtime {
                 .map(|admin| admin.clients.clone())
                 .unwrap_or_default(),
             identity_providers: std::mem::take(&mut config.identity_providers),
+            forms: std::mem::take(&mut config.forms),
         })
     }
 
@@ -138,6 +145,7 @@ pub struct Gateway {
     connections: Arc<connections::Connections>,
     clock: Arc<dyn Clock>,
     federation: std::sync::OnceLock<Arc<federation::Federation>>,
+    cache: std::sync::OnceLock<cache::AnswerCache>,
 }
 
 impl Gateway {
@@ -155,6 +163,7 @@ impl Gateway {
             connections: connections::Connections::new(),
             clock,
             federation: std::sync::OnceLock::new(),
+            cache: std::sync::OnceLock::new(),
         })
     }
 
@@ -173,6 +182,38 @@ impl Gateway {
         let _ = self.federation.set(federation);
     }
 
+    /// The answer cache (bounded by [`crate::config::DEFAULT_CACHE_BYTES`] unless
+    /// [`Gateway::configure_cache`] ran first).
+    pub fn cache(&self) -> &cache::AnswerCache {
+        self.cache
+            .get_or_init(|| cache::AnswerCache::new(crate::config::DEFAULT_CACHE_BYTES))
+    }
+
+    /// Sizes the answer cache (once, at start; later calls change nothing).
+    pub fn configure_cache(&self, max_bytes: u64) {
+        let _ = self.cache.set(cache::AnswerCache::new(max_bytes));
+    }
+
+    /// Drops the cached answers of every contract that changed or went: after a reload
+    /// and after the owners' published copies were refreshed.
+    pub fn sweep_cache(&self) {
+        let runtime = self.runtime();
+        let mut current: std::collections::HashSet<(String, String)> = runtime
+            .contracts
+            .iter()
+            .map(|contract| (contract.id.clone(), contract.revision.clone()))
+            .collect();
+        if let Some(federation) = self.federation() {
+            let copies = federation.copies();
+            current.extend(
+                copies
+                    .all()
+                    .map(|contract| (contract.id.clone(), contract.revision.clone())),
+            );
+        }
+        self.cache().retain_contracts(current);
+    }
+
     /// The in-flight count and shares.
     pub fn admission(&self) -> &Arc<admission::Admission> {
         &self.admission
@@ -188,9 +229,11 @@ impl Gateway {
         self.runtime.load_full()
     }
 
-    /// Replaces the runtime atomically (after a successful reload).
+    /// Replaces the runtime atomically (after a successful reload); cached answers of
+    /// contracts that changed are dropped.
     pub fn replace_runtime(&self, runtime: Runtime) {
         self.runtime.store(Arc::new(runtime));
+        self.sweep_cache();
     }
 
     /// The journal.

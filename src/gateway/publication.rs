@@ -148,6 +148,11 @@ impl ContractCopies {
         self.by_provider.get(provider)
     }
 
+    /// Every contract held, of every provider.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<crate::contract::CompiledContract>> {
+        self.by_provider.values().flat_map(|set| set.iter())
+    }
+
     /// Provider member → number of contracts held, for status pages.
     pub fn summary(&self) -> std::collections::BTreeMap<String, usize> {
         self.by_provider
@@ -210,6 +215,8 @@ pub async fn refresh_copies(gateway: &Gateway, federation: &Federation) {
         }
     }
     federation.set_copies(next);
+    // A provider's contract that changed or went takes its cached answers with it.
+    gateway.sweep_cache();
 }
 
 async fn fetch(

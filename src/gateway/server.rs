@@ -37,6 +37,7 @@ fn catch_panic(router: Router) -> Router {
 pub fn consumer_router(gateway: Arc<Gateway>) -> Router {
     catch_panic(
         Router::new()
+            .merge(super::autofill::routes())
             .fallback(super::exchange::handle)
             .with_state(gateway),
     )
@@ -166,6 +167,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
     };
     let runtime = Runtime::build(&mut config).map_err(anyhow::Error::msg)?;
     let gateway = Gateway::new(runtime, journal);
+    gateway.configure_cache(config.cache_max_bytes);
     if let Some(settings) = config.federation.clone() {
         let federation = Arc::new(super::federation::Federation::new(
             settings,

@@ -57,9 +57,13 @@ fn legs(bundle: &Bundle) -> BTreeMap<String, Leg> {
         .filter_map(|record| {
             let leg = value(&record.values, "leg")?;
             let signature_digest = value(&record.values, "signature_digest");
-            // A local exchange, a query of the node's own admin API, or a consumer-side
-            // refusal before anything was sent: no counterpart on another node.
-            if leg == "local" || leg == "admin" || (leg == "consumer" && signature_digest.is_none())
+            // A local exchange, an answer from the node's cache, a query of the node's own
+            // admin API, or a consumer-side refusal before anything was sent: no
+            // counterpart on another node.
+            if leg == "local"
+                || leg == "cache"
+                || leg == "admin"
+                || (leg == "consumer" && signature_digest.is_none())
             {
                 return None;
             }
