@@ -7,51 +7,8 @@
 use crate::support::*;
 use serde_json::{Value, json};
 
-const ISSUER: &str = "https://vneid.test";
+const ISSUER: &str = IDP_ISSUER;
 const OTHER_CITIZEN: &str = "079099000999";
-
-/// A test identity provider: an EC P-256 key, its JWKS (`kid` = SPKI fingerprint).
-struct Idp {
-    key_pem: String,
-    jwks: String,
-}
-
-impl Idp {
-    fn new() -> Idp {
-        let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
-            .expect("group");
-        let private =
-            openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).expect("key"))
-                .expect("pkey");
-        let key_pem =
-            String::from_utf8(private.private_key_to_pem_pkcs8().expect("pem")).expect("utf8");
-        let public = datagate::keystore::PrivateKey::from_pem(key_pem.as_bytes(), None)
-            .and_then(|key| key.public_key())
-            .expect("public key");
-        // The kid `trust::global::sign` writes: the SPKI fingerprint.
-        let kid = datagate::base::hex::encode(&openssl::sha::sha256(public.spki_der()));
-        let jwks = json!({"keys": [public.to_jwk(Some(&kid)).expect("jwk")]}).to_string();
-        Idp { key_pem, jwks }
-    }
-
-    /// An assertion: `sub`, `acr`, issued now for ten minutes to `aud`, consenting to
-    /// `services`; `change` edits the claims before signing.
-    fn assertion(&self, sub: &str, acr: &str, change: impl FnOnce(&mut Value)) -> String {
-        let iat =
-            datagate::base::clock::Clock::now(&datagate::base::clock::SystemClock).unix_timestamp();
-        let mut claims = json!({
-            "iss": ISSUER, "sub": sub, "aud": PORTAL, "iat": iat, "exp": iat + 600,
-            "acr": acr, "consent": {"services": [CITIZEN_SERVICE]},
-        });
-        change(&mut claims);
-        datagate::trust::global::sign(
-            claims.to_string().as_bytes(),
-            &self.key_pem,
-            datagate::trust::global::SigningAlg::Es256,
-        )
-        .expect("signed")
-    }
-}
 
 /// The standard node, its lookup contract at `medium`, its search contract (body
 /// subject) at `high`, trusting `idp`.

@@ -10,6 +10,7 @@ mod support;
 
 mod adapters;
 mod admin;
+mod autofill;
 mod cases;
 mod check;
 mod citizen;

@@ -1327,3 +1327,68 @@ impl MockUpstream {
         *self.reply.lock().expect("reply lock") = reply;
     }
 }
+
+/// The test identity provider's issuer.
+pub const IDP_ISSUER: &str = "https://vneid.test";
+
+/// A test identity provider: an EC P-256 key, its JWKS (`kid` = SPKI fingerprint).
+pub struct Idp {
+    pub key_pem: String,
+    pub jwks: String,
+}
+
+impl Idp {
+    pub fn new() -> Idp {
+        let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
+            .expect("group");
+        let private =
+            openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).expect("key"))
+                .expect("pkey");
+        let key_pem =
+            String::from_utf8(private.private_key_to_pem_pkcs8().expect("pem")).expect("utf8");
+        let public = datagate::keystore::PrivateKey::from_pem(key_pem.as_bytes(), None)
+            .and_then(|key| key.public_key())
+            .expect("public key");
+        // The kid `trust::global::sign` writes: the SPKI fingerprint.
+        let kid = datagate::base::hex::encode(&openssl::sha::sha256(public.spki_der()));
+        let jwks =
+            serde_json::json!({"keys": [public.to_jwk(Some(&kid)).expect("jwk")]}).to_string();
+        Idp { key_pem, jwks }
+    }
+
+    /// An assertion: `sub`, `acr`, issued now for ten minutes to `aud`, consenting to
+    /// `services`; `change` edits the claims before signing.
+    pub fn assertion(
+        &self,
+        sub: &str,
+        acr: &str,
+        change: impl FnOnce(&mut serde_json::Value),
+    ) -> String {
+        let iat =
+            datagate::base::clock::Clock::now(&datagate::base::clock::SystemClock).unix_timestamp();
+        let mut claims = serde_json::json!({
+            "iss": IDP_ISSUER, "sub": sub, "aud": PORTAL, "iat": iat, "exp": iat + 600,
+            "acr": acr, "consent": {"services": [CITIZEN_SERVICE]},
+        });
+        change(&mut claims);
+        datagate::trust::global::sign(
+            claims.to_string().as_bytes(),
+            &self.key_pem,
+            datagate::trust::global::SigningAlg::Es256,
+        )
+        .expect("signed")
+    }
+
+    /// Trusts this provider: its JWKS in `idp/jwks.json` and an `[[identity_providers]]`
+    /// section naming it.
+    pub fn trusted_by<'p>(&self, builder: NodeBuilder<'p>) -> NodeBuilder<'p> {
+        builder
+            .file("idp/jwks.json", self.jwks.clone())
+            .section(&self.section())
+    }
+
+    /// The `[[identity_providers]]` section trusting this provider.
+    pub fn section(&self) -> String {
+        format!("[[identity_providers]]\nissuer = \"{IDP_ISSUER}\"\njwks_file = \"idp/jwks.json\"")
+    }
+}
