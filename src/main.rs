@@ -319,8 +319,13 @@ fn main() -> ExitCode {
         } => export_journal(config, journal, &schema, x_road_id, from.zip(to), &out),
         Command::Check { config } => match datagate::config::load(&config) {
             Ok(loaded) => {
+                let forms = if loaded.forms.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} forms", loaded.forms.len())
+                };
                 println!(
-                    "configuration valid: {} contracts, {} adapters, {} services, {} registrations",
+                    "configuration valid: {} contracts, {} adapters, {} services, {} registrations{forms}",
                     loaded.contracts.len(),
                     loaded.adapters.len(),
                     loaded.services.len(),

@@ -394,3 +394,99 @@ fn check_refuses_journal_settings_that_would_be_ignored_or_unsafe() {
     let output = check(&written.config_file);
     assert!(output.status.success(), "{output:?}");
 }
+
+/// Issue 10 §2; 002 Điều 11 k2c (data only as a contract allows it): a form is refused by
+/// `check` when a field reads what the contract behind its source does not allow, when a
+/// source has no contract behind it, when the form asks for less than the contract's
+/// assurance level, and when it is malformed; each problem named by file and path.
+#[test]
+fn check_refuses_forms_their_contracts_do_not_cover() {
+    init();
+    let pki = TestPki::new();
+    let idp = Idp::new();
+    let form = |id: &str, source: &str, field: &str, level: &str| {
+        format!(
+            "id: {id}\ntitle: T\nprocedure: \"1.000001\"\nlegal_basis: L\npurpose: {PURPOSE}\n\
+             assurance_level: {level}\nconsumers: [{PORTAL}]\n\
+             sources:\n  citizen: {{ service: {source}, path: \"/{{subject}}\" }}\n\
+             fields:\n  - {{ name: f, label: F, source: citizen, pointer: {field} }}\n"
+        )
+    };
+    let medium_contract = portal_citizen_contract().replace(
+        "subject: path:citizen_id",
+        "subject: path:citizen_id\nassurance_level: high",
+    );
+    let cases = [
+        // The portal's contract allows /permanent_address/province, not the street.
+        (
+            "street",
+            form(
+                "street",
+                CITIZEN_SERVICE,
+                "/permanent_address/street",
+                "high",
+            ),
+            "fields[0]",
+        ),
+        // Nobody serves this service here and the node has no federation.
+        (
+            "nowhere",
+            form("nowhere", "VN/GOV/000.00.00.G99/db/thing", "/a", "high"),
+            "sources.citizen",
+        ),
+        // The contract asks for `high`: a `medium` form could never be filled.
+        (
+            "low",
+            form("low", CITIZEN_SERVICE, "/full_name", "medium"),
+            "assurance_level",
+        ),
+        (
+            "broken",
+            form("broken", CITIZEN_SERVICE, "full_name", "high"),
+            "fields[0]",
+        ),
+    ];
+    let mut builder = idp.trusted_by(
+        NodeBuilder::standard(&pki, "http://127.0.0.1:9")
+            .contract("portal-citizen", &medium_contract),
+    );
+    for (name, text, _) in &cases {
+        builder = builder.file(&format!("contracts/forms/{name}.yaml"), text.clone());
+    }
+    builder = builder.file(
+        "contracts/forms/good.yaml",
+        form(
+            "good",
+            CITIZEN_SERVICE,
+            "/permanent_address/province",
+            "high",
+        ),
+    );
+    let written = builder.write();
+    let output = check(&written.config_file);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "stderr:\n{stderr}");
+    for (name, _, path) in &cases {
+        let needle = format!(
+            "{}: {path}: ",
+            written
+                .path(&format!("contracts/forms/{name}.yaml"))
+                .display()
+        );
+        assert!(stderr.contains(&needle), "no {needle:?} in:\n{stderr}");
+    }
+    assert!(!stderr.contains("good.yaml"), "{stderr}");
+
+    // The good form alone passes, and is counted.
+    for (name, _, _) in &cases {
+        std::fs::remove_file(written.path(&format!("contracts/forms/{name}.yaml"))).expect("rm");
+    }
+    let output = check(&written.config_file);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(", 1 forms"), "{stdout}");
+}

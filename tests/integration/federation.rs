@@ -131,6 +131,8 @@ struct Layout {
     a_submitted_days_ago: i64,
     /// The hub's `[journal]` lines, when not the default.
     hub_journal: Option<&'static str>,
+    /// Whether B's contract for the portal lets the consumer's gateway cache answers.
+    cached: bool,
 }
 
 impl Default for Layout {
@@ -139,6 +141,7 @@ impl Default for Layout {
             through_hub: false,
             a_submitted_days_ago: 30,
             hub_journal: None,
+            cached: false,
         }
     }
 }
@@ -163,13 +166,17 @@ impl Federation {
                 .file("federation/encryption.pem", gateway.encryption_pem.clone())
         }
         // B: the owner, with the citizen service and the portal's contract.
-        let node_b = files(
-            NodeBuilder::standard(&pki, &upstream.url()).federation(&b.section(false)),
-            &b,
-            &authority,
-        )
-        .start()
-        .await;
+        let mut owner = NodeBuilder::standard(&pki, &upstream.url()).federation(&b.section(false));
+        if layout.cached {
+            owner = owner.contract(
+                "portal-citizen",
+                &portal_citizen_contract().replace(
+                    "subject: path:citizen_id",
+                    "subject: path:citizen_id\ncache: { allowed: true, ttl_seconds: 300 }",
+                ),
+            );
+        }
+        let node_b = files(owner, &b, &authority).start().await;
         // A: the province, with the portal registered and no service of its own.
         let node_a = files(
             NodeBuilder::new(&pki)
@@ -1426,4 +1433,84 @@ async fn a_hub_that_cannot_journal_relays_nothing() {
     assert_eq!(ready.status(), 503);
     let ready: Value = ready.json().await.expect("json");
     assert_eq!(ready["journal"]["last_commit_ok"], false, "{ready}");
+}
+
+/// 000 Điều 24 k3b; issue 10 §6: the consumer's gateway caches what the owner's published
+/// contract allows (a hit is journaled as leg `cache`, with `Age`); the owner's gateway
+/// pushes "record changed" and the next lookup asks the owner again. Only a secure
+/// server of the service's owner may invalidate.
+#[tokio::test]
+async fn the_owners_invalidation_drops_the_consumer_gateways_cached_answer() {
+    let federation = Federation::start(Layout {
+        cached: true,
+        ..Layout::default()
+    })
+    .await;
+    let first = federation.lookup().await;
+    assert_eq!(first.status(), 200);
+    let second = federation.lookup().await;
+    assert_eq!(second.status(), 200);
+    assert!(
+        second.headers().contains_key("age"),
+        "a cached answer says its age"
+    );
+    let id = second.headers()["x-road-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(
+        second.json::<Value>().await.expect("json"),
+        projected_citizen(CITIZEN_ID)
+    );
+    assert_eq!(
+        federation._upstream.hits(),
+        1,
+        "the second lookup came from A's cache"
+    );
+    assert_eq!(
+        journaled(&federation.node_a, &id).await["leg"].as_deref(),
+        Some("cache")
+    );
+
+    let exchange = format!(
+        "https://127.0.0.1:{}/exchange/v1/cache/invalidate",
+        federation
+            .node_a
+            .exchange
+            .expect("exchange listener")
+            .port()
+    );
+    let body = json!({"service": CITIZEN_SERVICE, "subject": CITIZEN_ID});
+    for (who, cert) in [
+        ("the consumer's own gateway", &federation.a.certificate),
+        ("an information system", &federation.pki.portal),
+    ] {
+        let refused = federation
+            .node_a
+            .client(cert)
+            .post(&exchange)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(refused.status(), 403, "{who}");
+        let problem: Value = refused.json().await.expect("problem");
+        assert_eq!(problem["code"], "cache.invalidation_not_allowed", "{who}");
+    }
+    assert_eq!(federation.lookup().await.status(), 200);
+    assert_eq!(federation._upstream.hits(), 1, "still cached");
+
+    let invalidated = federation
+        .node_a
+        .client(&federation.b.certificate)
+        .post(&exchange)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(invalidated.status(), 200);
+    let third = federation.lookup().await;
+    assert_eq!(third.status(), 200);
+    assert!(!third.headers().contains_key("age"));
+    assert_eq!(federation._upstream.hits(), 2, "the owner was asked again");
 }
