@@ -136,6 +136,7 @@ pub fn prepare(
     state: &Path,
     pki: &DevPki,
     holidays: &[&str],
+    identity_provider: serde_json::Value,
     now: time::OffsetDateTime,
 ) -> anyhow::Result<DemoFederation> {
     let dir = state.join("federation");
@@ -206,6 +207,7 @@ pub fn prepare(
                 "certificates": entry(&hub_cert)?,
             },
         ],
+        "identity_providers": [identity_provider],
         "holidays": holidays,
     });
     let signed = crate::trust::global::sign(

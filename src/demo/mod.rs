@@ -19,6 +19,8 @@
 //! Everything it writes goes under the state directory. Nothing here is for production.
 
 pub mod federation;
+pub mod identity;
+pub mod portal;
 pub mod registers;
 
 use crate::pki::{self, DevPki};
@@ -32,6 +34,8 @@ use std::sync::Arc;
 pub const POPULATION_ADDR: &str = "127.0.0.1:18081";
 /// Where the enterprise register (REST) listens; must match `adapters/enterprise-db.toml`.
 pub const ENTERPRISE_ADDR: &str = "127.0.0.1:18082";
+/// Where the social insurance register (REST) listens; must match `adapters/insurance-db.toml`.
+pub const INSURANCE_ADDR: &str = "127.0.0.1:18083";
 /// The gateway's consumer listener.
 pub const CONSUMER_ADDR: &str = "127.0.0.1:8443";
 /// The gateway's ops listener.
@@ -45,6 +49,10 @@ pub const MINISTRY_CLIENT: &str = "VN/GOV/000.00.00.G12/land-registry";
 pub const CITIZEN_SERVICE: &str = "VN/GOV/000.00.00.G10/population-db/citizen";
 /// The enterprise service.
 pub const ENTERPRISE_SERVICE: &str = "VN/GOV/000.00.00.G06/enterprise-db/enterprise";
+/// The social insurance service.
+pub const INSURANCE_SERVICE: &str = "VN/GOV/000.00.00.G22/insurance-db/participant";
+/// The demo's once-only form (`contracts/forms/social-allowance.yaml`).
+pub const FORM: &str = "social-allowance";
 
 /// What `demo.json` says.
 #[derive(Debug, Serialize)]
@@ -65,6 +73,12 @@ pub struct DemoManifest {
     pub sample_citizen_ids: Vec<String>,
     /// Synthetic tax codes that exist in the registers.
     pub sample_tax_codes: Vec<String>,
+    /// Once-only autofill: the endpoint, the demo's form, citizens to fill it for.
+    pub autofill: serde_json::Value,
+    /// The dev identity provider: where assertions are issued, its issuer and keys.
+    pub identity_provider: serde_json::Value,
+    /// The demo portal's page (filled form with provenance).
+    pub portal_url: String,
     /// The node configuration the demo generated.
     pub node_config: PathBuf,
     /// The journal database.
@@ -257,6 +271,10 @@ adapter = "population-db"
 id = "{enterprise}"
 adapter = "enterprise-db"
 
+[[services]]
+id = "{insurance}"
+adapter = "insurance-db"
+
 {federation}"#,
         config = file.display(),
         consumer = CONSUMER_ADDR,
@@ -271,6 +289,7 @@ adapter = "enterprise-db"
         journal_key = toml_path(&state.join("journal.key")),
         citizen = CITIZEN_SERVICE,
         enterprise = ENTERPRISE_SERVICE,
+        insurance = INSURANCE_SERVICE,
         exchange = federation::PROVIDER_EXCHANGE_ADDR,
         federation = federation_section(
             federation,
@@ -309,6 +328,34 @@ async fn serve_register(addr: &str, router: axum::Router) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Citizens to fill the demo's form for: three known to every register, one who
+/// represents no enterprise, one the insurance register does not know (its fields are
+/// left to the citizen); each with what the registers hold.
+fn autofill_samples(
+    population: &registers::PopulationRegister,
+    enterprises: &registers::EnterpriseRegister,
+    insurance: &registers::InsuranceRegister,
+) -> Vec<(String, &'static str)> {
+    let mut samples: Vec<(String, &'static str)> = enterprises
+        .sample_representatives(200)
+        .into_iter()
+        .filter(|id| insurance.insures(id))
+        .take(3)
+        .map(|id| (id, "population, insurance, enterprises"))
+        .collect();
+    let others = population.sample_citizen_ids(100);
+    if let Some(id) = others
+        .iter()
+        .find(|id| insurance.insures(id) && !enterprises.represents(id))
+    {
+        samples.push((id.clone(), "population, insurance"));
+    }
+    if let Some(id) = others.iter().find(|id| !insurance.insures(id)) {
+        samples.push((id.clone(), "population only"));
+    }
+    samples
+}
+
 /// Runs the demo until SIGINT/SIGTERM; SIGHUP reloads its configuration.
 pub async fn run(project_dir: &Path, state_dir: &Path) -> anyhow::Result<()> {
     let project = absolute(project_dir)?;
@@ -329,7 +376,8 @@ pub async fn run(project_dir: &Path, state_dir: &Path) -> anyhow::Result<()> {
     write_registry(&state.join("registry.toml"), &pki)?;
     #[allow(clippy::disallowed_methods)] // The demo's documents are dated when it starts.
     let now = time::OffsetDateTime::now_utc();
-    let federation = federation::prepare(&state, &pki, &HOLIDAYS, now)?;
+    let idp = Arc::new(identity::DevIdentityProvider::load_or_create(&state)?);
+    let federation = federation::prepare(&state, &pki, &HOLIDAYS, idp.global_entry(), now)?;
     let config_file = write_node_config(&state, &project, &pki, &federation)?;
     let province_file = write_peer_config(&state.join("lgsp-hcm"), &pki, &federation, false)?;
     let hub_file = write_peer_config(&state.join("ndxp"), &pki, &federation, true)?;
@@ -357,20 +405,69 @@ pub async fn run(project_dir: &Path, state_dir: &Path) -> anyhow::Result<()> {
 
     let population = Arc::new(registers::PopulationRegister::synthetic());
     let enterprises = Arc::new(registers::EnterpriseRegister::synthetic());
+    let insurance = Arc::new(registers::InsuranceRegister::synthetic());
     let citizen_ids = population.sample_citizen_ids(5);
     let tax_codes = enterprises.sample_tax_codes(5);
+    let autofill_citizens = autofill_samples(&population, &enterprises, &insurance);
     serve_register(POPULATION_ADDR, population.router()).await?;
     serve_register(ENTERPRISE_ADDR, enterprises.router()).await?;
+    serve_register(INSURANCE_ADDR, insurance.router()).await?;
+    serve_register(identity::ADDR, idp.clone().router()).await?;
 
     // The hub first: it serves the global configuration the other two fetch.
     let hub = crate::gateway::server::start(hub_config).await?;
     let node = crate::gateway::server::start(config).await?;
     let province = crate::gateway::server::start(province_config).await?;
+    let portal_identity = pki
+        .clients
+        .iter()
+        .find(|c| c.name == "portal")
+        .context("the dev PKI has no portal client")?;
+    let portal = Arc::new(portal::Portal::new(
+        format!("https://{CONSUMER_ADDR}"),
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&portal_identity.cert)?,
+            std::fs::read_to_string(&portal_identity.key)?
+        )
+        .as_bytes(),
+        &std::fs::read(&pki.ca_cert)?,
+        idp.clone(),
+        autofill_citizens.iter().map(|(id, _)| id.clone()).collect(),
+        vec![(
+            FORM.to_owned(),
+            "Tờ khai đề nghị trợ cấp xã hội hàng tháng".to_owned(),
+        )],
+    )?);
+    serve_register(portal::ADDR, portal.router()).await?;
     let base = format!("https://{CONSUMER_ADDR}/r1");
     let citizen = citizen_ids.first().cloned().unwrap_or_default();
     let tax_code = tax_codes.first().cloned().unwrap_or_default();
+    let assertion = |subject: &str, level: &str, form: &str| {
+        let form = if form.is_empty() {
+            String::new()
+        } else {
+            format!(" -d form={form}")
+        };
+        format!(
+            "A=$(curl -sS -d subject={subject} -d level={level}{form} http://{}/assertions) && ",
+            identity::ADDR
+        )
+    };
+    let with_assertion = " -H \"X-Citizen-Assertion: $A\"";
+    let (full, _) = autofill_citizens.first().cloned().unwrap_or_default();
+    let fill = |level: &str| {
+        format!(
+            "{}{} -H 'Content-Type: application/json' -d '{{\"subject\":\"{full}\"}}' https://{CONSUMER_ADDR}/autofill/v1/{FORM}",
+            assertion(&full, level, FORM),
+            curl(&pki, PORTAL_CLIENT, "portal", with_assertion, "")
+                .trim_end(),
+        )
+    };
     let commands = vec![
-        serde_json::json!({"what": "citizen lookup through SOAP (200, allowed fields only)",
+        serde_json::json!({"what": "citizen lookup through SOAP, with the citizen's assertion from the dev identity provider (200, allowed fields only)",
+            "command": format!("{}{}", assertion(&citizen, "medium", ""), curl(&pki, PORTAL_CLIENT, "portal", &format!(" -H 'X-Purpose: HOUSEHOLD-REGISTRATION'{with_assertion}"), &format!("{base}/{CITIZEN_SERVICE}/{citizen}")))}),
+        serde_json::json!({"what": "citizen lookup without the citizen's assertion (401 citizen.assertion_missing)",
             "command": curl(&pki, PORTAL_CLIENT, "portal", " -H 'X-Purpose: HOUSEHOLD-REGISTRATION'", &format!("{base}/{CITIZEN_SERVICE}/{citizen}"))}),
         serde_json::json!({"what": "enterprise lookup through REST (200)",
             "command": curl(&pki, PORTAL_CLIENT, "portal", " -H 'X-Purpose: BUSINESS-LICENSING'", &format!("{base}/{ENTERPRISE_SERVICE}/{tax_code}"))}),
@@ -378,11 +475,21 @@ pub async fn run(project_dir: &Path, state_dir: &Path) -> anyhow::Result<()> {
             "command": curl(&pki, PORTAL_CLIENT, "portal", " -H 'X-Purpose: MARKETING'", &format!("{base}/{CITIZEN_SERVICE}/{citizen}"))}),
         serde_json::json!({"what": "denied: contract expired (403 contract.outside_validity)",
             "command": curl(&pki, MINISTRY_CLIENT, "ministry", " -H 'X-Purpose: LAND-TITLE'", &format!("{base}/{CITIZEN_SERVICE}/{citizen}"))}),
-        serde_json::json!({"what": "schema error: malformed citizen id (422 request.schema_invalid)",
-            "command": curl(&pki, PORTAL_CLIENT, "portal", " -H 'X-Purpose: HOUSEHOLD-REGISTRATION'", &format!("{base}/{CITIZEN_SERVICE}/12345"))}),
+        serde_json::json!({"what": "schema error: malformed tax code (422 request.schema_invalid)",
+            "command": curl(&pki, PORTAL_CLIENT, "portal", " -H 'X-Purpose: BUSINESS-LICENSING'", &format!("{base}/{ENTERPRISE_SERVICE}/12345"))}),
+        serde_json::json!({"what": "autofill preview: which fields and sources the form uses, and the consent to ask for (no data)",
+            "command": curl(&pki, PORTAL_CLIENT, "portal", "", &format!("https://{CONSUMER_ADDR}/autofill/v1/{FORM}"))}),
+        serde_json::json!({"what": "autofill: the citizen signed in at level high and consented; every field with its provenance (200)",
+            "command": fill("high")}),
+        serde_json::json!({"what": "autofill step-up: signed in at medium, the form needs high (401 citizen.step_up_required, requiredLevel)",
+            "command": fill("medium")}),
+        serde_json::json!({"what": "who accessed my data: the citizen's view through the portal (200)",
+            "command": format!("{}{}", assertion(&full, "medium", ""), curl(&pki, PORTAL_CLIENT, "portal", with_assertion, &format!("https://{CONSUMER_ADDR}/citizen/v1/access")))}),
+        serde_json::json!({"what": "the demo portal's page: the filled form with each field's provenance",
+            "command": format!("open http://{}/", portal::ADDR)}),
         serde_json::json!({"what": "readiness and metrics", "command": format!("curl -sS http://{OPS_ADDR}/readyz && curl -sS http://{OPS_ADDR}/metrics | grep datagate_requests_total")}),
         serde_json::json!({"what": "federated: the portal asks its own gateway (the province's LGSP); it travels signed and encrypted through the NDXP hub to the ministry's LGSP (200)",
-            "command": curl(&pki, PORTAL_CLIENT, "portal", " -H 'X-Purpose: HOUSEHOLD-REGISTRATION' -H 'X-Road-Id: demo-federated-1'", &format!("https://{}/r1/{CITIZEN_SERVICE}/{citizen}", federation::PROVINCE_CONSUMER_ADDR))}),
+            "command": format!("{}{}", assertion(&citizen, "medium", ""), curl(&pki, PORTAL_CLIENT, "portal", &format!(" -H 'X-Purpose: HOUSEHOLD-REGISTRATION' -H 'X-Road-Id: demo-federated-1'{with_assertion}"), &format!("https://{}/r1/{CITIZEN_SERVICE}/{citizen}", federation::PROVINCE_CONSUMER_ADDR)))}),
         serde_json::json!({"what": "the same X-Road-Id in the three journals (province, hub, ministry)",
             "command": format!("for ops in {} {} {OPS_ADDR}; do curl -sS http://$ops/status/v1/journal/demo-federated-1; echo; done", federation::PROVINCE_OPS_ADDR, federation::HUB_OPS_ADDR)}),
     ];
@@ -392,6 +499,7 @@ pub async fn run(project_dir: &Path, state_dir: &Path) -> anyhow::Result<()> {
         backends: serde_json::json!({
             "population-db": {"kind": "soap", "url": format!("http://{POPULATION_ADDR}/soap")},
             "enterprise-db": {"kind": "rest", "url": format!("http://{ENTERPRISE_ADDR}/api/v1/enterprises/{{tax_code}}")},
+            "insurance-db": {"kind": "rest", "url": format!("http://{INSURANCE_ADDR}/api/v1/participants/{{citizen_id}}")},
         }),
         ca_certificate: pki.ca_cert.clone(),
         clients: pki
@@ -404,9 +512,26 @@ pub async fn run(project_dir: &Path, state_dir: &Path) -> anyhow::Result<()> {
             .collect(),
         services: serde_json::json!({
             CITIZEN_SERVICE: {"operations": ["GET /{citizen_id}"], "purposes": ["HOUSEHOLD-REGISTRATION", "SOCIAL-ALLOWANCE"]},
-            ENTERPRISE_SERVICE: {"operations": ["GET /{tax_code}"], "purposes": ["BUSINESS-LICENSING"]},
+            ENTERPRISE_SERVICE: {"operations": ["GET /{tax_code}", "GET /by-representative/{citizen_id}"], "purposes": ["BUSINESS-LICENSING", "SOCIAL-ALLOWANCE"]},
+            INSURANCE_SERVICE: {"operations": ["GET /{citizen_id}"], "purposes": ["SOCIAL-ALLOWANCE"]},
         }),
         sample_citizen_ids: citizen_ids,
+        autofill: serde_json::json!({
+            "url": format!("https://{CONSUMER_ADDR}/autofill/v1/{{form}}"),
+            "forms": [FORM],
+            "citizen_access": format!("https://{CONSUMER_ADDR}/citizen/v1/access"),
+            "sample_citizens": autofill_citizens
+                .iter()
+                .map(|(id, what)| serde_json::json!({"citizen_id": id, "has": what}))
+                .collect::<Vec<_>>(),
+        }),
+        identity_provider: serde_json::json!({
+            "issue": format!("http://{}/assertions", identity::ADDR),
+            "jwks": format!("http://{}/jwks.json", identity::ADDR),
+            "issuer": identity::ISSUER,
+            "parameters": "subject (12 digits), level (medium|high), audience, form, services (comma-separated), lifetime_seconds",
+        }),
+        portal_url: format!("http://{}/", portal::ADDR),
         sample_tax_codes: tax_codes,
         node_config: config_file,
         journal: state.join("journal.sqlite"),
@@ -434,6 +559,17 @@ pub async fn run(project_dir: &Path, state_dir: &Path) -> anyhow::Result<()> {
     println!("  population register SOAP  http://{POPULATION_ADDR}/soap");
     println!(
         "  enterprise register REST  http://{ENTERPRISE_ADDR}/api/v1/enterprises/{{tax_code}}"
+    );
+    println!(
+        "  social insurance REST     http://{INSURANCE_ADDR}/api/v1/participants/{{citizen_id}}"
+    );
+    println!(
+        "  dev identity provider     http://{}/assertions  (issues citizen assertions; dev only)",
+        identity::ADDR
+    );
+    println!(
+        "  portal page               http://{}/  (a form filled once-only, with provenance)",
+        portal::ADDR
     );
     println!("  everything a client needs {}\n", manifest_path.display());
     for command in &commands {

@@ -1166,11 +1166,16 @@ fn generate_enterprises(seed: u64, count: usize, people: &[Citizen]) -> Vec<Ente
 /// - `GET /api/v1/enterprises/{tax_code}` — `200` with the enterprise as
 ///   JSON, `404 {"error":"not_found"}` for an unknown 10-digit code,
 ///   `400 {"error":"invalid_tax_code"}` if the code is not 10 digits.
+/// - `GET /api/v1/representatives/{citizen_id}/enterprises` — `200` with the
+///   enterprises the citizen is the legal representative of (their public
+///   registration facts only; possibly none), `400 {"error":"invalid_citizen_id"}`
+///   if the id is not 12 digits.
 /// - `GET /health` — `200 ok`.
 #[derive(Debug, Clone)]
 pub struct EnterpriseRegister {
     enterprises: Vec<Enterprise>,
     by_tax_code: HashMap<String, usize>,
+    by_representative: HashMap<String, Vec<usize>>,
 }
 
 impl EnterpriseRegister {
@@ -1185,9 +1190,17 @@ impl EnterpriseRegister {
             .enumerate()
             .map(|(i, e)| (e.tax_code.clone(), i))
             .collect();
+        let mut by_representative: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, enterprise) in enterprises.iter().enumerate() {
+            by_representative
+                .entry(enterprise.legal_representative.citizen_id.clone())
+                .or_default()
+                .push(i);
+        }
         EnterpriseRegister {
             enterprises,
             by_tax_code,
+            by_representative,
         }
     }
 
@@ -1202,6 +1215,10 @@ impl EnterpriseRegister {
     pub fn router(self: Arc<Self>) -> Router {
         Router::new()
             .route("/api/v1/enterprises/{tax_code}", get(enterprise_endpoint))
+            .route(
+                "/api/v1/representatives/{citizen_id}/enterprises",
+                get(represented_endpoint),
+            )
             .route("/health", get(health))
             .with_state(self)
     }
@@ -1210,6 +1227,204 @@ impl EnterpriseRegister {
         self.by_tax_code
             .get(tax_code)
             .map(|&i| &self.enterprises[i])
+    }
+
+    /// Up to `n` citizens who represent at least one enterprise; deterministic.
+    pub fn sample_representatives(&self, n: usize) -> Vec<String> {
+        let mut ids: Vec<&String> = self.by_representative.keys().collect();
+        ids.sort();
+        spread(&ids, n, |id| (*id).clone())
+    }
+
+    /// Whether `citizen_id` represents at least one enterprise.
+    pub fn represents(&self, citizen_id: &str) -> bool {
+        self.by_representative.contains_key(citizen_id)
+    }
+}
+
+async fn represented_endpoint(
+    State(register): State<Arc<EnterpriseRegister>>,
+    Path(citizen_id): Path<String>,
+) -> Response {
+    if citizen_id.len() != 12 || !citizen_id.bytes().all(|b| b.is_ascii_digit()) {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({ "error": "invalid_citizen_id" })),
+        )
+            .into_response();
+    }
+    let enterprises: Vec<serde_json::Value> = register
+        .by_representative
+        .get(&citizen_id)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|&i| {
+            let e = &register.enterprises[i];
+            serde_json::json!({
+                "tax_code": e.tax_code,
+                "name": e.name,
+                "legal_form": e.legal_form,
+                "status": e.status,
+                "registered_on": e.registered_on,
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "citizen_id": citizen_id, "enterprises": enterprises }))
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------
+// The social insurance register (REST/JSON)
+// ---------------------------------------------------------------------------
+
+const INSURANCE_SEED: u64 = 0x0da7_a6a7_e000_0003;
+
+/// Hospitals where a health-insurance card can be registered (synthetic list).
+const HOSPITALS: [&str; 6] = [
+    "Bệnh viện Nhân dân 115",
+    "Bệnh viện Chợ Rẫy",
+    "Bệnh viện Bạch Mai",
+    "Bệnh viện Đa khoa tỉnh",
+    "Trung tâm Y tế huyện",
+    "Trạm Y tế xã",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+struct Employer {
+    name: String,
+    tax_code: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+struct HealthInsurance {
+    card_number: String,
+    valid_until: String,
+    registered_hospital: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+struct Participant {
+    citizen_id: String,
+    social_insurance_number: String,
+    /// `compulsory` (employed), `voluntary`, or `retired` (drawing a pension).
+    status: &'static str,
+    employer: Option<Employer>,
+    /// `YYYY-MM`.
+    insured_since: String,
+    contribution_months: u32,
+    health_insurance: HealthInsurance,
+}
+
+/// A synthetic social insurance register (bảo hiểm xã hội) speaking REST/JSON: most adults
+/// of [`PopulationRegister::synthetic`] are participants, employed by enterprises of
+/// [`EnterpriseRegister::synthetic`], self-insured, or retired.
+///
+/// Routes (see [`InsuranceRegister::router`]):
+/// - `GET /api/v1/participants/{citizen_id}` — `200` with the participant, `404
+///   {"error":"not_found"}` for a citizen who is not one, `400 {"error":"invalid_citizen_id"}`.
+/// - `GET /health` — `200 ok`.
+#[derive(Debug, Clone)]
+pub struct InsuranceRegister {
+    participants: HashMap<String, Participant>,
+}
+
+impl InsuranceRegister {
+    /// The deterministic synthetic register (identical on every call).
+    pub fn synthetic() -> Self {
+        let people = generate_citizens(POPULATION_SEED, CITIZEN_COUNT);
+        let enterprises = generate_enterprises(ENTERPRISE_SEED, ENTERPRISE_COUNT, &people);
+        let employers: Vec<&Enterprise> = enterprises
+            .iter()
+            .filter(|e| e.status == EnterpriseStatus::Active)
+            .collect();
+        let mut rng = SplitMix64(INSURANCE_SEED);
+        let mut participants = HashMap::new();
+        for person in people.iter().filter(|p| p.birth_year <= 2006) {
+            if !rng.chance(80) {
+                continue;
+            }
+            let retired = person.birth_year < 1966;
+            let (status, employer) = if retired {
+                ("retired", None)
+            } else if rng.chance(70) && !employers.is_empty() {
+                let e = employers[rng.below(employers.len() as u64) as usize];
+                (
+                    "compulsory",
+                    Some(Employer {
+                        name: e.name.clone(),
+                        tax_code: Some(e.tax_code.clone()),
+                    }),
+                )
+            } else {
+                ("voluntary", None)
+            };
+            let start_year = (u64::from(person.birth_year) + 18).max(1995).min(2025);
+            let year = rng.range(start_year, 2025);
+            let month = rng.range(1, 12);
+            let months = ((2026 - year) * 12).saturating_sub(month) as u32;
+            let region = &person.citizen_id[1..3];
+            let number = format!("{region}{}", rng.digits(8));
+            let card_prefix = match status {
+                "compulsory" => "DN",
+                "retired" => "HT",
+                _ => "GD",
+            };
+            participants.insert(
+                person.citizen_id.clone(),
+                Participant {
+                    citizen_id: person.citizen_id.clone(),
+                    social_insurance_number: number.clone(),
+                    status,
+                    employer,
+                    insured_since: format!("{year:04}-{month:02}"),
+                    contribution_months: months,
+                    health_insurance: HealthInsurance {
+                        card_number: format!("{card_prefix}4{region}{number}"),
+                        valid_until: "2026-12-31".to_owned(),
+                        registered_hospital: (*rng.pick(&HOSPITALS)).to_owned(),
+                    },
+                },
+            );
+        }
+        InsuranceRegister { participants }
+    }
+
+    /// Whether `citizen_id` is a participant.
+    pub fn insures(&self, citizen_id: &str) -> bool {
+        self.participants.contains_key(citizen_id)
+    }
+
+    /// The register's HTTP interface: `GET /api/v1/participants/{citizen_id}` and `GET /health`.
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route(
+                "/api/v1/participants/{citizen_id}",
+                get(participant_endpoint),
+            )
+            .route("/health", get(health))
+            .with_state(self)
+    }
+}
+
+async fn participant_endpoint(
+    State(register): State<Arc<InsuranceRegister>>,
+    Path(citizen_id): Path<String>,
+) -> Response {
+    if citizen_id.len() != 12 || !citizen_id.bytes().all(|b| b.is_ascii_digit()) {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({ "error": "invalid_citizen_id" })),
+        )
+            .into_response();
+    }
+    match register.participants.get(&citizen_id) {
+        Some(participant) => axum::Json(participant).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({ "error": "not_found" })),
+        )
+            .into_response(),
     }
 }
 
