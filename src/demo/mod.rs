@@ -460,8 +460,7 @@ pub async fn run(project_dir: &Path, state_dir: &Path) -> anyhow::Result<()> {
         format!(
             "{}{} -H 'Content-Type: application/json' -d '{{\"subject\":\"{full}\"}}' https://{CONSUMER_ADDR}/autofill/v1/{FORM}",
             assertion(&full, level, FORM),
-            curl(&pki, PORTAL_CLIENT, "portal", with_assertion, "")
-                .trim_end(),
+            curl(&pki, PORTAL_CLIENT, "portal", with_assertion, "").trim_end(),
         )
     };
     let commands = vec![

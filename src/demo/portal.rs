@@ -71,8 +71,10 @@ impl Portal {
             .await
             .map_err(|e| format!("the gateway could not be reached: {e}"))?;
         let status = response.status().as_u16();
-        let body = crate::gateway::federation::read_limited(&mut response, MAX_ANSWER_BYTES).await?;
-        let value = serde_json::from_slice(&body).map_err(|_| "the gateway's answer is not JSON")?;
+        let body =
+            crate::gateway::federation::read_limited(&mut response, MAX_ANSWER_BYTES).await?;
+        let value =
+            serde_json::from_slice(&body).map_err(|_| "the gateway's answer is not JSON")?;
         Ok((status, value))
     }
 }
@@ -133,7 +135,11 @@ fn html(status: StatusCode, page: Result<String, askama::Error>) -> Response {
             text,
         )
             .into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered").into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the page could not be rendered",
+        )
+            .into_response(),
     }
 }
 
@@ -237,7 +243,10 @@ async fn fill(
                 .iter()
                 .map(|field| {
                     let provenance = &field["provenance"];
-                    let mode = match (text(&provenance["mode"]).as_str(), provenance["ageSeconds"].as_i64()) {
+                    let mode = match (
+                        text(&provenance["mode"]).as_str(),
+                        provenance["ageSeconds"].as_i64(),
+                    ) {
                         ("cached", Some(age)) => format!("bộ nhớ đệm, {age} giây trước (cached)"),
                         ("cached", None) => "bộ nhớ đệm (cached)".to_owned(),
                         _ => "trực tiếp (live)".to_owned(),

@@ -2,7 +2,7 @@
 //! repository's own contracts and adapters in front of the synthetic registers.
 
 use crate::support::*;
-use datagate::demo::registers::{EnterpriseRegister, PopulationRegister};
+use datagate::demo::registers::{EnterpriseRegister, InsuranceRegister, PopulationRegister};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -25,6 +25,17 @@ struct CaseRequest {
     path: String,
     #[serde(default)]
     purpose: Option<String>,
+    /// The citizen who signed in: an assertion from the test identity provider, consenting
+    /// to every service of the repository's contracts.
+    #[serde(default)]
+    assertion: Option<CaseAssertion>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseAssertion {
+    subject: String,
+    level: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,7 +76,9 @@ async fn repository_contract_cases_hold() {
     let population = MockUpstream::router(Arc::new(PopulationRegister::synthetic()).router()).await;
     let enterprises =
         MockUpstream::router(Arc::new(EnterpriseRegister::synthetic()).router()).await;
+    let insurance = MockUpstream::router(Arc::new(InsuranceRegister::synthetic()).router()).await;
     let unregistered = pki.client("unregistered");
+    let idp = Idp::new();
 
     // The repository's adapters, pointed at the registers, and every contract and schema.
     let mut builder = NodeBuilder::new(&pki)
@@ -81,11 +94,14 @@ async fn repository_contract_cases_hold() {
             &read("adapters/enterprise-db.toml")
                 .replace("http://127.0.0.1:18082", &enterprises.url()),
         )
+        .adapter(
+            "insurance-db",
+            &read("adapters/insurance-db.toml").replace("http://127.0.0.1:18083", &insurance.url()),
+        )
         .service(CITIZEN_SERVICE, "population-db")
-        .service(
-            "VN/GOV/000.00.00.G06/enterprise-db/enterprise",
-            "enterprise-db",
-        );
+        .service(datagate::demo::ENTERPRISE_SERVICE, "enterprise-db")
+        .service(datagate::demo::INSURANCE_SERVICE, "insurance-db");
+    builder = idp.trusted_by(builder);
     let listing = |dir: &str, extension: &str| -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(repo_root().join(dir))
             .unwrap_or_else(|e| panic!("{dir}: {e}"))
@@ -126,6 +142,13 @@ async fn repository_contract_cases_hold() {
                 .header("X-Road-Client", &case.client);
             if let Some(purpose) = &case.request.purpose {
                 request = request.header("X-Purpose", purpose);
+            }
+            if let Some(assertion) = &case.request.assertion {
+                let token = idp.assertion(&assertion.subject, &assertion.level, |claims| {
+                    claims["consent"]["services"] =
+                        serde_json::json!(datagate::demo::identity::DEMO_SERVICES);
+                });
+                request = request.header("X-Citizen-Assertion", token);
             }
             let response = request.send().await.expect("exchange");
             let status = response.status().as_u16();

@@ -207,6 +207,14 @@ adapter = "population-db"
 [[services]]
 id = "{enterprise}"
 adapter = "enterprise-db"
+
+[[services]]
+id = "{insurance}"
+adapter = "insurance-db"
+
+[[identity_providers]]
+issuer = "{IDP_ISSUER}"
+jwks_file = "idp-jwks.json"
 "#,
         cert = toml_path(&pki.gateway_cert),
         key = toml_path(&pki.gateway_key),
@@ -214,7 +222,9 @@ adapter = "enterprise-db"
         contracts = toml_path(&repo_root().join("contracts")),
         adapters = toml_path(&repo_root().join("adapters")),
         enterprise = datagate::demo::ENTERPRISE_SERVICE,
+        insurance = datagate::demo::INSURANCE_SERVICE,
     );
+    std::fs::write(state.path().join("idp-jwks.json"), Idp::new().jwks).expect("jwks");
     let file = state.path().join("datagate.toml");
     std::fs::write(&file, config).expect("config");
     std::fs::write(state.path().join("journal.key"), [7u8; 32]).expect("journal key");
@@ -227,8 +237,9 @@ adapter = "enterprise-db"
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(
-        stdout
-            .contains("configuration valid: 3 contracts, 2 adapters, 2 services, 2 registrations"),
+        stdout.contains(
+            "configuration valid: 5 contracts, 3 adapters, 3 services, 2 registrations, 1 forms"
+        ),
         "{stdout}"
     );
 }
