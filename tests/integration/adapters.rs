@@ -173,12 +173,32 @@ async fn upstream_not_found_is_a_not_found() {
 // SOAP
 // ---------------------------------------------------------------------------
 
-async fn soap_node(pki: &TestPki, upstream: &MockUpstream) -> TestNode {
-    NodeBuilder::new(pki)
-        .population_soap_service(&upstream.url())
-        .register(&pki.portal, PORTAL)
+/// A node with the repository's SOAP adapter and citizen contract (which asks for a citizen
+/// signed in at level medium), trusting a test identity provider.
+async fn soap_node(pki: &TestPki, upstream: &MockUpstream) -> (TestNode, Idp) {
+    let idp = Idp::new();
+    let node = idp
+        .trusted_by(
+            NodeBuilder::new(pki)
+                .population_soap_service(&upstream.url())
+                .register(&pki.portal, PORTAL),
+        )
         .start()
-        .await
+        .await;
+    (node, idp)
+}
+
+/// A citizen lookup by the portal for the citizen who signed in.
+fn soap_lookup(
+    node: &TestNode,
+    pki: &TestPki,
+    idp: &Idp,
+    citizen_id: &str,
+) -> reqwest::RequestBuilder {
+    node.lookup(&node.client(&pki.portal), citizen_id).header(
+        "X-Citizen-Assertion",
+        idp.assertion(citizen_id, "medium", |_| {}),
+    )
 }
 
 /// Asks the register directly and returns the text of every leaf element by local name.
@@ -238,10 +258,9 @@ async fn soap_upstream_answers_with_the_projected_record() {
     let register = Arc::new(PopulationRegister::synthetic());
     let citizen_id = register.sample_citizen_ids(1).remove(0);
     let upstream = MockUpstream::router(register.router()).await;
-    let node = soap_node(&pki, &upstream).await;
+    let (node, idp) = soap_node(&pki, &upstream).await;
 
-    let response = node
-        .lookup(&node.client(&pki.portal), &citizen_id)
+    let response = soap_lookup(&node, &pki, &idp, &citizen_id)
         .send()
         .await
         .expect("request");
@@ -281,10 +300,14 @@ async fn soap_not_found_fault_is_a_not_found() {
     let pki = TestPki::new();
     let register = Arc::new(PopulationRegister::synthetic());
     let upstream = MockUpstream::router(register.router()).await;
-    let node = soap_node(&pki, &upstream).await;
+    let (node, idp) = soap_node(&pki, &upstream).await;
 
     let response = node
         .lookup(&node.client(&pki.portal), "999999999999")
+        .header(
+            "X-Citizen-Assertion",
+            idp.assertion("999999999999", "medium", |_| {}),
+        )
         .send()
         .await
         .expect("request");
@@ -306,10 +329,14 @@ async fn malformed_xml_from_soap_upstream_is_a_bad_gateway() {
                 .to_vec(),
     };
     let upstream = MockUpstream::start(truncated).await;
-    let node = soap_node(&pki, &upstream).await;
+    let (node, idp) = soap_node(&pki, &upstream).await;
 
     let response = node
         .lookup(&node.client(&pki.portal), CITIZEN_ID)
+        .header(
+            "X-Citizen-Assertion",
+            idp.assertion(CITIZEN_ID, "medium", |_| {}),
+        )
         .send()
         .await
         .expect("request");

@@ -171,6 +171,65 @@ async fn demo_reloads_on_sighup_and_keeps_serving() {
         .await
         .expect("healthz");
     assert_eq!(health.status(), 200);
+    portal_page_fills_the_form_with_provenance().await;
+}
+
+/// Issue 10 §8, on the running demo: the portal page lists sample citizens; following a link
+/// fills the social-allowance form through the gateway (preview, assertion, fill over mTLS)
+/// and shows each field with its provenance; every input has its label; a sign-in at
+/// `medium` shows the step-up answer with a link to sign in again at `high`.
+async fn portal_page_fills_the_form_with_provenance() {
+    let portal = "http://127.0.0.1:18080";
+    let get = |url: String| async move {
+        let response = reqwest::get(&url).await.expect("portal page");
+        assert_eq!(response.status(), 200, "{url}");
+        response.text().await.expect("html")
+    };
+    let index = get(format!("{portal}/")).await;
+    assert!(index.contains("<html lang=\"vi\">"), "{index}");
+    let link = index
+        .split("href=\"")
+        .skip(1)
+        .map(|rest| {
+            rest.split('"')
+                .next()
+                .unwrap_or_default()
+                .replace("&amp;", "&")
+        })
+        .find(|href| href.starts_with("/forms/social-allowance?") && href.ends_with("level=high"))
+        .expect("a link to fill the form");
+    let filled = get(format!("{portal}{link}")).await;
+    assert_eq!(filled.matches("<h1>").count(), 1);
+    assert!(filled.contains("Đã điền sẵn"), "{filled}");
+    assert!(
+        filled.contains("VN/GOV/000.00.00.G10/population-db/citizen")
+            && filled.contains("VN/GOV/000.00.00.G22/insurance-db/participant")
+            && filled.contains("VN/GOV/000.00.00.G06/enterprise-db/enterprise"),
+        "every source named in the provenance: {filled}"
+    );
+    let inputs = filled.matches("<input id=\"").count();
+    assert_eq!(inputs, 15, "the form's 15 fields");
+    for id in filled
+        .split("<input id=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap_or_default())
+    {
+        assert!(
+            filled.contains(&format!("<label for=\"{id}\">")),
+            "input {id} has no label"
+        );
+    }
+    let step_up = get(format!(
+        "{portal}{}",
+        link.replace("level=high", "level=medium")
+    ))
+    .await;
+    assert!(step_up.contains("citizen.step_up_required"), "{step_up}");
+    assert!(step_up.contains("role=\"alert\""), "{step_up}");
+    assert!(
+        step_up.contains("level=high\">"),
+        "a link to sign in at high: {step_up}"
+    );
 }
 
 // --- Finding 2: one tenant inside its quota cannot shut out the others --------------
