@@ -1359,7 +1359,7 @@ impl InsuranceRegister {
             } else {
                 ("voluntary", None)
             };
-            let start_year = (u64::from(person.birth_year) + 18).max(1995).min(2025);
+            let start_year = (u64::from(person.birth_year) + 18).clamp(1995, 2025);
             let year = rng.range(start_year, 2025);
             let month = rng.range(1, 12);
             let months = ((2026 - year) * 12).saturating_sub(month) as u32;
