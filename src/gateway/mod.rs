@@ -146,6 +146,8 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     federation: std::sync::OnceLock<Arc<federation::Federation>>,
     cache: std::sync::OnceLock<cache::AnswerCache>,
+    /// The `(id, revision)` of every contract at the last sweep of the cache.
+    swept: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Gateway {
@@ -164,6 +166,7 @@ impl Gateway {
             clock,
             federation: std::sync::OnceLock::new(),
             cache: std::sync::OnceLock::new(),
+            swept: Default::default(),
         })
     }
 
@@ -211,7 +214,15 @@ impl Gateway {
                     .map(|contract| (contract.id.clone(), contract.revision.clone())),
             );
         }
-        self.cache().retain_contracts(current);
+        // Unchanged contracts (most copy refreshes): nothing to sweep.
+        let mut swept = self
+            .swept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *swept != current {
+            *swept = current.clone();
+            self.cache().retain_contracts(current);
+        }
     }
 
     /// The in-flight count and shares.

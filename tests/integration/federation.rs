@@ -122,6 +122,8 @@ struct Federation {
     node_b: TestNode,
     node_hub: Option<TestNode>,
     _upstream: MockUpstream,
+    /// The identity provider A trusts (with `Layout::form`).
+    idp: Idp,
 }
 
 /// How the service is reached and how A's registration reads.
@@ -133,6 +135,8 @@ struct Layout {
     hub_journal: Option<&'static str>,
     /// Whether B's contract for the portal lets the consumer's gateway cache answers.
     cached: bool,
+    /// Whether A offers the portal a once-only form whose source is B's citizen service.
+    form: bool,
 }
 
 impl Default for Layout {
@@ -142,6 +146,7 @@ impl Default for Layout {
             a_submitted_days_ago: 30,
             hub_journal: None,
             cached: false,
+            form: false,
         }
     }
 }
@@ -178,8 +183,23 @@ impl Federation {
         }
         let node_b = files(owner, &b, &authority).start().await;
         // A: the province, with the portal registered and no service of its own.
+        let idp = Idp::new();
+        let mut province = NodeBuilder::new(&pki);
+        if layout.form {
+            province = idp.trusted_by(province).file(
+                "contracts/forms/household.yaml",
+                format!(
+                    "id: household\ntitle: Đăng ký thường trú (test)\nprocedure: \"1.004194\"\n\
+                     legal_basis: Luật Cư trú 2020 (test)\npurpose: {PURPOSE}\nassurance_level: medium\n\
+                     consumers: [{PORTAL}]\n\
+                     sources:\n  citizen: {{ service: {CITIZEN_SERVICE}, path: \"/{{subject}}\" }}\n\
+                     fields:\n  - {{ name: full_name, label: Họ tên, source: citizen, pointer: /full_name }}\n\
+                     \x20 - {{ name: street, label: Địa chỉ, source: citizen, pointer: /permanent_address/street }}\n"
+                ),
+            );
+        }
         let node_a = files(
-            NodeBuilder::new(&pki)
+            province
                 .member(PORTAL_MEMBER)
                 .register_system(
                     &pki.portal,
@@ -219,6 +239,7 @@ impl Federation {
             node_b,
             node_hub,
             _upstream: upstream,
+            idp,
         };
         let document = federation.document(layout, OffsetDateTime::now_utc());
         federation.publish(&document);
@@ -1513,4 +1534,54 @@ async fn the_owners_invalidation_drops_the_consumer_gateways_cached_answer() {
     assert_eq!(third.status(), 200);
     assert!(!third.headers().contains_key("age"));
     assert_eq!(federation._upstream.hits(), 2, "the owner was asked again");
+}
+
+/// Issue 10 §3–4 across the federation: a form on the province's gateway whose source is the
+/// ministry's service is filled through the federated pipeline: the source request is signed,
+/// encrypted and journaled on both gateways under one `X-Road-Id`, decided on the owner's
+/// contract; a field the owner's contract does not share is left to the citizen.
+#[tokio::test]
+async fn a_form_on_the_province_gateway_is_filled_from_the_ministrys_register() {
+    let federation = Federation::start(Layout {
+        form: true,
+        ..Layout::default()
+    })
+    .await;
+    let assertion = federation.idp.assertion(CITIZEN_ID, "medium", |claims| {
+        claims["consent"] = json!({"form": "household", "services": [CITIZEN_SERVICE]});
+    });
+    let response = federation
+        .node_a
+        .client(&federation.pki.portal)
+        .post(federation.node_a.url("/autofill/v1/household"))
+        .header("X-Road-Client", PORTAL)
+        .header("X-Citizen-Assertion", assertion)
+        .json(&json!({"subject": CITIZEN_ID}))
+        .send()
+        .await
+        .expect("fill");
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.expect("json");
+    let fields = answer["fields"].as_array().expect("fields");
+    assert_eq!(fields[0]["status"], "filled", "{answer}");
+    assert_eq!(fields[0]["value"], "Trần Thị Thử Nghiệm");
+    let provenance = &fields[0]["provenance"];
+    assert_eq!(provenance["provider"], NODE_MEMBER);
+    assert_eq!(
+        provenance["contract"], "portal-citizen",
+        "decided on the owner's copy"
+    );
+    assert_eq!(fields[1]["status"], "ask_citizen");
+    assert_eq!(
+        fields[1]["reason"], "autofill.value_missing",
+        "the owner does not share the street"
+    );
+    let id = provenance["messageId"].as_str().expect("source message id");
+    let a = journaled(&federation.node_a, id).await;
+    let b = journaled(&federation.node_b, id).await;
+    assert_eq!(a["leg"].as_deref(), Some("consumer"));
+    assert_eq!(b["leg"].as_deref(), Some("provider"));
+    assert!(a["signature_digest"].is_some());
+    assert_eq!(a["signature_digest"], b["signature_digest"]);
+    assert_eq!(a["purpose"].as_deref(), Some(PURPOSE));
 }
