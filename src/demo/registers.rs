@@ -1242,16 +1242,23 @@ impl EnterpriseRegister {
     }
 }
 
+/// `400 {"error":"invalid_citizen_id"}` unless `citizen_id` is 12 digits.
+fn invalid_citizen_id(citizen_id: &str) -> Option<Response> {
+    (citizen_id.len() != 12 || !citizen_id.bytes().all(|b| b.is_ascii_digit())).then(|| {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({ "error": "invalid_citizen_id" })),
+        )
+            .into_response()
+    })
+}
+
 async fn represented_endpoint(
     State(register): State<Arc<EnterpriseRegister>>,
     Path(citizen_id): Path<String>,
 ) -> Response {
-    if citizen_id.len() != 12 || !citizen_id.bytes().all(|b| b.is_ascii_digit()) {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(serde_json::json!({ "error": "invalid_citizen_id" })),
-        )
-            .into_response();
+    if let Some(refusal) = invalid_citizen_id(&citizen_id) {
+        return refusal;
     }
     let enterprises: Vec<serde_json::Value> = register
         .by_representative
@@ -1411,12 +1418,8 @@ async fn participant_endpoint(
     State(register): State<Arc<InsuranceRegister>>,
     Path(citizen_id): Path<String>,
 ) -> Response {
-    if citizen_id.len() != 12 || !citizen_id.bytes().all(|b| b.is_ascii_digit()) {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(serde_json::json!({ "error": "invalid_citizen_id" })),
-        )
-            .into_response();
+    if let Some(refusal) = invalid_citizen_id(&citizen_id) {
+        return refusal;
     }
     match register.participants.get(&citizen_id) {
         Some(participant) => axum::Json(participant).into_response(),

@@ -143,6 +143,29 @@ fn builder<'p>(
     idp.trusted_by(builder)
 }
 
+/// The three registers, the identity provider, the node and the portal's client.
+struct Fixture {
+    registers: Registers,
+    idp: Idp,
+    node: TestNode,
+    client: reqwest::Client,
+}
+
+impl Fixture {
+    async fn start(pki: &TestPki, form_text: &str) -> Fixture {
+        let registers = Registers::start().await;
+        let idp = Idp::new();
+        let node = builder(pki, &registers, &idp, form_text).start().await;
+        let client = node.client(&pki.portal);
+        Fixture {
+            registers,
+            idp,
+            node,
+            client,
+        }
+    }
+}
+
 /// An assertion for `citizen` at `level`, consenting to the form and its three services.
 fn consent(idp: &Idp, citizen: &str, level: &str) -> String {
     idp.assertion(citizen, level, |claims| {
@@ -153,20 +176,30 @@ fn consent(idp: &Idp, citizen: &str, level: &str) -> String {
     })
 }
 
+/// `POST /autofill/v1/{FORM}` as the portal with `body`, and the assertion when given.
+async fn post_fill(
+    node: &TestNode,
+    client: &reqwest::Client,
+    assertion: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
+    let mut request = client
+        .post(node.url(&format!("/autofill/v1/{FORM}")))
+        .header("X-Road-Client", PORTAL)
+        .json(body);
+    if let Some(assertion) = assertion {
+        request = request.header("X-Citizen-Assertion", assertion);
+    }
+    request.send().await.expect("autofill request")
+}
+
 async fn fill(
     node: &TestNode,
     client: &reqwest::Client,
     assertion: &str,
     subject: &str,
 ) -> (u16, Value) {
-    let response = client
-        .post(node.url(&format!("/autofill/v1/{FORM}")))
-        .header("X-Road-Client", PORTAL)
-        .header("X-Citizen-Assertion", assertion)
-        .json(&json!({"subject": subject}))
-        .send()
-        .await
-        .expect("autofill request");
+    let response = post_fill(node, client, Some(assertion), &json!({"subject": subject})).await;
     let status = response.status().as_u16();
     (status, response.json().await.expect("json answer"))
 }
@@ -187,12 +220,12 @@ fn field<'a>(answer: &'a Value, name: &str) -> &'a Value {
 async fn a_form_is_filled_from_three_registers_with_provenance() {
     init();
     let pki = TestPki::new();
-    let registers = Registers::start().await;
-    let idp = Idp::new();
-    let node = builder(&pki, &registers, &idp, &form("medium", 1500))
-        .start()
-        .await;
-    let client = node.client(&pki.portal);
+    let Fixture {
+        registers,
+        idp,
+        node,
+        client,
+    } = Fixture::start(&pki, &form("medium", 1500)).await;
     let assertion = consent(&idp, CITIZEN_ID, "medium");
 
     let (status, answer) = fill(&node, &client, &assertion, CITIZEN_ID).await;
@@ -281,12 +314,12 @@ async fn a_form_is_filled_from_three_registers_with_provenance() {
 async fn failing_sources_leave_only_their_fields_to_the_citizen() {
     init();
     let pki = TestPki::new();
-    let registers = Registers::start().await;
-    let idp = Idp::new();
-    let node = builder(&pki, &registers, &idp, &form("medium", 300))
-        .start()
-        .await;
-    let client = node.client(&pki.portal);
+    let Fixture {
+        registers,
+        idp,
+        node,
+        client,
+    } = Fixture::start(&pki, &form("medium", 300)).await;
 
     registers.insurance.set(Reply::Slow(
         Duration::from_secs(2),
@@ -348,26 +381,21 @@ async fn failing_sources_leave_only_their_fields_to_the_citizen() {
 async fn fifty_concurrent_cold_fills_reach_each_register_once() {
     init();
     let pki = TestPki::new();
-    let registers = Registers::start().await;
-    for register in [
-        &registers.citizen,
-        &registers.insurance,
-        &registers.enterprise,
-    ] {
-        let reply = match register.addr == registers.citizen.addr {
-            true => Reply::Citizen,
-            false if register.addr == registers.insurance.addr => {
-                Reply::Json(200, insurance_record())
-            }
-            false => Reply::Json(200, representative_record()),
-        };
-        register.set(Reply::Slow(Duration::from_millis(300), Box::new(reply)));
-    }
-    let idp = Idp::new();
-    let node = builder(&pki, &registers, &idp, &form("medium", 2500))
-        .start()
-        .await;
-    let client = node.client(&pki.portal);
+    let Fixture {
+        registers,
+        idp,
+        node,
+        client,
+    } = Fixture::start(&pki, &form("medium", 2500)).await;
+    // Slow registers, so the fifty fills overlap.
+    let slow = |reply| Reply::Slow(Duration::from_millis(300), Box::new(reply));
+    registers.citizen.set(slow(Reply::Citizen));
+    registers
+        .insurance
+        .set(slow(Reply::Json(200, insurance_record())));
+    registers
+        .enterprise
+        .set(slow(Reply::Json(200, representative_record())));
     let assertion = consent(&idp, CITIZEN_ID, "medium");
     let fills = (0..50).map(|_| fill(&node, &client, &assertion, CITIZEN_ID));
     let answers = futures_util::future::join_all(fills).await;
@@ -390,12 +418,12 @@ async fn fifty_concurrent_cold_fills_reach_each_register_once() {
 async fn a_fill_needs_the_forms_level_consent_and_the_same_citizen() {
     init();
     let pki = TestPki::new();
-    let registers = Registers::start().await;
-    let idp = Idp::new();
-    let node = builder(&pki, &registers, &idp, &form("high", 1500))
-        .start()
-        .await;
-    let client = node.client(&pki.portal);
+    let Fixture {
+        registers,
+        idp,
+        node,
+        client,
+    } = Fixture::start(&pki, &form("high", 1500)).await;
 
     let refusals = [
         (
@@ -422,40 +450,27 @@ async fn a_fill_needs_the_forms_level_consent_and_the_same_citizen() {
         ),
     ];
     for (assertion, status, code) in refusals {
-        let response = client
-            .post(node.url(&format!("/autofill/v1/{FORM}")))
-            .header("X-Road-Client", PORTAL)
-            .header("X-Citizen-Assertion", assertion)
-            .json(&json!({"subject": CITIZEN_ID}))
-            .send()
-            .await
-            .expect("request");
+        let response = post_fill(
+            &node,
+            &client,
+            Some(&assertion),
+            &json!({"subject": CITIZEN_ID}),
+        )
+        .await;
         let body = expect_problem(response, status, code).await;
         if code == "citizen.step_up_required" {
             assert_eq!(body["requiredLevel"], "high");
         }
         assert!(!body.to_string().contains(CITIZEN_ID));
     }
-    let response = client
-        .post(node.url(&format!("/autofill/v1/{FORM}")))
-        .header("X-Road-Client", PORTAL)
-        .json(&json!({"subject": CITIZEN_ID}))
-        .send()
-        .await
-        .expect("request");
+    let response = post_fill(&node, &client, None, &json!({"subject": CITIZEN_ID})).await;
     expect_problem(response, 401, "citizen.assertion_missing").await;
     for body in [
         json!({"subject": "123"}),
         json!({"subject": CITIZEN_ID, "extra": 1}),
     ] {
-        let response = client
-            .post(node.url(&format!("/autofill/v1/{FORM}")))
-            .header("X-Road-Client", PORTAL)
-            .header("X-Citizen-Assertion", consent(&idp, CITIZEN_ID, "high"))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
+        let assertion = consent(&idp, CITIZEN_ID, "high");
+        let response = post_fill(&node, &client, Some(&assertion), &body).await;
         expect_problem(response, 400, "request.body_invalid").await;
     }
     assert_eq!(registers.hits(), (0, 0, 0), "no register called");
@@ -481,12 +496,12 @@ async fn a_fill_needs_the_forms_level_consent_and_the_same_citizen() {
 async fn the_preview_names_fields_sources_and_consent_without_data() {
     init();
     let pki = TestPki::new();
-    let registers = Registers::start().await;
-    let idp = Idp::new();
-    let node = builder(&pki, &registers, &idp, &form("medium", 1500))
-        .start()
-        .await;
-    let client = node.client(&pki.portal);
+    let Fixture {
+        registers,
+        node,
+        client,
+        ..
+    } = Fixture::start(&pki, &form("medium", 1500)).await;
     let preview: Value = client
         .get(node.url(&format!("/autofill/v1/{FORM}")))
         .header("X-Road-Client", PORTAL)
@@ -542,12 +557,12 @@ async fn the_preview_names_fields_sources_and_consent_without_data() {
 async fn a_contract_change_drops_its_cached_answers() {
     init();
     let pki = TestPki::new();
-    let registers = Registers::start().await;
-    let idp = Idp::new();
-    let node = builder(&pki, &registers, &idp, &form("medium", 1500))
-        .start()
-        .await;
-    let client = node.client(&pki.portal);
+    let Fixture {
+        registers,
+        idp,
+        node,
+        client,
+    } = Fixture::start(&pki, &form("medium", 1500)).await;
     let assertion = consent(&idp, CITIZEN_ID, "medium");
     fill(&node, &client, &assertion, CITIZEN_ID).await;
     fill(&node, &client, &assertion, CITIZEN_ID).await;
