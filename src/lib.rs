@@ -49,6 +49,7 @@ pub mod jwe;
 pub mod keystore;
 pub mod msgsig;
 pub mod observe;
+pub mod opendata;
 pub mod operator;
 pub mod pattern;
 #[cfg(feature = "dev")]
