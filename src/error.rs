@@ -127,11 +127,19 @@ pub enum ErrorCode {
     AutofillValueUnusable,
     /// `cache.invalidation_not_allowed`.
     CacheInvalidationNotAllowed,
+    /// `opendata.not_found`.
+    OpendataNotFound,
+    /// `opendata.invalid_query`.
+    OpendataInvalidQuery,
+    /// `opendata.rate_limited`.
+    OpendataRateLimited,
+    /// `opendata.unavailable`.
+    OpendataUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, in the order of `docs/ERRORS.md`.
-    pub const ALL: [ErrorCode; 83] = [
+    pub const ALL: [ErrorCode; 87] = [
         ErrorCode::RequestRouteNotFound,
         ErrorCode::RequestPathInvalid,
         ErrorCode::RequestClientMissing,
@@ -215,6 +223,10 @@ impl ErrorCode {
         ErrorCode::AutofillValueMissing,
         ErrorCode::AutofillValueUnusable,
         ErrorCode::CacheInvalidationNotAllowed,
+        ErrorCode::OpendataNotFound,
+        ErrorCode::OpendataInvalidQuery,
+        ErrorCode::OpendataRateLimited,
+        ErrorCode::OpendataUnavailable,
     ];
 
     /// The code whose stable name is `name` (a peer gateway's problem answer).
@@ -310,6 +322,10 @@ impl ErrorCode {
             ErrorCode::AutofillValueMissing => "autofill.value_missing",
             ErrorCode::AutofillValueUnusable => "autofill.value_unusable",
             ErrorCode::CacheInvalidationNotAllowed => "cache.invalidation_not_allowed",
+            ErrorCode::OpendataNotFound => "opendata.not_found",
+            ErrorCode::OpendataInvalidQuery => "opendata.invalid_query",
+            ErrorCode::OpendataRateLimited => "opendata.rate_limited",
+            ErrorCode::OpendataUnavailable => "opendata.unavailable",
         }
     }
 
@@ -399,6 +415,10 @@ impl ErrorCode {
             ErrorCode::AutofillValueMissing => StatusCode::BAD_GATEWAY,
             ErrorCode::AutofillValueUnusable => StatusCode::BAD_GATEWAY,
             ErrorCode::CacheInvalidationNotAllowed => StatusCode::FORBIDDEN,
+            ErrorCode::OpendataNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::OpendataInvalidQuery => StatusCode::CONFLICT,
+            ErrorCode::OpendataRateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::OpendataUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -488,6 +508,10 @@ impl ErrorCode {
             ErrorCode::AutofillValueMissing => Origin::Upstream,
             ErrorCode::AutofillValueUnusable => Origin::Upstream,
             ErrorCode::CacheInvalidationNotAllowed => Origin::Consumer,
+            ErrorCode::OpendataNotFound => Origin::Consumer,
+            ErrorCode::OpendataInvalidQuery => Origin::Consumer,
+            ErrorCode::OpendataRateLimited => Origin::Consumer,
+            ErrorCode::OpendataUnavailable => Origin::Internal,
         }
     }
 
@@ -531,6 +555,8 @@ impl ErrorCode {
                 | ErrorCode::FederationConfigurationExpired
                 | ErrorCode::FederationProviderUnavailable
                 | ErrorCode::AutofillSourceTimeout
+                | ErrorCode::OpendataRateLimited
+                | ErrorCode::OpendataUnavailable
         )
     }
 }
@@ -564,6 +590,11 @@ impl GatewayError {
             violations: Vec::new(),
             required_level: None,
         }
+    }
+
+    /// How long to wait before retrying, when the refusal says.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// The assurance level a step-up must reach (`citizen.step_up_required`,

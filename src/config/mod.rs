@@ -13,6 +13,7 @@ pub mod admin;
 pub mod federation;
 pub mod identity;
 pub mod journal;
+pub mod opendata;
 pub mod raw;
 
 pub use crate::base::diagnostics::ConfigError;
@@ -186,6 +187,10 @@ pub struct NodeConfig {
     pub forms: crate::contract::form::FormSet,
     /// `[cache] max_bytes`: the answer cache's bound.
     pub cache_max_bytes: u64,
+    /// The public listener's address, when open data is published to everyone.
+    pub public_listener: Option<SocketAddr>,
+    /// `[public]` and the datasets.
+    pub opendata: opendata::OpenDataSettings,
 }
 
 fn read_text(path: &Path, errors: &mut Vec<ConfigError>) -> Option<String> {
@@ -536,12 +541,14 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
         Some(cache) => cache.max_bytes,
         None => DEFAULT_CACHE_BYTES,
     };
+    let opendata = opendata::build(&raw, file, &resolve, &mut errors);
     let admin = raw.admin.as_ref().map(|section| {
         let mut others = vec![
             ("consumer", raw.listeners.consumer),
             ("ops", raw.listeners.ops),
         ];
         others.extend(raw.listeners.exchange.map(|address| ("exchange", address)));
+        others.extend(raw.listeners.public.map(|address| ("public", address)));
         admin::build(section, &others, file, &mut errors)
     });
 
@@ -574,6 +581,8 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
             identity_providers,
             forms,
             cache_max_bytes,
+            public_listener: raw.listeners.public,
+            opendata,
         }),
         _ => Err(errors),
     }

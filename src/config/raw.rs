@@ -50,6 +50,42 @@ pub struct RawNodeConfig {
     /// The answer cache.
     #[serde(default)]
     pub cache: Option<RawCacheSettings>,
+    /// The public listener's settings (with `[listeners] public`).
+    #[serde(default)]
+    pub public: Option<RawPublic>,
+    /// Open datasets (absent: `datasets/` under the contracts directory, when it exists).
+    #[serde(default)]
+    pub datasets: Option<RawDatasets>,
+}
+
+/// `[public]`: the public listener (open data for everyone).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPublic {
+    /// Serve TLS (server-only, the `[tls]` certificate); false: plain HTTP behind the
+    /// operator's own TLS terminator.
+    #[serde(default)]
+    pub tls: bool,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Requests per second per client on routes that name no dataset (default 20).
+    #[serde(default)]
+    pub per_second: Option<u32>,
+    /// Their burst (default 40).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+/// `[datasets]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatasets {
+    /// The dataset files (`*.yaml`).
+    pub dir: PathBuf,
+    /// Where CSV sources are imported (default `opendata/` beside the configuration file).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `[cache]`: the answer cache of autofill and cached lookups.
@@ -167,6 +203,9 @@ pub struct RawListeners {
     /// federated exchanges).
     #[serde(default)]
     pub exchange: Option<SocketAddr>,
+    /// The public listener: open data for everyone, no client certificate.
+    #[serde(default)]
+    pub public: Option<SocketAddr>,
 }
 
 /// `[tls]`.

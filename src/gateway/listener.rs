@@ -360,6 +360,7 @@ async fn serve_connection(
         serve_http(
             stream,
             false,
+            remote,
             None,
             slot,
             router,
@@ -411,6 +412,7 @@ async fn serve_connection(
     serve_http(
         tls,
         http2,
+        remote,
         peer,
         slot,
         router,
@@ -421,11 +423,17 @@ async fn serve_connection(
     .await;
 }
 
+/// The TCP peer's address of a request's connection (what the public listener's client IP
+/// is derived from, with `X-Forwarded-For` only from trusted proxies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteAddr(pub SocketAddr);
+
 /// HTTP on an established connection (TLS or plain), with the connection's deadlines.
 #[allow(clippy::too_many_arguments)]
 async fn serve_http<IO>(
     io: IO,
     http2: bool,
+    remote: SocketAddr,
     peer: Option<PeerCertificate>,
     slot: Slot,
     router: Router,
@@ -443,6 +451,7 @@ async fn serve_http<IO>(
             if let Some(peer) = &peer {
                 request.extensions_mut().insert(peer.clone());
             }
+            request.extensions_mut().insert(RemoteAddr(remote));
             let call = router.clone().oneshot(request.map(axum::body::Body::new));
             async move {
                 let response = call.await;

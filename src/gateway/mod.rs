@@ -15,6 +15,7 @@
 //! - [`connections`]: connection caps in all, per IP and per certificate;
 //! - [`listener`]: listeners as data (name, address, TLS mode, router, caps) and the accept loop;
 //! - [`server`]: the node: its listeners, graceful shutdown, reload;
+//! - [`opendata`]: open data: the public listener's CKAN API and downloads, per-client limits;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/status/v1/federation`, `/status/v1/journal/{id}`;
 //! - [`admin`]: the journal admin API (`/admin/v1/…`) for operators and auditors, by certificate.
 
@@ -29,6 +30,7 @@ pub mod federation;
 pub mod hub;
 pub mod inbound;
 pub mod listener;
+pub mod opendata;
 pub mod ops;
 pub mod provider;
 pub mod publication;
@@ -146,6 +148,8 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     federation: std::sync::OnceLock<Arc<federation::Federation>>,
     cache: std::sync::OnceLock<cache::AnswerCache>,
+    /// The opened open-data tables.
+    catalog: ArcSwap<opendata::Catalog>,
     /// The `(id, revision)` of every contract at the last sweep of the cache.
     swept: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
@@ -167,6 +171,7 @@ impl Gateway {
             federation: std::sync::OnceLock::new(),
             cache: std::sync::OnceLock::new(),
             swept: Default::default(),
+            catalog: ArcSwap::from_pointee(opendata::Catalog::default()),
         })
     }
 
@@ -223,6 +228,16 @@ impl Gateway {
             *swept = current.clone();
             self.cache().retain_contracts(current);
         }
+    }
+
+    /// The open datasets, with their tables.
+    pub fn catalog(&self) -> Arc<opendata::Catalog> {
+        self.catalog.load_full()
+    }
+
+    /// Replaces the open datasets (at start and after a reload opened them).
+    pub fn replace_catalog(&self, catalog: opendata::Catalog) {
+        self.catalog.store(Arc::new(catalog));
     }
 
     /// The in-flight count and shares.

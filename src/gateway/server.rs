@@ -38,6 +38,7 @@ pub fn consumer_router(gateway: Arc<Gateway>) -> Router {
     catch_panic(
         Router::new()
             .merge(super::autofill::routes())
+            .merge(super::opendata::member_routes())
             .fallback(super::exchange::handle)
             .with_state(gateway),
     )
@@ -176,6 +177,16 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
         )?);
         gateway.join_federation(federation);
     }
+    // Open data: every dataset's table opened (CSV sources imported) before serving.
+    let catalog = super::opendata::Catalog::open(
+        &config.opendata.datasets,
+        &config.opendata.public,
+        &config.opendata.state_dir,
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    gateway.replace_catalog(catalog);
+    spawn_forget_quiet_clients(&gateway);
     let tls = Arc::new(ArcSwap::new(config.tls_config.clone()));
     let mut listeners = vec![Listener {
         name: "consumer",
@@ -205,6 +216,24 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
             socket: bind("admin", admin.listen).await?,
             tls: TlsMode::Mutual(tls.clone()),
             router: catch_panic(super::admin::router(gateway.clone())),
+            connections: super::connections::Connections::new(),
+        });
+    }
+    if let Some(address) = config.public_listener {
+        // Open data for everyone: no client certificate; TLS with the node's certificate,
+        // or plain HTTP behind the operator's own terminator.
+        let tls_mode = if config.opendata.public.tls {
+            let public = crate::trust::tls::public_server_config(&config.tls)
+                .map_err(|e| anyhow::anyhow!("public listener TLS: {e}"))?;
+            TlsMode::ServerOnly(Arc::new(ArcSwap::from_pointee(public)))
+        } else {
+            TlsMode::Plain
+        };
+        listeners.push(Listener {
+            name: "public",
+            socket: bind("public", address).await?,
+            tls: tls_mode,
+            router: catch_panic(super::opendata::public_router(gateway.clone())),
             connections: super::connections::Connections::new(),
         });
     }
@@ -319,7 +348,21 @@ fn spawn_global_configuration_refresh(gateway: &Arc<Gateway>) {
     });
 }
 
-fn reload(gateway: &Gateway, tls: &ArcSwap<rustls::ServerConfig>, file: &Path) -> bool {
+/// Every minute, the open-data limiters forget clients that have been quiet (bounded key
+/// memory).
+fn spawn_forget_quiet_clients(gateway: &Arc<Gateway>) {
+    let weak = Arc::downgrade(gateway);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            ticker.tick().await;
+            let Some(gateway) = weak.upgrade() else { break };
+            gateway.catalog().forget_quiet_clients();
+        }
+    });
+}
+
+fn reload(gateway: &Arc<Gateway>, tls: &ArcSwap<rustls::ServerConfig>, file: &Path) -> bool {
     let mut config = match config::load(file) {
         Ok(config) => config,
         Err(errors) => {
@@ -347,6 +390,25 @@ fn reload(gateway: &Gateway, tls: &ArcSwap<rustls::ServerConfig>, file: &Path) -
             }
             gateway.replace_runtime(runtime);
             tls.store(config.tls_config.clone());
+            // The datasets' tables are opened (CSV re-imported when changed) off the signal
+            // path; the running catalog serves until the new one is ready, and stays if it
+            // cannot be opened.
+            let opening = gateway.clone();
+            let opendata = config.opendata.clone();
+            tokio::spawn(async move {
+                match super::opendata::Catalog::open(
+                    &opendata.datasets,
+                    &opendata.public,
+                    &opendata.state_dir,
+                )
+                .await
+                {
+                    Ok(catalog) => opening.replace_catalog(catalog),
+                    Err(error) => {
+                        tracing::error!(error = %error, "open datasets not reloaded; the running set stays")
+                    }
+                }
+            });
             metrics::counter!("datagate_reloads_total", "outcome" => "applied").increment(1);
             tracing::info!("configuration reloaded");
             true

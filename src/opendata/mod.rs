@@ -335,7 +335,10 @@ pub fn compile(raw: &RawDataset, file: &Path, dir: &Path) -> Result<Dataset, Vec
             );
         }
         if !names.insert(field.name.as_str()) {
-            error(&format!("fields[{i}].name"), "another field has the same name");
+            error(
+                &format!("fields[{i}].name"),
+                "another field has the same name",
+            );
         }
         if field.title.trim().is_empty() {
             error(&format!("fields[{i}].title"), "must not be empty");
@@ -363,7 +366,10 @@ pub fn compile(raw: &RawDataset, file: &Path, dir: &Path) -> Result<Dataset, Vec
     let source = match &raw.source {
         RawSource::Sqlite { path, table } => {
             if !identifier(table) {
-                error("source.table", "must be 1-64 of a-z 0-9 _, starting with a letter");
+                error(
+                    "source.table",
+                    "must be 1-64 of a-z 0-9 _, starting with a letter",
+                );
             }
             let path = resolve(path);
             if !path.is_file() {

@@ -49,8 +49,8 @@ pub struct SortKey {
 /// the fields to return, a page.
 #[derive(Debug, Clone, Default)]
 pub struct Query {
-    /// `field = value`, by field index; a value is compared as the field's type.
-    pub filters: Vec<(usize, Value)>,
+    /// `field` is one of the values, by field index (values already of the field's type).
+    pub filters: Vec<(usize, Vec<Value>)>,
     /// Free text: rows with a text field containing it (case-insensitive for ASCII).
     pub q: Option<String>,
     /// Sort keys; empty: the natural order.
@@ -72,6 +72,9 @@ impl Query {
 /// A dataset's table.
 #[derive(Debug, Clone)]
 pub struct Table {
+    /// What identifies the data's version (for `ETag`): the source file's length and
+    /// modification time.
+    pub version: String,
     pool: SqlitePool,
     table: String,
     columns: Vec<(String, FieldType)>,
@@ -107,6 +110,9 @@ impl Table {
             .iter()
             .map(|field| (field.name.clone(), field.kind))
             .collect();
+        let version = match &dataset.source {
+            Source::Sqlite { path, .. } | Source::Csv { path } => fingerprint(path)?,
+        };
         let (path, table) = match &dataset.source {
             Source::Sqlite { path, table } => (path.clone(), table.clone()),
             Source::Csv { path } => (
@@ -147,6 +153,7 @@ impl Table {
         .await
         .map_err(|e| sql_error(&e))?;
         Ok(Table {
+            version,
             pool,
             table: quoted(&table),
             columns,
@@ -158,6 +165,11 @@ impl Table {
     /// The number of rows.
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// The declared fields, in order.
+    pub fn columns(&self) -> &[(String, FieldType)] {
+        &self.columns
     }
 
     fn select_list(&self, fields: &[usize]) -> String {
@@ -177,9 +189,17 @@ impl Table {
     fn conditions(&self, query: &Query) -> (String, Vec<Value>) {
         let mut clauses = Vec::new();
         let mut values = Vec::new();
-        for (field, value) in &query.filters {
-            clauses.push(format!("{} = ?", quoted(&self.columns[*field].0)));
-            values.push(value.clone());
+        for (field, accepted) in &query.filters {
+            if accepted.is_empty() {
+                clauses.push("0".to_owned());
+                continue;
+            }
+            clauses.push(format!(
+                "{} IN ({})",
+                quoted(&self.columns[*field].0),
+                vec!["?"; accepted.len()].join(", ")
+            ));
+            values.extend(accepted.iter().cloned());
         }
         if let Some(q) = &query.q {
             let text: Vec<String> = self
@@ -193,7 +213,9 @@ impl Table {
             } else {
                 let pattern = format!(
                     "%{}%",
-                    q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+                    q.replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
                 );
                 for _ in &text {
                     values.push(Value::String(pattern.clone()));
@@ -272,7 +294,9 @@ impl Table {
 
     /// Every row in the natural order, in batches of [`BATCH_ROWS`] fetched by row id: a
     /// download never holds more than one batch.
-    pub fn stream(&self) -> impl Stream<Item = Result<Vec<Map<String, Value>>, StoreError>> + use<> {
+    pub fn stream(
+        &self,
+    ) -> impl Stream<Item = Result<Vec<Map<String, Value>>, StoreError>> + use<> {
         let table = self.clone();
         futures_util::stream::unfold(Some(0i64), move |after| {
             let table = table.clone();
@@ -384,10 +408,15 @@ fn fingerprint(path: &Path) -> Result<String, StoreError> {
 
 /// Imports `csv` into an SQLite file of `state_dir` (a table `rows`, one column per declared
 /// field, row ids in line order), unless the last import was of the same file content.
-async fn import_csv(dataset: &Dataset, csv: &Path, state_dir: &Path) -> Result<PathBuf, StoreError> {
+async fn import_csv(
+    dataset: &Dataset,
+    csv: &Path,
+    state_dir: &Path,
+) -> Result<PathBuf, StoreError> {
     let (target, marker) = imported_paths(state_dir, dataset.id());
     let print = fingerprint(csv)?;
-    if target.is_file() && std::fs::read_to_string(&marker).ok().as_deref() == Some(print.as_str()) {
+    if target.is_file() && std::fs::read_to_string(&marker).ok().as_deref() == Some(print.as_str())
+    {
         return Ok(target);
     }
     if let Some(dir) = target.parent() {
@@ -423,7 +452,9 @@ async fn import_csv(dataset: &Dataset, csv: &Path, state_dir: &Path) -> Result<P
     }
     let file = std::fs::File::open(csv)
         .map_err(|e| StoreError::Unavailable(format!("{}: {e}", csv.display())))?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(file);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(file);
     let headers = reader
         .headers()
         .map_err(|e| StoreError::Mismatch(format!("{}: {e}", csv.display())))?
@@ -459,22 +490,26 @@ async fn import_csv(dataset: &Dataset, csv: &Path, state_dir: &Path) -> Result<P
             let text = record.get(position).unwrap_or("").trim();
             statement = match (field.kind, text.is_empty()) {
                 (_, true) => statement.bind(None::<String>),
-                (FieldType::Integer, false) => statement.bind(text.parse::<i64>().map_err(|_| {
-                    StoreError::Mismatch(format!(
-                        "{}: line {}: field {} is not an integer",
-                        csv.display(),
-                        line + 2,
-                        field.name
-                    ))
-                })?),
-                (FieldType::Number, false) => statement.bind(text.parse::<f64>().map_err(|_| {
-                    StoreError::Mismatch(format!(
-                        "{}: line {}: field {} is not a number",
-                        csv.display(),
-                        line + 2,
-                        field.name
-                    ))
-                })?),
+                (FieldType::Integer, false) => {
+                    statement.bind(text.parse::<i64>().map_err(|_| {
+                        StoreError::Mismatch(format!(
+                            "{}: line {}: field {} is not an integer",
+                            csv.display(),
+                            line + 2,
+                            field.name
+                        ))
+                    })?)
+                }
+                (FieldType::Number, false) => {
+                    statement.bind(text.parse::<f64>().map_err(|_| {
+                        StoreError::Mismatch(format!(
+                            "{}: line {}: field {} is not a number",
+                            csv.display(),
+                            line + 2,
+                            field.name
+                        ))
+                    })?)
+                }
                 (FieldType::Text | FieldType::Date, false) => statement.bind(text.to_owned()),
             };
         }
@@ -484,10 +519,12 @@ async fn import_csv(dataset: &Dataset, csv: &Path, state_dir: &Path) -> Result<P
             .map_err(|e| sql_error(&e))?;
     }
     transaction.commit().await.map_err(|e| sql_error(&e))?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE INDEX rows_key ON rows ({key})")))
-        .execute(&pool)
-        .await
-        .map_err(|e| sql_error(&e))?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE INDEX rows_key ON rows ({key})"
+    )))
+    .execute(&pool)
+    .await
+    .map_err(|e| sql_error(&e))?;
     pool.close().await;
     std::fs::rename(&partial, &target)
         .map_err(|e| StoreError::Unavailable(format!("{}: {e}", target.display())))?;

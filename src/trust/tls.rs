@@ -140,6 +140,22 @@ pub fn server_config_with_roots(
     Ok(config)
 }
 
+/// The server configuration of the public listener: the same certificate, no client
+/// certificate asked for.
+pub fn public_server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(
+            load_certificates(&files.certificate)?,
+            load_key(&files.key)?,
+        )
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

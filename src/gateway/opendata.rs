@@ -1,0 +1,1141 @@
+//! Open data on the edge: the public listener (anyone, no certificate) and, for datasets of
+//! the `members` tier, the consumer listener (000 Điều 3 k10–11; 000 Điều 8 k6, Điều 22 k2).
+//!
+//! - The **CKAN Action API** subset data-portal tooling speaks (`/api/3/action/…`):
+//!   `package_list`, `package_show`, `package_search`, `organization_list`,
+//!   `organization_show`, `resource_show`, `datastore_search`, with CKAN's
+//!   `{help, success, result}` envelope and its error objects and statuses (each error
+//!   also carries our stable `code`).
+//! - **Downloads**: `/dataset/{id}.csv` and `/dataset/{id}.json`, streamed batch by batch
+//!   (a table of millions of rows never sits whole in memory), with `ETag` /
+//!   `If-None-Match`, `Cache-Control`, `Content-Disposition`.
+//! - **Per-client limits** (`governor`, keyed): the client is the TCP peer, or the
+//!   right-most `X-Forwarded-For` hop that is not a trusted proxy when the peer is one; IPv6
+//!   clients are counted per /64. Over the limit: 429 with `Retry-After`. Anonymous reads
+//!   are counted in metrics, not journaled one by one.
+//!
+//! Owns: the catalog of opened tables ([`Catalog`]), the routes, turning CKAN parameters
+//! into a [`Query`] (identifiers only from the dataset's declared fields).
+//!
+//! Does not own: the tables and their SQL (`crate::opendata::store`), the metadata's
+//! validation (`crate::opendata`), the listeners (`listener`).
+
+use super::Gateway;
+use super::listener::RemoteAddr;
+use crate::config::opendata::{Cidr, PublicSettings};
+use crate::error::{ErrorCode, GatewayError};
+use crate::opendata::store::{Query, SortKey, Table};
+use crate::opendata::{Audience, Dataset, FieldType, MAX_PAGE_ROWS};
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+/// The most rows `datastore_search` skips (`offset`).
+pub const MAX_OFFSET: u64 = 100_000_000;
+/// The most rows `package_search` answers.
+const MAX_SEARCH_ROWS: usize = 1000;
+/// How many client keys a limiter remembers before it forgets the quiet ones.
+const MAX_LIMITER_KEYS: usize = 100_000;
+
+/// A client as the limits count it: an IPv4 address, or an IPv6 /64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// An IPv4 address.
+    V4(u32),
+    /// The first 64 bits of an IPv6 address.
+    V6(u64),
+}
+
+impl ClientKey {
+    fn of(ip: IpAddr) -> ClientKey {
+        match ip {
+            IpAddr::V4(v4) => ClientKey::V4(u32::from(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => ClientKey::V4(u32::from(v4)),
+                None => ClientKey::V6((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+/// The client's address: the TCP peer, or, when the peer is a trusted proxy, the
+/// right-most `X-Forwarded-For` hop that is not one (a client cannot spoof past the
+/// proxies it does not control). Unparseable hops end the walk at the last trusted one.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|cidr| cidr.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(ip) {
+                    return ip;
+                }
+            }
+            Err(_) => return client,
+        }
+    }
+    client
+}
+
+/// A per-client limiter that can start afresh when it remembers too many clients.
+struct Limiter {
+    current: arc_swap::ArcSwap<DefaultKeyedRateLimiter<ClientKey>>,
+    per_second: u32,
+    burst: u32,
+}
+
+impl Limiter {
+    fn new(per_second: u32, burst: u32) -> Limiter {
+        Limiter {
+            current: arc_swap::ArcSwap::from_pointee(limiter(per_second, burst)),
+            per_second,
+            burst,
+        }
+    }
+
+    fn check(&self, key: &ClientKey) -> Result<(), std::time::Duration> {
+        self.current
+            .load()
+            .check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Forgets quiet clients; past [`MAX_LIMITER_KEYS`] clients, starts afresh.
+    fn forget_quiet_clients(&self) {
+        let current = self.current.load();
+        current.retain_recent();
+        current.shrink_to_fit();
+        if current.len() > MAX_LIMITER_KEYS {
+            self.current
+                .store(Arc::new(limiter(self.per_second, self.burst)));
+        }
+    }
+}
+
+/// A dataset with its opened table and its per-client limiter.
+pub struct Published {
+    /// The dataset.
+    pub dataset: Dataset,
+    /// Its table.
+    pub table: Table,
+    limiter: Limiter,
+}
+
+impl std::fmt::Debug for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Published")
+            .field("dataset", &self.dataset.id())
+            .finish_non_exhaustive()
+    }
+}
+
+fn limiter(per_second: u32, burst: u32) -> DefaultKeyedRateLimiter<ClientKey> {
+    let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+}
+
+/// The opened datasets of a node.
+pub struct Catalog {
+    datasets: BTreeMap<String, Arc<Published>>,
+    public: PublicSettings,
+    /// Routes that name no dataset (lists, searches).
+    general: Limiter,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("datasets", &self.datasets.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog {
+            datasets: BTreeMap::new(),
+            public: PublicSettings::default(),
+            general: Limiter::new(20, 40),
+        }
+    }
+}
+
+impl Catalog {
+    /// Opens every dataset's table (importing CSV sources into `state_dir` first).
+    pub async fn open(
+        datasets: &[Dataset],
+        public: &PublicSettings,
+        state_dir: &std::path::Path,
+    ) -> Result<Catalog, String> {
+        let mut opened = BTreeMap::new();
+        for dataset in datasets {
+            let table = Table::open(dataset, state_dir)
+                .await
+                .map_err(|e| format!("dataset {}: {e}", dataset.id()))?;
+            let (per_second, burst) = dataset.rate;
+            opened.insert(
+                dataset.id().to_owned(),
+                Arc::new(Published {
+                    dataset: dataset.clone(),
+                    table,
+                    limiter: Limiter::new(per_second, burst),
+                }),
+            );
+        }
+        Ok(Catalog {
+            datasets: opened,
+            public: public.clone(),
+            general: Limiter::new(public.per_second, public.burst),
+        })
+    }
+
+    /// The datasets the edge may show.
+    fn visible(&self, edge: Edge) -> impl Iterator<Item = &Arc<Published>> {
+        self.datasets
+            .values()
+            .filter(move |p| edge.shows(p.dataset.raw.audience))
+    }
+
+    fn get(&self, edge: Edge, id: &str) -> Option<&Arc<Published>> {
+        self.datasets
+            .get(id)
+            .filter(|p| edge.shows(p.dataset.raw.audience))
+    }
+
+    /// Forgets the limiters' quiet clients, and all of them past [`MAX_LIMITER_KEYS`].
+    pub fn forget_quiet_clients(&self) {
+        self.general.forget_quiet_clients();
+        for published in self.datasets.values() {
+            published.limiter.forget_quiet_clients();
+        }
+    }
+}
+
+/// Which listener asks: it decides which tier is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// The public listener: `audience: public` only.
+    Public,
+    /// The consumer listener, for authenticated members: both tiers.
+    Members,
+}
+
+impl Edge {
+    fn shows(self, audience: Audience) -> bool {
+        match self {
+            Edge::Public => audience == Audience::Public,
+            Edge::Members => true,
+        }
+    }
+}
+
+/// The public listener's router.
+pub fn public_router(gateway: Arc<Gateway>) -> axum::Router {
+    routes(Edge::Public).with_state(gateway)
+}
+
+/// The same API for members, merged into the consumer router under `/opendata/v1`.
+pub fn member_routes() -> axum::Router<Arc<Gateway>> {
+    axum::Router::new().nest("/opendata/v1", routes(Edge::Members))
+}
+
+fn routes(edge: Edge) -> axum::Router<Arc<Gateway>> {
+    use axum::routing::get;
+    let action = move |State(gateway): State<Arc<Gateway>>,
+                       Path(name): Path<String>,
+                       request: Request| async move {
+        action(gateway, edge, name, request).await
+    };
+    let download = move |State(gateway): State<Arc<Gateway>>,
+                         Path(file): Path<String>,
+                         request: Request| async move {
+        download(gateway, edge, file, request).await
+    };
+    axum::Router::new()
+        .route("/api/3/action/{name}", get(action).post(action))
+        .route("/dataset/{file}", get(download))
+}
+
+// ---------------------------------------------------------------------------
+// Who asks, and the limits
+// ---------------------------------------------------------------------------
+
+/// On the public listener, the client's key after the limiter of `dataset` (or the general
+/// one) admitted it; on the consumer listener, the authenticated member (limits are theirs).
+fn admit(
+    gateway: &Gateway,
+    catalog: &Catalog,
+    edge: Edge,
+    request: &Request,
+    dataset: Option<&Published>,
+) -> Result<(), GatewayError> {
+    match edge {
+        Edge::Members => {
+            let runtime = gateway.runtime();
+            let certificate = request
+                .extensions()
+                .get::<crate::trust::PeerCertificate>()
+                .ok_or_else(|| {
+                    GatewayError::new(
+                        ErrorCode::TrustCertificateMissing,
+                        "a client certificate is required",
+                    )
+                })?;
+            let client = crate::protocol::parse_client(
+                request.headers().get(crate::protocol::X_ROAD_CLIENT),
+            )?;
+            runtime.registry.authenticate_client(
+                &certificate.fingerprint_sha256,
+                &client,
+                gateway.clock().now(),
+            )?;
+            Ok(())
+        }
+        Edge::Public => {
+            let peer = request
+                .extensions()
+                .get::<RemoteAddr>()
+                .map_or(IpAddr::from([0, 0, 0, 0]), |remote| remote.0.ip());
+            let ip = client_ip(peer, request.headers(), &catalog.public.trusted_proxies);
+            let limiter = dataset.map_or(&catalog.general, |published| &published.limiter);
+            limiter.check(&ClientKey::of(ip)).map_err(|wait| {
+                metrics::counter!("datagate_opendata_limited_total").increment(1);
+                GatewayError::new(
+                    ErrorCode::OpendataRateLimited,
+                    "too many requests from this client; slow down",
+                )
+                .with_retry_after(wait)
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// CKAN's envelope
+// ---------------------------------------------------------------------------
+
+fn help(action: &str) -> String {
+    format!("/api/3/action/help_show?name={action}")
+}
+
+fn ckan_ok(action: &str, result: Value) -> Response {
+    let body = json!({"help": help(action), "success": true, "result": result});
+    (
+        [(header::CONTENT_TYPE, "application/json;charset=utf-8")],
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// A CKAN error: its `__type` and status from our code, the message, and our stable code.
+fn ckan_error(action: &str, error: GatewayError, field: Option<&str>) -> Response {
+    let code = error.code();
+    let (kind, status) = match code {
+        ErrorCode::OpendataNotFound => ("Not Found Error", StatusCode::NOT_FOUND),
+        ErrorCode::OpendataInvalidQuery => ("Validation Error", StatusCode::CONFLICT),
+        ErrorCode::OpendataRateLimited => ("Rate Limit Error", StatusCode::TOO_MANY_REQUESTS),
+        ErrorCode::OpendataUnavailable => ("Internal Error", StatusCode::SERVICE_UNAVAILABLE),
+        ErrorCode::RequestBodyInvalid => ("Bad request", StatusCode::BAD_REQUEST),
+        _ if code.status() == StatusCode::FORBIDDEN
+            || code.status() == StatusCode::UNAUTHORIZED =>
+        {
+            ("Authorization Error", StatusCode::FORBIDDEN)
+        }
+        _ => ("Internal Error", code.status()),
+    };
+    let mut object = Map::new();
+    object.insert("__type".into(), Value::from(kind));
+    object.insert("message".into(), Value::from(error.detail()));
+    if let Some(field) = field {
+        object.insert(field.into(), json!([error.detail()]));
+    }
+    object.insert("code".into(), Value::from(code.as_str()));
+    metrics::counter!("datagate_refusals_total", "code" => code.as_str()).increment(1);
+    let body = json!({"help": help(action), "success": false, "error": object});
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/json;charset=utf-8")],
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response();
+    if let Some(wait) = error.retry_after() {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs_f64().ceil().max(1.0) as u64),
+        );
+    }
+    response
+}
+
+/// A refused parameter: the field it names (CKAN puts validation messages under it).
+struct Refusal {
+    error: GatewayError,
+    field: Option<&'static str>,
+}
+
+impl From<GatewayError> for Refusal {
+    fn from(error: GatewayError) -> Self {
+        Refusal { error, field: None }
+    }
+}
+
+fn invalid(field: &'static str, detail: impl Into<String>) -> Refusal {
+    Refusal {
+        error: GatewayError::new(ErrorCode::OpendataInvalidQuery, detail),
+        field: Some(field),
+    }
+}
+
+fn not_found(what: &str) -> Refusal {
+    Refusal {
+        error: GatewayError::new(ErrorCode::OpendataNotFound, format!("{what} not found")),
+        field: None,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parameters
+// ---------------------------------------------------------------------------
+
+/// The action's parameters: the query string (GET), or a JSON object (POST, at most 64 KiB).
+async fn parameters(request: Request) -> Result<Map<String, Value>, Refusal> {
+    let (parts, body) = request.into_parts();
+    let mut parameters = Map::new();
+    if let Some(query) = parts.uri.query() {
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            if parameters.contains_key(name.as_ref()) {
+                return Err(invalid("query", "a parameter was given twice"));
+            }
+            parameters.insert(name.into_owned(), Value::String(value.into_owned()));
+        }
+    }
+    if parts.method == axum::http::Method::POST {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let bytes = super::exchange::read_body(&parts, body, 64 * 1024, deadline).await?;
+        if !bytes.is_empty() {
+            let object: Map<String, Value> =
+                serde_json::from_slice(&bytes).map_err(|_| Refusal {
+                    error: GatewayError::new(
+                        ErrorCode::RequestBodyInvalid,
+                        "the body must be a JSON object of the action's parameters",
+                    ),
+                    field: None,
+                })?;
+            parameters.extend(object);
+        }
+    }
+    Ok(parameters)
+}
+
+fn text<'a>(
+    parameters: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<&'a str>, Refusal> {
+    match parameters.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.as_str())),
+        Some(_) => Err(invalid(name, "must be a string")),
+    }
+}
+
+fn number(
+    parameters: &Map<String, Value>,
+    name: &'static str,
+    default: u64,
+    max: u64,
+) -> Result<u64, Refusal> {
+    let value = match parameters.get(name) {
+        None | Some(Value::Null) => return Ok(default),
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+        Some(_) => None,
+    };
+    match value {
+        Some(value) if value <= max => Ok(value),
+        Some(_) => Err(invalid(name, format!("must be at most {max}"))),
+        None => Err(invalid(name, "must be a natural number")),
+    }
+}
+
+fn boolean(
+    parameters: &Map<String, Value>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, Refusal> {
+    match parameters.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
+        Some(_) => Err(invalid(name, "must be true or false")),
+    }
+}
+
+fn field_index(dataset: &Dataset, name: &str, parameter: &'static str) -> Result<usize, Refusal> {
+    dataset
+        .raw
+        .fields
+        .iter()
+        .position(|field| field.name == name)
+        .ok_or_else(|| invalid(parameter, "names a field the dataset does not have"))
+}
+
+/// A filter value as the field's type.
+fn typed(kind: FieldType, value: &Value) -> Option<Value> {
+    match (kind, value) {
+        (FieldType::Integer, Value::Number(n)) => n.as_i64().map(Value::from),
+        (FieldType::Integer, Value::String(s)) => s.trim().parse::<i64>().ok().map(Value::from),
+        (FieldType::Number, Value::Number(n)) => n.as_f64().map(Value::from),
+        (FieldType::Number, Value::String(s)) => s.trim().parse::<f64>().ok().map(Value::from),
+        (FieldType::Text | FieldType::Date, Value::String(s)) => Some(Value::String(s.clone())),
+        (FieldType::Text | FieldType::Date, Value::Number(n)) => Some(Value::String(n.to_string())),
+        _ => None,
+    }
+}
+
+/// `datastore_search`'s parameters as a [`Query`].
+fn datastore_query(dataset: &Dataset, parameters: &Map<String, Value>) -> Result<Query, Refusal> {
+    let mut query = Query {
+        limit: u32::try_from(number(parameters, "limit", 100, u64::from(MAX_PAGE_ROWS))?)
+            .unwrap_or(MAX_PAGE_ROWS),
+        offset: number(parameters, "offset", 0, MAX_OFFSET)?,
+        ..Query::default()
+    };
+    let filters = match parameters.get("filters") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => map,
+            _ => return Err(invalid("filters", "must be a JSON object of field: value")),
+        },
+        Some(_) => return Err(invalid("filters", "must be a JSON object of field: value")),
+    };
+    if filters.len() > 16 {
+        return Err(invalid("filters", "at most 16 fields"));
+    }
+    for (name, value) in &filters {
+        let index = field_index(dataset, name, "filters")?;
+        let kind = dataset.raw.fields[index].kind;
+        let values: Vec<&Value> = match value {
+            Value::Array(items) if items.len() <= 100 => items.iter().collect(),
+            Value::Array(_) => return Err(invalid("filters", "at most 100 values per field")),
+            other => vec![other],
+        };
+        let typed: Option<Vec<Value>> = values.iter().map(|v| typed(kind, v)).collect();
+        let typed =
+            typed.ok_or_else(|| invalid("filters", "a value does not fit its field's type"))?;
+        query.filters.push((index, typed));
+    }
+    match parameters.get("q") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(q)) if q.chars().count() <= 200 => {
+            if !q.trim().is_empty() {
+                query.q = Some(q.trim().to_owned());
+            }
+        }
+        Some(Value::String(_)) => return Err(invalid("q", "at most 200 characters")),
+        Some(_) => {
+            return Err(invalid(
+                "q",
+                "must be a string (per-field search is not offered)",
+            ));
+        }
+    }
+    let fields: Vec<String> = match parameters.get("fields") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(list)) => list
+            .split(',')
+            .map(|f| f.trim().to_owned())
+            .filter(|f| !f.is_empty())
+            .collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| invalid("fields", "must be field names"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(invalid("fields", "must be a list of field names")),
+    };
+    for name in &fields {
+        query.fields.push(field_index(dataset, name, "fields")?);
+    }
+    if let Some(sort) = text(parameters, "sort")? {
+        for part in sort.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let mut words = part.split_whitespace();
+            let name = words.next().unwrap_or_default().trim_matches('"');
+            let descending = match words.next().map(str::to_ascii_lowercase).as_deref() {
+                None | Some("asc") => false,
+                Some("desc") => true,
+                Some(_) => return Err(invalid("sort", "each key is a field, then asc or desc")),
+            };
+            if words.next().is_some() {
+                return Err(invalid("sort", "each key is a field, then asc or desc"));
+            }
+            query.sort.push(SortKey {
+                field: field_index(dataset, name, "sort")?,
+                descending,
+            });
+        }
+        if query.sort.len() > 4 {
+            return Err(invalid("sort", "at most 4 keys"));
+        }
+    }
+    Ok(query)
+}
+
+// ---------------------------------------------------------------------------
+// The actions
+// ---------------------------------------------------------------------------
+
+async fn action(gateway: Arc<Gateway>, edge: Edge, name: String, request: Request) -> Response {
+    let catalog = gateway.catalog();
+    let action: &'static str = match name.as_str() {
+        "package_list" => "package_list",
+        "package_show" => "package_show",
+        "package_search" => "package_search",
+        "organization_list" => "organization_list",
+        "organization_show" => "organization_show",
+        "resource_show" => "resource_show",
+        "datastore_search" => "datastore_search",
+        _ => {
+            let error = GatewayError::new(
+                ErrorCode::OpendataNotFound,
+                "no such action (package_list, package_show, package_search, organization_list, organization_show, resource_show, datastore_search)",
+            );
+            return ckan_error("help", error, None);
+        }
+    };
+    metrics::counter!("datagate_opendata_requests_total", "action" => action, "edge" => edge.as_str()).increment(1);
+    // The dataset named, if any, decides the limiter.
+    let named = request.uri().query().and_then(|query| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "id" || key == "resource_id")
+            .map(|(_, value)| value.into_owned())
+    });
+    let limited = named
+        .as_deref()
+        .and_then(|id| catalog.get(edge, id))
+        .cloned();
+    if let Err(error) = admit(&gateway, &catalog, edge, &request, limited.as_deref()) {
+        return ckan_error(action, error, None);
+    }
+    let outcome = async {
+        let parameters = parameters(request).await?;
+        match action {
+            "package_list" => Ok(Value::from(
+                catalog
+                    .visible(edge)
+                    .map(|p| p.dataset.id().to_owned())
+                    .collect::<Vec<_>>(),
+            )),
+            "package_show" => {
+                let id = text(&parameters, "id")?.ok_or_else(|| invalid("id", "Missing value"))?;
+                let published = catalog.get(edge, id).ok_or_else(|| not_found("Dataset"))?;
+                Ok(package(published))
+            }
+            "package_search" => package_search(&catalog, edge, &parameters),
+            "organization_list" => {
+                let all = boolean(&parameters, "all_fields", false)?;
+                Ok(Value::from(
+                    organizations(&catalog, edge)
+                        .into_values()
+                        .map(|org| if all { org } else { org["name"].clone() })
+                        .collect::<Vec<_>>(),
+                ))
+            }
+            "organization_show" => {
+                let id = text(&parameters, "id")?.ok_or_else(|| invalid("id", "Missing value"))?;
+                let mut organization = organizations(&catalog, edge)
+                    .remove(id)
+                    .ok_or_else(|| not_found("Organization"))?;
+                organization["packages"] = Value::from(
+                    catalog
+                        .visible(edge)
+                        .filter(|p| organization_name(&p.dataset) == id)
+                        .map(|p| package(p))
+                        .collect::<Vec<_>>(),
+                );
+                Ok(organization)
+            }
+            "resource_show" => {
+                let id = text(&parameters, "id")?.ok_or_else(|| invalid("id", "Missing value"))?;
+                let published = catalog.get(edge, id).ok_or_else(|| not_found("Resource"))?;
+                Ok(resource(published))
+            }
+            _ => datastore_search(&catalog, edge, &parameters).await,
+        }
+    }
+    .await;
+    match outcome {
+        Ok(result) => ckan_ok(action, result),
+        Err(refusal) => ckan_error(action, refusal.error, refusal.field),
+    }
+}
+
+impl Edge {
+    fn as_str(self) -> &'static str {
+        match self {
+            Edge::Public => "public",
+            Edge::Members => "members",
+        }
+    }
+}
+
+/// CKAN's organization name for a publisher member: `vn-gov-000-00-00-g10`.
+fn organization_name(dataset: &Dataset) -> String {
+    dataset
+        .publisher
+        .to_string()
+        .to_ascii_lowercase()
+        .replace(['/', '.'], "-")
+}
+
+fn organization(dataset: &Dataset) -> Value {
+    let name = organization_name(dataset);
+    json!({
+        "id": name, "name": name, "title": dataset.raw.publisher_name,
+        "type": "organization", "state": "active", "is_organization": true,
+        "description": "", "image_url": "", "approval_status": "approved",
+        "member_id": dataset.publisher.to_string(),
+    })
+}
+
+fn organizations(catalog: &Catalog, edge: Edge) -> BTreeMap<String, Value> {
+    let mut organizations: BTreeMap<String, Value> = BTreeMap::new();
+    for published in catalog.visible(edge) {
+        let entry = organizations
+            .entry(organization_name(&published.dataset))
+            .or_insert_with(|| {
+                let mut org = organization(&published.dataset);
+                org["package_count"] = Value::from(0);
+                org
+            });
+        entry["package_count"] = Value::from(entry["package_count"].as_u64().unwrap_or(0) + 1);
+    }
+    organizations
+}
+
+/// The resource of a dataset: its table, in the datastore and as a CSV download.
+fn resource(published: &Published) -> Value {
+    let dataset = &published.dataset;
+    json!({
+        "id": dataset.id(), "package_id": dataset.id(), "name": dataset.raw.title,
+        "description": dataset.raw.description, "format": "CSV", "mimetype": "text/csv",
+        "url": format!("/dataset/{}.csv", dataset.id()),
+        "datastore_active": true, "state": "active", "position": 0,
+        "last_modified": Value::Null, "size": Value::Null,
+        "json_url": format!("/dataset/{}.json", dataset.id()),
+        "rows": published.table.rows(),
+    })
+}
+
+/// A dataset as CKAN's package dictionary, with the regulations' metadata in `extras`.
+fn package(published: &Published) -> Value {
+    let raw = &published.dataset.raw;
+    let extras = [
+        ("title_en", raw.title_en.clone().unwrap_or_default()),
+        (
+            "description_en",
+            raw.description_en.clone().unwrap_or_default(),
+        ),
+        (
+            "update_frequency",
+            raw.update_frequency.eu_code().to_owned(),
+        ),
+        ("retention_months", raw.retention_months.to_string()),
+        (
+            "provenance",
+            serde_json::to_value(raw.provenance)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        ),
+        ("provenance_label", raw.provenance.label_vi().to_owned()),
+        ("attribution", raw.attribution.clone()),
+        (
+            "audience",
+            if raw.audience == Audience::Public {
+                "public"
+            } else {
+                "members"
+            }
+            .to_owned(),
+        ),
+        ("classification", raw.classification.clone()),
+    ];
+    json!({
+        "id": raw.id, "name": raw.id, "title": raw.title, "notes": raw.description,
+        "type": "dataset", "state": "active", "private": raw.audience == Audience::Members,
+        "license_id": raw.licence.id, "license_title": raw.licence.title, "license_url": raw.licence.url,
+        "author": raw.publisher_name, "maintainer": raw.publisher_name,
+        "owner_org": organization_name(&published.dataset),
+        "organization": organization(&published.dataset),
+        "tags": raw.keywords.iter().map(|k| json!({"name": k, "display_name": k})).collect::<Vec<_>>(),
+        "num_tags": raw.keywords.len(),
+        "resources": [resource(published)],
+        "num_resources": 1,
+        "extras": extras.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+    })
+}
+
+fn package_search(
+    catalog: &Catalog,
+    edge: Edge,
+    parameters: &Map<String, Value>,
+) -> Result<Value, Refusal> {
+    let q = text(parameters, "q")?
+        .map(str::to_lowercase)
+        .filter(|q| !q.trim().is_empty() && q.trim() != "*:*");
+    let rows =
+        usize::try_from(number(parameters, "rows", 10, MAX_SEARCH_ROWS as u64)?).unwrap_or(10);
+    let start = usize::try_from(number(parameters, "start", 0, MAX_OFFSET)?).unwrap_or(0);
+    // fq: space-separated `field:value` terms (value optionally quoted), all must hold.
+    let mut terms: Vec<(String, String)> = Vec::new();
+    if let Some(fq) = text(parameters, "fq")? {
+        let mut rest = fq.trim();
+        while !rest.is_empty() {
+            let (name, after) = rest
+                .split_once(':')
+                .ok_or_else(|| invalid("fq", "each term is field:value"))?;
+            let name = name.trim().trim_start_matches('+');
+            let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
+                let end = quoted
+                    .find('"')
+                    .ok_or_else(|| invalid("fq", "an unclosed quote"))?;
+                (&quoted[..end], &quoted[end + 1..])
+            } else {
+                match after.find(char::is_whitespace) {
+                    Some(end) => (&after[..end], &after[end..]),
+                    None => (after, ""),
+                }
+            };
+            if !matches!(
+                name,
+                "organization" | "owner_org" | "tags" | "license_id" | "res_format" | "name"
+            ) {
+                return Err(invalid(
+                    "fq",
+                    "fields: organization, tags, license_id, res_format, name",
+                ));
+            }
+            terms.push((name.to_owned(), value.to_owned()));
+            rest = remaining.trim();
+            if terms.len() > 16 {
+                return Err(invalid("fq", "at most 16 terms"));
+            }
+        }
+    }
+    let mut matched: Vec<&Arc<Published>> = catalog
+        .visible(edge)
+        .filter(|published| {
+            let raw = &published.dataset.raw;
+            let q_ok = q.as_ref().is_none_or(|q| {
+                q.split_whitespace().all(|word| {
+                    raw.title.to_lowercase().contains(word)
+                        || raw.description.to_lowercase().contains(word)
+                        || raw.id.contains(word)
+                        || raw.keywords.iter().any(|k| k.to_lowercase().contains(word))
+                        || raw
+                            .title_en
+                            .as_ref()
+                            .is_some_and(|t| t.to_lowercase().contains(word))
+                })
+            });
+            q_ok && terms.iter().all(|(name, value)| match name.as_str() {
+                "organization" | "owner_org" => organization_name(&published.dataset) == *value,
+                "tags" => raw.keywords.iter().any(|k| k == value),
+                "license_id" => raw.licence.id == *value,
+                "res_format" => value.eq_ignore_ascii_case("csv"),
+                _ => raw.id == *value,
+            })
+        })
+        .collect();
+    let sort = text(parameters, "sort")?
+        .unwrap_or("name asc")
+        .trim()
+        .to_ascii_lowercase();
+    match sort.as_str() {
+        "name asc" | "score desc, metadata_modified desc" | "score desc" => {
+            matched.sort_by(|a, b| a.dataset.id().cmp(b.dataset.id()))
+        }
+        "name desc" => matched.sort_by(|a, b| b.dataset.id().cmp(a.dataset.id())),
+        "title_string asc" => matched.sort_by(|a, b| a.dataset.raw.title.cmp(&b.dataset.raw.title)),
+        "title_string desc" => {
+            matched.sort_by(|a, b| b.dataset.raw.title.cmp(&a.dataset.raw.title))
+        }
+        _ => {
+            return Err(invalid(
+                "sort",
+                "one of: name asc|desc, title_string asc|desc, score desc",
+            ));
+        }
+    }
+    let count = matched.len();
+    let results: Vec<Value> = matched
+        .into_iter()
+        .skip(start)
+        .take(rows)
+        .map(|p| package(p))
+        .collect();
+    Ok(json!({"count": count, "results": results, "sort": sort, "facets": {}, "search_facets": {}}))
+}
+
+async fn datastore_search(
+    catalog: &Catalog,
+    edge: Edge,
+    parameters: &Map<String, Value>,
+) -> Result<Value, Refusal> {
+    let id =
+        text(parameters, "resource_id")?.ok_or_else(|| invalid("resource_id", "Missing value"))?;
+    let published = catalog.get(edge, id).ok_or_else(|| not_found("Resource"))?;
+    let query = datastore_query(&published.dataset, parameters)?;
+    let include_total = boolean(parameters, "include_total", true)?;
+    let unavailable = |e: crate::opendata::store::StoreError| {
+        tracing::warn!(dataset = id, error = %e, "dataset table unreadable");
+        Refusal::from(GatewayError::new(
+            ErrorCode::OpendataUnavailable,
+            "the dataset cannot be read now",
+        ))
+    };
+    let records = published.table.search(&query).await.map_err(unavailable)?;
+    let columns = published.table.columns();
+    let shown: Vec<usize> = if query.fields.is_empty() {
+        (0..columns.len()).collect()
+    } else {
+        query.fields.clone()
+    };
+    let fields: Vec<Value> = shown
+        .iter()
+        .map(|&i| json!({"id": columns[i].0, "type": columns[i].1.ckan()}))
+        .collect();
+    let mut result = json!({
+        "resource_id": id, "fields": fields, "records": records,
+        "limit": query.limit, "offset": query.offset, "include_total": include_total,
+        "_links": {
+            "start": format!("/api/3/action/datastore_search?resource_id={id}"),
+            "next": format!("/api/3/action/datastore_search?resource_id={id}&offset={}", query.offset + u64::from(query.limit)),
+        },
+    });
+    if include_total {
+        result["total"] = Value::from(published.table.count(&query).await.map_err(unavailable)?);
+    }
+    Ok(result)
+}
+
+// ---------------------------------------------------------------------------
+// Downloads
+// ---------------------------------------------------------------------------
+
+fn problem(error: GatewayError) -> Response {
+    metrics::counter!("datagate_refusals_total", "code" => error.code().as_str()).increment(1);
+    error.into_problem(None)
+}
+
+async fn download(gateway: Arc<Gateway>, edge: Edge, file: String, request: Request) -> Response {
+    let catalog = gateway.catalog();
+    let (id, format) = match file.rsplit_once('.') {
+        Some((id, "csv")) => (id.to_owned(), "csv"),
+        Some((id, "json")) => (id.to_owned(), "json"),
+        _ => {
+            return problem(GatewayError::new(
+                ErrorCode::OpendataNotFound,
+                "downloads are /dataset/{id}.csv or .json",
+            ));
+        }
+    };
+    let Some(published) = catalog.get(edge, &id).cloned() else {
+        return problem(GatewayError::new(
+            ErrorCode::OpendataNotFound,
+            "no such dataset",
+        ));
+    };
+    if let Err(error) = admit(&gateway, &catalog, edge, &request, Some(&published)) {
+        return problem(error);
+    }
+    metrics::counter!("datagate_opendata_downloads_total", "format" => format, "edge" => edge.as_str()).increment(1);
+    let etag = format!(
+        "\"{}-{}-{format}\"",
+        id,
+        published.table.version.replace(':', "-")
+    );
+    let cache_control = if edge == Edge::Public {
+        "public, max-age=300"
+    } else {
+        "private, max-age=300"
+    };
+    if request
+        .headers()
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|tag| tag.trim() == etag || tag.trim() == "*")
+    {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(value) = HeaderValue::from_str(&etag) {
+            response.headers_mut().insert(header::ETAG, value);
+        }
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache_control),
+        );
+        return response;
+    }
+    let names: Vec<String> = published
+        .table
+        .columns()
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    let batches = published.table.stream();
+    let body = match format {
+        "csv" => {
+            let header_line = {
+                let mut writer = csv::Writer::from_writer(Vec::new());
+                let _ = writer.write_record(&names);
+                writer.into_inner().unwrap_or_default()
+            };
+            let rows = futures_util::StreamExt::map(batches, move |batch| {
+                let batch = batch.map_err(std::io::Error::other)?;
+                let mut writer = csv::Writer::from_writer(Vec::with_capacity(batch.len() * 64));
+                for row in &batch {
+                    let cells: Vec<String> = names
+                        .iter()
+                        .map(|name| match row.get(name) {
+                            Some(Value::String(s)) => s.clone(),
+                            Some(Value::Null) | None => String::new(),
+                            Some(other) => other.to_string(),
+                        })
+                        .collect();
+                    writer.write_record(&cells).map_err(std::io::Error::other)?;
+                }
+                writer
+                    .into_inner()
+                    .map(bytes::Bytes::from)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            });
+            let head = futures_util::stream::once(async move {
+                Ok::<_, std::io::Error>(bytes::Bytes::from(header_line))
+            });
+            Body::from_stream(futures_util::StreamExt::chain(head, rows))
+        }
+        _ => {
+            let mut first = true;
+            let rows = futures_util::StreamExt::map(batches, move |batch| {
+                let batch = batch.map_err(std::io::Error::other)?;
+                let mut out = Vec::with_capacity(batch.len() * 96);
+                for row in &batch {
+                    out.push(if first { b'[' } else { b',' });
+                    first = false;
+                    serde_json::to_writer(&mut out, row).map_err(std::io::Error::other)?;
+                }
+                Ok::<_, std::io::Error>(bytes::Bytes::from(out))
+            });
+            // `[` comes with the first row; an empty table is `[]`.
+            let empty = published.table.rows() == 0;
+            let tail = futures_util::stream::once(async move {
+                Ok::<_, std::io::Error>(bytes::Bytes::from_static(if empty { b"[]" } else { b"]" }))
+            });
+            Body::from_stream(futures_util::StreamExt::chain(rows, tail))
+        }
+    };
+    let content_type = if format == "csv" {
+        "text/csv; charset=utf-8"
+    } else {
+        "application/json"
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{id}.{format}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(forwarded: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in forwarded {
+            map.append(
+                "x-forwarded-for",
+                HeaderValue::from_str(value).expect("header"),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxies = [Cidr::parse("10.0.0.0/8").expect("cidr")];
+        let proxy: IpAddr = "10.0.0.5".parse().expect("ip");
+        let stranger: IpAddr = "203.0.113.9".parse().expect("ip");
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            client_ip(stranger, &headers(&["198.51.100.1"]), &proxies),
+            stranger
+        );
+        // Through the proxy: the right-most hop that is not a proxy, whatever the client
+        // wrote to the left of it.
+        assert_eq!(
+            client_ip(
+                proxy,
+                &headers(&["1.2.3.4, 198.51.100.7, 10.0.0.9"]),
+                &proxies
+            ),
+            "198.51.100.7".parse::<IpAddr>().expect("ip")
+        );
+        assert_eq!(
+            client_ip(proxy, &headers(&["1.2.3.4", "198.51.100.7"]), &proxies),
+            "198.51.100.7".parse::<IpAddr>().expect("ip")
+        );
+        // Garbage stops the walk at the last trusted hop.
+        assert_eq!(client_ip(proxy, &headers(&["nonsense"]), &proxies), proxy);
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &proxies), proxy);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64() {
+        let a = ClientKey::of("2001:db8:1:2::1".parse().expect("ip"));
+        let b = ClientKey::of("2001:db8:1:2:ffff::9".parse().expect("ip"));
+        let c = ClientKey::of("2001:db8:1:3::1".parse().expect("ip"));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(
+            ClientKey::of("::ffff:192.0.2.1".parse().expect("ip")),
+            ClientKey::of("192.0.2.1".parse().expect("ip"))
+        );
+    }
+}
