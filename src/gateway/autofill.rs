@@ -21,7 +21,7 @@
 //! pipeline: [`super::exchange`]), the form's grammar ([`crate::contract::form`]), or the
 //! subject-access query ([`super::admin::subject_accesses`]).
 
-use super::context::InnerDeadline;
+use super::context::{InnerDeadline, VerifiedAssertion};
 use super::exchange::{self, Answered, Arrival};
 use super::{Gateway, Runtime};
 use crate::contract::form::{Form, Unfilled};
@@ -353,7 +353,7 @@ async fn fill_form(
     let fetches = form.sources.iter().map(|source| {
         let deadline = (started + source.timeout).min(form_deadline);
         let sub_id = uuid::Uuid::new_v4().to_string();
-        let request = source_request(
+        let mut request = source_request(
             &caller,
             &form,
             source,
@@ -362,6 +362,12 @@ async fn fill_form(
             &sub_id,
             deadline,
         );
+        // Verified once for the form: each source request carries the result, so the
+        // pipeline does not verify the same JWS again (it still checks level and consent).
+        request.extensions_mut().insert(VerifiedAssertion {
+            token_digest: VerifiedAssertion::digest(token),
+            assertion: assertion.clone(),
+        });
         let gateway = gateway.clone();
         async move {
             let outcome = tokio::time::timeout_at(

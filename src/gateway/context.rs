@@ -132,6 +132,8 @@ pub struct ExchangeContext {
     /// `X-Citizen-Assertion`, forwarded between gateways (covered by the signature) so
     /// that the data owner checks it too; never journaled nor logged.
     pub citizen_assertion: Option<Redacted>,
+    /// `citizen_assertion`, already verified inside the node for this very token.
+    pub verified_citizen: Option<VerifiedAssertion>,
     /// When the whole exchange must be over.
     pub deadline: Instant,
     /// When the request's body must have arrived.
@@ -156,6 +158,35 @@ impl ExchangeContext {
 /// never come off the wire, so no client can set it.
 #[derive(Debug, Clone, Copy)]
 pub struct InnerDeadline(pub Instant);
+
+/// A citizen assertion a caller inside the node has already verified (autofill verifies the
+/// citizen's assertion once for the form, then sends each source request with it): the
+/// pipeline takes it instead of verifying the JWS again when `X-Citizen-Assertion` is the
+/// very token (compared by digest). An in-process request extension: no client can set it.
+#[derive(Clone)]
+pub struct VerifiedAssertion {
+    /// SHA-256 of the token it was verified from.
+    pub token_digest: [u8; 32],
+    /// What the token said.
+    pub assertion: crate::trust::citizen::Assertion,
+}
+
+impl VerifiedAssertion {
+    /// SHA-256 of a token.
+    pub fn digest(token: &str) -> [u8; 32] {
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref(),
+        );
+        digest
+    }
+}
+
+impl std::fmt::Debug for VerifiedAssertion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VerifiedAssertion(<redacted>)")
+    }
+}
 
 /// A value never printed, even in debug output: a citizen's assertion carries their
 /// personal id.

@@ -344,6 +344,15 @@ fn parse_head(
         user_id: text(&X_ROAD_USER_ID),
         issue: text(&X_ROAD_ISSUE),
         citizen_assertion: text(&X_CITIZEN_ASSERTION).map(super::context::Redacted),
+        verified_citizen: text(&X_CITIZEN_ASSERTION).and_then(|token| {
+            parts
+                .extensions
+                .get::<super::context::VerifiedAssertion>()
+                .filter(|verified| {
+                    verified.token_digest == super::context::VerifiedAssertion::digest(&token)
+                })
+                .cloned()
+        }),
         // A caller inside the node (autofill's fan-out) may only shorten the deadline.
         deadline: parts
             .extensions
@@ -447,8 +456,18 @@ fn citizen_assertion(
     level: crate::contract::AssuranceLevel,
     now: time::OffsetDateTime,
 ) -> Result<crate::trust::citizen::Assertion, GatewayError> {
-    let token = ctx.citizen_assertion.as_ref().map(|token| token.0.as_str());
-    let assertion = verify_citizen(gateway, runtime, token, &ctx.client, level, now)?;
+    let assertion = match &ctx.verified_citizen {
+        // Verified moments ago inside the node (a form's source request): the level and the
+        // expiry are still checked here, for this contract.
+        Some(verified) if verified.assertion.expires_at > now => {
+            require_level(&verified.assertion, level)?;
+            verified.assertion.clone()
+        }
+        _ => {
+            let token = ctx.citizen_assertion.as_ref().map(|token| token.0.as_str());
+            verify_citizen(gateway, runtime, token, &ctx.client, level, now)?
+        }
+    };
     let service = ctx.target.service.to_string();
     if !assertion.consent.services.contains(&service) {
         return Err(GatewayError::new(
@@ -507,6 +526,20 @@ pub(super) fn verify_citizen(
                 };
                 GatewayError::new(code, error.to_string())
             })?;
+    require_level(&assertion, level)?;
+    Ok(assertion)
+}
+
+/// A step-up answer naming `level` unless the assertion is at that level or above.
+fn require_level(
+    assertion: &crate::trust::citizen::Assertion,
+    level: crate::contract::AssuranceLevel,
+) -> Result<(), GatewayError> {
+    use crate::trust::citizen::CitizenLevel;
+    let required = match level {
+        crate::contract::AssuranceLevel::Medium => CitizenLevel::Medium,
+        crate::contract::AssuranceLevel::High => CitizenLevel::High,
+    };
     if assertion.level < required {
         return Err(GatewayError::new(
             ErrorCode::CitizenStepUpRequired,
@@ -518,7 +551,7 @@ pub(super) fn verify_citizen(
         )
         .with_required_level(required.as_str()));
     }
-    Ok(assertion)
+    Ok(())
 }
 
 /// The request's data subject must be the citizen the assertion names (compared in

@@ -35,11 +35,28 @@ pub enum KeyKind {
     },
 }
 
-/// A validated public key: its kind and its DER SubjectPublicKeyInfo.
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// A validated public key: its kind and its DER SubjectPublicKeyInfo, and the JWS verifier
+/// built from it on first use and kept (decoding the key costs more than a verification).
+#[derive(Clone)]
 struct KeyMaterial {
     kind: KeyKind,
     spki_der: Vec<u8>,
+    verifier: std::sync::Arc<std::sync::OnceLock<Option<Box<dyn JwsVerifier>>>>,
+}
+
+impl PartialEq for KeyMaterial {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.spki_der == other.spki_der
+    }
+}
+
+impl Eq for KeyMaterial {}
+
+impl std::hash::Hash for KeyMaterial {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.kind.hash(state);
+        self.spki_der.hash(state);
+    }
 }
 
 impl KeyMaterial {
@@ -69,7 +86,11 @@ impl KeyMaterial {
         let spki_der = key
             .public_key_to_der()
             .map_err(|_| "the key cannot be encoded")?;
-        Ok(KeyMaterial { kind, spki_der })
+        Ok(KeyMaterial {
+            kind,
+            spki_der,
+            verifier: Default::default(),
+        })
     }
 
     fn fingerprint(&self) -> String {
@@ -79,15 +100,27 @@ impl KeyMaterial {
     /// Whether `signature` over `signing_input` verifies with this key under `alg`.
     /// A key of the wrong kind for `alg` never verifies.
     fn verifies(&self, alg: SigningAlg, signing_input: &[u8], signature: &[u8]) -> bool {
-        match (alg, self.kind) {
-            (SigningAlg::Es256, KeyKind::EcP256) => ES256
-                .verifier_from_der(&self.spki_der)
-                .is_ok_and(|verifier| verifier.verify(signing_input, signature).is_ok()),
-            (SigningAlg::Rs256, KeyKind::Rsa { .. }) => RS256
-                .verifier_from_der(&self.spki_der)
-                .is_ok_and(|verifier| verifier.verify(signing_input, signature).is_ok()),
-            _ => false,
+        let matches = matches!(
+            (alg, self.kind),
+            (SigningAlg::Es256, KeyKind::EcP256) | (SigningAlg::Rs256, KeyKind::Rsa { .. })
+        );
+        if !matches {
+            return false;
         }
+        // The key's kind fixes its algorithm, so one verifier per key serves every call.
+        let verifier = self.verifier.get_or_init(|| match self.kind {
+            KeyKind::EcP256 => ES256
+                .verifier_from_der(&self.spki_der)
+                .ok()
+                .map(|v| Box::new(v) as Box<dyn JwsVerifier>),
+            KeyKind::Rsa { .. } => RS256
+                .verifier_from_der(&self.spki_der)
+                .ok()
+                .map(|v| Box::new(v) as Box<dyn JwsVerifier>),
+        });
+        verifier
+            .as_ref()
+            .is_some_and(|verifier| verifier.verify(signing_input, signature).is_ok())
     }
 }
 
