@@ -18,7 +18,7 @@
 //! `tokio::time::sleep` (2, 5 and 10 ms; tokio's timer rounds each up to the next
 //! millisecond tick, which is why the slowest source's latency is measured, not assumed).
 //!
-//! `taskset -c 1 cargo bench --bench autofill --features dev -- [--quick] [--rates 200,1000]
+//! `taskset -c 1 cargo bench --bench autofill --features dev -- [--quick] [--rates 100,200]
 //! [--seconds N] [--memory-fills N]`. `--quick` (2 s per run) finishes in about a minute; the
 //! default is 10 s per run. Everything (load generator, node, sources, SQLite's worker) runs
 //! in this one process, so `taskset -c 1` puts all of it on one core.
@@ -619,6 +619,24 @@ struct Observed {
     errors: usize,
     first_error: Option<String>,
     wall: Duration,
+    /// CPU time of the whole process (load generator, node, sources, SQLite's worker).
+    cpu: Duration,
+}
+
+/// utime + stime of the whole process, from `/proc/self/stat` (clock ticks of 10 ms).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 impl Observed {
@@ -643,6 +661,7 @@ where
 {
     let (done, results) = std::sync::mpsc::channel::<Result<u64, String>>();
     let in_flight = Arc::new(AtomicUsize::new(0));
+    let cpu = process_cpu();
     let started = Instant::now();
     let start = started + Duration::from_millis(5);
     for i in 0..count {
@@ -689,6 +708,7 @@ where
         }
     }
     observed.wall = started.elapsed();
+    observed.cpu = process_cpu().saturating_sub(cpu);
     observed.latencies_us.sort_unstable();
     observed
 }
@@ -704,7 +724,7 @@ impl Row {
     fn print(&self) {
         let o = &self.observed;
         println!(
-            "| {} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} |",
             self.what,
             self.rate,
             o.latencies_us.len(),
@@ -713,15 +733,20 @@ impl Row {
             o.ms(0.90),
             o.ms(0.99),
             o.ms(1.0),
+            o.cpu.as_micros() as f64 / (o.latencies_us.len() + o.errors).max(1) as f64,
         );
         if let Some(error) = &o.first_error {
+            let error: String = error.chars().take(160).collect();
             println!(
-                "|   first error: {} | | | | | | | |",
+                "|   first error: {} | | | | | | | | |",
                 error.replace('|', "/")
             );
         }
     }
 }
+
+/// Citizens (12-digit ids) with their signed assertions.
+type Pool = Arc<Vec<(String, Arc<str>)>>;
 
 /// The fresh citizens of the cold runs, each with a pre-signed assertion (signing is not
 /// part of what is measured).
@@ -743,7 +768,7 @@ impl Citizens {
     }
 
     /// The next `count` unused citizens.
-    fn take(&mut self, count: usize) -> Arc<Vec<(String, Arc<str>)>> {
+    fn take(&mut self, count: usize) -> Pool {
         let end = (self.next + count).min(self.pool.len());
         let taken = self.pool[self.next..end].to_vec();
         self.next = end;
@@ -802,7 +827,7 @@ impl<'a> Target<'a> {
         transport: Transport,
         rate: f64,
         count: usize,
-        citizens: Option<Arc<Vec<(String, Arc<str>)>>>,
+        citizens: Option<Pool>,
         warm_assertion: &Arc<str>,
     ) -> Observed {
         let expect = if citizens.is_some() {
@@ -866,15 +891,17 @@ fn targets(rows: &[Row], rates: &[f64]) {
             };
             let added = on.ms(0.99) - journal.ms(0.99);
             println!(
-                "| warm p99 − journal-alone p99, {transport} | {rate:.0} | {:.2} − {:.2} = {added:.2} ms | 0.5 ms | {} |",
+                "| warm − journal alone, {transport} (p50; p99) | {rate:.0} | {:.2} − {:.2} = {:.2}; {:.2} − {:.2} = {added:.2} ms | 0.5 ms (p99) | {} |",
+                on.ms(0.5),
+                journal.ms(0.5),
+                on.ms(0.5) - journal.ms(0.5),
                 on.ms(0.99),
                 journal.ms(0.99),
                 verdict(added <= 0.5)
             );
             println!(
-                "| (warm p99, journal on − journal off), {transport} | {rate:.0} | {:.2} − {:.2} = {:.2} ms | — | the journal's share |",
-                on.ms(0.99),
-                off.ms(0.99),
+                "| (warm, journal on − journal off), {transport} (p50; p99) | {rate:.0} | {:.2}; {:.2} ms | — | the journal's share |",
+                on.ms(0.5) - off.ms(0.5),
                 on.ms(0.99) - off.ms(0.99)
             );
             let over = cold.ms(0.99) - nominal_ms;
@@ -913,14 +940,14 @@ fn settings() -> Settings {
     Settings {
         rates: value("--rates")
             .map(|rates| rates.split(',').filter_map(|r| r.parse().ok()).collect())
-            .unwrap_or_else(|| vec![200.0, 1000.0]),
+            .unwrap_or_else(|| vec![100.0, 200.0]),
         seconds: value("--seconds")
             .and_then(|s| s.parse().ok())
             .unwrap_or(if quick { 2.0 } else { 10.0 }),
         warmup_seconds: if quick { 0.3 } else { 1.0 },
         memory_fills: value("--memory-fills")
             .and_then(|s| s.parse().ok())
-            .unwrap_or(if quick { 3_000 } else { 10_000 }),
+            .unwrap_or(if quick { 2_000 } else { 6_000 }),
         memory_concurrency: 32,
     }
 }
@@ -1014,8 +1041,10 @@ fn main() -> anyhow::Result<()> {
         "\n## autofill bench: {} s per run (after {} s of warm-up), rates {:?} fills/s, open loop\n",
         settings.seconds, settings.warmup_seconds, settings.rates
     );
-    println!("| run | offered /s | ok | errors | p50 ms | p90 ms | p99 ms | max ms |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| run | offered /s | ok | errors | p50 ms | p90 ms | p99 ms | max ms | process CPU µs/request |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut rows = Vec::new();
     for &rate in &settings.rates {
         let n = count(rate, settings.seconds);
@@ -1114,6 +1143,7 @@ fn main() -> anyhow::Result<()> {
     let failures = Arc::new(AtomicUsize::new(0));
     let (done, finished) = std::sync::mpsc::channel::<()>();
     let filling = Instant::now();
+    let filling_cpu = process_cpu();
     for _ in 0..settings.memory_concurrency {
         let (router, pool, next, failures, done) = (
             router.clone(),
@@ -1154,25 +1184,25 @@ fn main() -> anyhow::Result<()> {
         });
         receiver.recv().unwrap_or((0, 0))
     };
-    loop {
-        match finished.recv_timeout(Duration::from_millis(200)) {
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                let (entries, bytes) = usage(small.gateway.clone());
-                peak_entries = peak_entries.max(entries);
-                peak_bytes = peak_bytes.max(bytes);
-                peak_rss = peak_rss.max(rss_kib("VmRSS:"));
-            }
-            _ => break,
-        }
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+        finished.recv_timeout(Duration::from_millis(200))
+    {
+        let (entries, bytes) = usage(small.gateway.clone());
+        peak_entries = peak_entries.max(entries);
+        peak_bytes = peak_bytes.max(bytes);
+        peak_rss = peak_rss.max(rss_kib("VmRSS:"));
     }
     let filled_in = filling.elapsed();
+    let fill_cpu = process_cpu().saturating_sub(filling_cpu);
     let (entries, bytes) = usage(small.gateway.clone());
     let rss_after = rss_kib("VmRSS:");
     println!(
-        "\n### cache memory: {} distinct citizens filled in-process ({} concurrent, {:.1} s, {} failed) through a node with [cache] max_bytes = {SMALL_CACHE_BYTES}\n",
+        "\n### cache memory: {} distinct citizens filled in-process ({} concurrent, {:.1} s: {:.0} cold fills/s, {:.0} µs of process CPU per fill, journal off; {} failed) through a node with [cache] max_bytes = {SMALL_CACHE_BYTES}\n",
         pool.len(),
         settings.memory_concurrency,
         filled_in.as_secs_f64(),
+        pool.len() as f64 / filled_in.as_secs_f64(),
+        fill_cpu.as_micros() as f64 / pool.len().max(1) as f64,
         failures.load(Ordering::Relaxed),
     );
     println!("| | entries | weighted bytes | bound | process RSS |");
