@@ -272,7 +272,9 @@ fn routes(edge: Edge) -> axum::Router<Arc<Gateway>> {
         download(gateway, edge, file, request).await
     };
     axum::Router::new()
+        // CKAN serves its Action API under both spellings; ckanapi uses the second.
         .route("/api/3/action/{name}", get(action).post(action))
+        .route("/api/action/{name}", get(action).post(action))
         .route("/dataset/{file}", get(download))
 }
 
@@ -286,14 +288,14 @@ fn admit(
     gateway: &Gateway,
     catalog: &Catalog,
     edge: Edge,
-    request: &Request,
+    head: &axum::http::request::Parts,
     dataset: Option<&Published>,
 ) -> Result<(), GatewayError> {
     match edge {
         Edge::Members => {
             let runtime = gateway.runtime();
-            let certificate = request
-                .extensions()
+            let certificate = head
+                .extensions
                 .get::<crate::trust::PeerCertificate>()
                 .ok_or_else(|| {
                     GatewayError::new(
@@ -301,9 +303,8 @@ fn admit(
                         "a client certificate is required",
                     )
                 })?;
-            let client = crate::protocol::parse_client(
-                request.headers().get(crate::protocol::X_ROAD_CLIENT),
-            )?;
+            let client =
+                crate::protocol::parse_client(head.headers.get(crate::protocol::X_ROAD_CLIENT))?;
             runtime.registry.authenticate_client(
                 &certificate.fingerprint_sha256,
                 &client,
@@ -312,11 +313,11 @@ fn admit(
             Ok(())
         }
         Edge::Public => {
-            let peer = request
-                .extensions()
+            let peer = head
+                .extensions
                 .get::<RemoteAddr>()
                 .map_or(IpAddr::from([0, 0, 0, 0]), |remote| remote.0.ip());
-            let ip = client_ip(peer, request.headers(), &catalog.public.trusted_proxies);
+            let ip = client_ip(peer, &head.headers, &catalog.public.trusted_proxies);
             let limiter = dataset.map_or(&catalog.general, |published| &published.limiter);
             limiter.check(&ClientKey::of(ip)).map_err(|wait| {
                 metrics::counter!("datagate_opendata_limited_total").increment(1);
@@ -418,8 +419,10 @@ fn not_found(what: &str) -> Refusal {
 // ---------------------------------------------------------------------------
 
 /// The action's parameters: the query string (GET), or a JSON object (POST, at most 64 KiB).
-async fn parameters(request: Request) -> Result<Map<String, Value>, Refusal> {
-    let (parts, body) = request.into_parts();
+async fn parameters(
+    parts: &axum::http::request::Parts,
+    body: Body,
+) -> Result<Map<String, Value>, Refusal> {
     let mut parameters = Map::new();
     if let Some(query) = parts.uri.query() {
         for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -431,7 +434,7 @@ async fn parameters(request: Request) -> Result<Map<String, Value>, Refusal> {
     }
     if parts.method == axum::http::Method::POST {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        let bytes = super::exchange::read_body(&parts, body, 64 * 1024, deadline).await?;
+        let bytes = super::exchange::read_body(parts, body, 64 * 1024, deadline).await?;
         if !bytes.is_empty() {
             let object: Map<String, Value> =
                 serde_json::from_slice(&bytes).map_err(|_| Refusal {
@@ -628,21 +631,28 @@ async fn action(gateway: Arc<Gateway>, edge: Edge, name: String, request: Reques
         }
     };
     metrics::counter!("datagate_opendata_requests_total", "action" => action, "edge" => edge.as_str()).increment(1);
-    // The dataset named, if any, decides the limiter.
-    let named = request.uri().query().and_then(|query| {
-        url::form_urlencoded::parse(query.as_bytes())
-            .find(|(key, _)| key == "id" || key == "resource_id")
-            .map(|(_, value)| value.into_owned())
-    });
-    let limited = named
-        .as_deref()
-        .and_then(|id| catalog.get(edge, id))
-        .cloned();
-    if let Err(error) = admit(&gateway, &catalog, edge, &request, limited.as_deref()) {
+    let (head, body) = request.into_parts();
+    // Members are authenticated before their parameters are read.
+    if edge == Edge::Members
+        && let Err(error) = admit(&gateway, &catalog, edge, &head, None)
+    {
+        return ckan_error(action, error, None);
+    }
+    let parameters = match parameters(&head, body).await {
+        Ok(parameters) => parameters,
+        Err(refusal) => return ckan_error(action, refusal.error, refusal.field),
+    };
+    // The dataset named, if any, decides the limiter (its own, or the general one).
+    let named = ["id", "resource_id"]
+        .iter()
+        .find_map(|key| parameters.get(*key).and_then(Value::as_str));
+    let limited = named.and_then(|id| catalog.get(edge, id)).cloned();
+    if edge == Edge::Public
+        && let Err(error) = admit(&gateway, &catalog, edge, &head, limited.as_deref())
+    {
         return ckan_error(action, error, None);
     }
     let outcome = async {
-        let parameters = parameters(request).await?;
         match action {
             "package_list" => Ok(Value::from(
                 catalog
@@ -971,7 +981,8 @@ async fn download(gateway: Arc<Gateway>, edge: Edge, file: String, request: Requ
             "no such dataset",
         ));
     };
-    if let Err(error) = admit(&gateway, &catalog, edge, &request, Some(&published)) {
+    let (head, _) = request.into_parts();
+    if let Err(error) = admit(&gateway, &catalog, edge, &head, Some(&published)) {
         return problem(error);
     }
     metrics::counter!("datagate_opendata_downloads_total", "format" => format, "edge" => edge.as_str()).increment(1);
@@ -985,8 +996,8 @@ async fn download(gateway: Arc<Gateway>, edge: Edge, file: String, request: Requ
     } else {
         "private, max-age=300"
     };
-    if request
-        .headers()
+    if head
+        .headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())

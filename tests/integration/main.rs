@@ -24,6 +24,7 @@ mod journal;
 mod journal_backends;
 mod layering;
 mod message_cli;
+mod opendata;
 mod ops;
 mod properties;
 mod trust;

@@ -322,6 +322,7 @@ pub struct NodeBuilder<'a> {
     member: String,
     node_certificate: Option<IssuedCertificate>,
     federation: Option<String>,
+    public: Option<String>,
     files: Vec<(String, Vec<u8>)>,
     /// The `[journal]` section's lines other than the key (default: the embedded file).
     journal: Option<String>,
@@ -344,6 +345,7 @@ impl<'a> NodeBuilder<'a> {
             member: NODE_MEMBER.to_owned(),
             node_certificate: None,
             federation: None,
+            public: None,
             files: Vec::new(),
             journal: None,
         }
@@ -365,6 +367,12 @@ impl<'a> NodeBuilder<'a> {
     /// A `[federation]` section (its lines) and an exchange listener.
     pub fn federation(mut self, section: &str) -> Self {
         self.federation = Some(section.to_owned());
+        self
+    }
+
+    /// A public listener on 127.0.0.1 with this `[public]` section (its body, no header).
+    pub fn public(mut self, section: &str) -> Self {
+        self.public = Some(section.to_owned());
         self
     }
 
@@ -641,12 +649,19 @@ impl<'a> NodeBuilder<'a> {
                 format!("[[services]]\nid = \"{id}\"\nadapter = \"{adapter}\"\n\n")
             })
             .collect();
-        let (exchange, federation) = match &self.federation {
+        let (mut exchange, federation) = match &self.federation {
             Some(section) => (
                 "exchange = \"127.0.0.1:0\"\n".to_owned(),
                 format!("[federation]\n{section}\n"),
             ),
             None => (String::new(), String::new()),
+        };
+        let public = match &self.public {
+            Some(section) => {
+                exchange.push_str("public = \"127.0.0.1:0\"\n");
+                format!("[public]\n{section}\n")
+            }
+            None => String::new(),
         };
         let config = format!(
             r#"[node]
@@ -657,6 +672,7 @@ name = "integration-test-node"
 consumer = "127.0.0.1:0"
 ops = "127.0.0.1:0"
 {exchange}
+{public}
 [tls]
 certificate = "certs/server.pem"
 key = "certs/server-key.pem"
@@ -724,6 +740,7 @@ hmac_key_file = "journal.key"
             SocketAddr,
             Option<SocketAddr>,
             Option<SocketAddr>,
+            Option<SocketAddr>,
             Reload,
         );
         let (ready_tx, ready_rx) = oneshot::channel::<Result<Ready, String>>();
@@ -749,6 +766,7 @@ hmac_key_file = "journal.key"
                         node.ops_addr(),
                         node.listener_addr("exchange"),
                         node.listener_addr("admin"),
+                        node.listener_addr("public"),
                         reload,
                     )));
                     node.run(stopped).await
@@ -756,7 +774,7 @@ hmac_key_file = "journal.key"
                 let _ = done_tx.send(outcome);
             })
             .expect("node thread");
-        let (consumer, ops, exchange, admin, reload) = ready_rx
+        let (consumer, ops, exchange, admin, public, reload) = ready_rx
             .await
             .expect("the node thread reports")
             .unwrap_or_else(|error| panic!("the node did not start: {error}"));
@@ -766,6 +784,7 @@ hmac_key_file = "journal.key"
             ops,
             exchange,
             admin,
+            public,
             ca_pem: self.pki.ca.cert_pem().to_owned(),
             stop,
             done: Some(done_rx),
@@ -787,6 +806,8 @@ pub struct TestNode {
     pub exchange: Option<SocketAddr>,
     /// The admin listener, when the configuration has an `[admin]` section.
     pub admin: Option<SocketAddr>,
+    /// The public listener, when the node publishes open data ([`NodeBuilder::public`]).
+    pub public: Option<SocketAddr>,
     ca_pem: String,
     stop: watch::Sender<bool>,
     done: Option<oneshot::Receiver<anyhow::Result<()>>>,
