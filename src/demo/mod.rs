@@ -20,6 +20,7 @@
 
 pub mod federation;
 pub mod identity;
+pub mod opendata;
 pub mod portal;
 pub mod registers;
 
@@ -79,6 +80,8 @@ pub struct DemoManifest {
     pub identity_provider: serde_json::Value,
     /// The demo portal's page (filled form with provenance).
     pub portal_url: String,
+    /// Open data: the public listener, its CKAN API, the datasets.
+    pub open_data: serde_json::Value,
     /// The node configuration the demo generated.
     pub node_config: PathBuf,
     /// The journal database.
@@ -240,6 +243,16 @@ name = "demo-provider-gateway"
 consumer = "{consumer}"
 ops = "{ops}"
 exchange = "{exchange}"
+public = "{public}"
+
+# Open data for everyone (plain HTTP on loopback; put TLS in front, or set tls = true).
+[public]
+per_second = 50
+burst = 100
+
+[datasets]
+dir = {datasets}
+state_dir = {opendata_state}
 
 [tls]
 certificate = {cert}
@@ -291,6 +304,9 @@ adapter = "insurance-db"
         enterprise = ENTERPRISE_SERVICE,
         insurance = INSURANCE_SERVICE,
         exchange = federation::PROVIDER_EXCHANGE_ADDR,
+        public = opendata::PUBLIC_ADDR,
+        datasets = toml_path(&state.join("datasets")),
+        opendata_state = toml_path(&state.join("opendata")),
         federation = federation_section(
             federation,
             &federation.provider,
@@ -378,6 +394,8 @@ pub async fn run(project_dir: &Path, state_dir: &Path) -> anyhow::Result<()> {
     let now = time::OffsetDateTime::now_utc();
     let idp = Arc::new(identity::DevIdentityProvider::load_or_create(&state)?);
     let federation = federation::prepare(&state, &pki, &HOLIDAYS, idp.global_entry(), now)?;
+    let enterprises = Arc::new(registers::EnterpriseRegister::synthetic());
+    opendata::prepare(&state, &enterprises).await?;
     let config_file = write_node_config(&state, &project, &pki, &federation)?;
     let province_file = write_peer_config(&state.join("lgsp-hcm"), &pki, &federation, false)?;
     let hub_file = write_peer_config(&state.join("ndxp"), &pki, &federation, true)?;
@@ -404,7 +422,6 @@ pub async fn run(project_dir: &Path, state_dir: &Path) -> anyhow::Result<()> {
     let hub_config = load(&hub_file)?;
 
     let population = Arc::new(registers::PopulationRegister::synthetic());
-    let enterprises = Arc::new(registers::EnterpriseRegister::synthetic());
     let insurance = Arc::new(registers::InsuranceRegister::synthetic());
     let citizen_ids = population.sample_citizen_ids(5);
     let tax_codes = enterprises.sample_tax_codes(5);
@@ -531,6 +548,12 @@ pub async fn run(project_dir: &Path, state_dir: &Path) -> anyhow::Result<()> {
             "parameters": "subject (12 digits), level (medium|high), audience, form, services (comma-separated), lifetime_seconds",
         }),
         portal_url: format!("http://{}/", portal::ADDR),
+        open_data: serde_json::json!({
+            "public_url": format!("http://{}", opendata::PUBLIC_ADDR),
+            "ckan_api": format!("http://{}/api/3/action/", opendata::PUBLIC_ADDR),
+            "datasets": ["administrative-units", "licensed-enterprises", "public-service-statistics"],
+            "downloads": format!("http://{}/dataset/{{id}}.csv", opendata::PUBLIC_ADDR),
+        }),
         sample_tax_codes: tax_codes,
         node_config: config_file,
         journal: state.join("journal.sqlite"),
@@ -569,6 +592,10 @@ pub async fn run(project_dir: &Path, state_dir: &Path) -> anyhow::Result<()> {
     println!(
         "  portal page               http://{}/  (a form filled once-only, with provenance)",
         portal::ADDR
+    );
+    println!(
+        "  open data (CKAN API)      http://{}/api/3/action/package_list  (public listener)",
+        opendata::PUBLIC_ADDR
     );
     println!("  everything a client needs {}\n", manifest_path.display());
     for command in &commands {

@@ -642,6 +642,27 @@ fn spread<T, U>(items: &[T], n: usize, f: impl Fn(&T) -> U) -> Vec<U> {
     (0..n).map(|i| f(&items[i * items.len() / n])).collect()
 }
 
+/// The administrative units the synthetic registers use, as CSV (an open dataset of the
+/// demo): a code, the province, the district, the ward.
+pub fn administrative_units_csv() -> String {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let _ = writer.write_record(["code", "province", "district", "ward"]);
+    for province in PROVINCES {
+        for (d, district) in province.districts.iter().enumerate() {
+            for (w, ward) in district.wards.iter().enumerate() {
+                let code = format!("{}{:02}{:02}", province.cccd_code, d + 1, w + 1);
+                let _ = writer.write_record([code.as_str(), province.name, district.name, ward]);
+            }
+        }
+    }
+    String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// The provinces' names, in order.
+pub fn province_names() -> Vec<&'static str> {
+    PROVINCES.iter().map(|p| p.name).collect()
+}
+
 /// A synthetic national population database speaking SOAP 1.1.
 ///
 /// Routes (see [`PopulationRegister::router`]):
@@ -1234,6 +1255,36 @@ impl EnterpriseRegister {
         let mut ids: Vec<&String> = self.by_representative.keys().collect();
         ids.sort();
         spread(&ids, n, |id| (*id).clone())
+    }
+
+    /// The public registration facts of every enterprise, as CSV (an open dataset of the
+    /// demo): tax code, name, legal form, registration date, status, province.
+    pub fn public_csv(&self) -> String {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        let _ = writer.write_record([
+            "tax_code",
+            "name",
+            "legal_form",
+            "registered_on",
+            "status",
+            "province",
+        ]);
+        for e in &self.enterprises {
+            let status = match e.status {
+                EnterpriseStatus::Active => "active",
+                EnterpriseStatus::Suspended => "suspended",
+                EnterpriseStatus::Dissolved => "dissolved",
+            };
+            let _ = writer.write_record([
+                e.tax_code.as_str(),
+                e.name.as_str(),
+                e.legal_form.as_str(),
+                e.registered_on.as_str(),
+                status,
+                e.address.province.as_str(),
+            ]);
+        }
+        String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
     }
 
     /// Whether `citizen_id` represents at least one enterprise.
