@@ -16,6 +16,7 @@
 //! - [`listener`]: listeners as data (name, address, TLS mode, router, caps) and the accept loop;
 //! - [`server`]: the node: its listeners, graceful shutdown, reload;
 //! - [`opendata`]: open data: the public listener's CKAN API and downloads, per-client limits;
+//! - [`openapi`]: OpenAPI 3.1 documents generated from the configuration (public and per member);
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/status/v1/federation`, `/status/v1/journal/{id}`;
 //! - [`admin`]: the journal admin API (`/admin/v1/…`) for operators and auditors, by certificate.
 
@@ -31,6 +32,7 @@ pub mod hub;
 pub mod inbound;
 pub mod listener;
 pub mod opendata;
+pub mod openapi;
 pub mod ops;
 pub mod provider;
 pub mod publication;

@@ -209,6 +209,18 @@ impl Catalog {
         })
     }
 
+    /// The ids of the datasets `edge` shows.
+    pub fn ids(&self, edge: Edge) -> Vec<String> {
+        self.visible(edge).map(|p| p.dataset.id().to_owned()).collect()
+    }
+
+    /// Each dataset `edge` shows, with its declared fields.
+    pub fn schemas(&self, edge: Edge) -> Vec<(String, Vec<(String, FieldType)>)> {
+        self.visible(edge)
+            .map(|p| (p.dataset.id().to_owned(), p.table.columns().to_vec()))
+            .collect()
+    }
+
     /// The datasets the edge may show.
     fn visible(&self, edge: Edge) -> impl Iterator<Item = &Arc<Published>> {
         self.datasets
@@ -249,9 +261,21 @@ impl Edge {
     }
 }
 
-/// The public listener's router.
+/// The public listener's router: open data, and its OpenAPI document.
 pub fn public_router(gateway: Arc<Gateway>) -> axum::Router {
-    routes(Edge::Public).with_state(gateway)
+    routes(Edge::Public)
+        .route(
+            "/openapi.json",
+            axum::routing::get(|State(gateway): State<Arc<Gateway>>, request: Request| async move {
+                let catalog = gateway.catalog();
+                let (head, _) = request.into_parts();
+                if let Err(error) = admit(&gateway, &catalog, Edge::Public, &head, None) {
+                    return problem(error);
+                }
+                axum::Json(super::openapi::open_data(&gateway, Edge::Public, "")).into_response()
+            }),
+        )
+        .with_state(gateway)
 }
 
 /// The same API for members, merged into the consumer router under `/opendata/v1`.
