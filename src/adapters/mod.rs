@@ -43,7 +43,9 @@ pub struct RawAdapter {
     pub name: String,
     /// Adapter kind.
     pub kind: AdapterKind,
-    /// Free text for operators.
+    /// Free text naming the backend. It is **published**: the open-data catalog (DCAT and
+    /// the catalog page) shows it as the description of the services this adapter backs,
+    /// so it must not hold internal addresses or anything not meant for the public.
     #[serde(default)]
     pub description: Option<String>,
     /// Base URL of the backend (`http://` or `https://`).
@@ -159,6 +161,9 @@ pub struct AdapterSpec {
     pub name: String,
     /// Kind.
     pub kind: AdapterKind,
+    /// The file's free text, published in the open-data catalog as the description of
+    /// the services it backs.
+    pub description: Option<String>,
     /// Base URL.
     pub address: url::Url,
     /// Environment variable holding the bearer token, if any.
@@ -337,6 +342,7 @@ impl AdapterSpec {
             Some(address) if errors.is_empty() => Ok(AdapterSpec {
                 name: raw.name,
                 kind: raw.kind,
+                description: raw.description.filter(|text| !text.trim().is_empty()),
                 address,
                 credentials_env,
                 timeout: Duration::from_millis(raw.timeout_ms),

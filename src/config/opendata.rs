@@ -71,6 +71,27 @@ pub struct PublicSettings {
     pub per_second: u32,
     /// Their burst.
     pub burst: u32,
+    /// The listener's public URL, without a trailing `/` (absent: from the `Host` header).
+    pub base_url: Option<url::Url>,
+}
+
+/// `[public] base_url`: an `http` or `https` URL with a host, no credentials, query or
+/// fragment; a trailing `/` is dropped so paths append to it.
+pub fn parse_base_url(text: &str) -> Result<url::Url, &'static str> {
+    let url = url::Url::parse(text).map_err(|_| "must be an http:// or https:// URL")?;
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err("must be an http:// or https:// URL");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or a fragment");
+    }
+    let mut url = url;
+    let path = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&path);
+    Ok(url)
 }
 
 /// Open data as configured.
@@ -148,6 +169,20 @@ pub fn build(
             "per_second and burst must be at least 1".into(),
         ));
     }
+    let base_url = section
+        .base_url
+        .as_deref()
+        .and_then(|text| match parse_base_url(text) {
+            Ok(url) => Some(url),
+            Err(message) => {
+                errors.push(ConfigError::new(
+                    file,
+                    "public.base_url",
+                    message.to_owned(),
+                ));
+                None
+            }
+        });
     let dir = match &raw.datasets {
         Some(datasets) => Some(resolve(&datasets.dir)),
         None => Some(resolve(&raw.contracts.dir).join("datasets")).filter(|dir| dir.is_dir()),
@@ -178,6 +213,7 @@ pub fn build(
             trusted_proxies,
             per_second,
             burst,
+            base_url,
         },
         datasets,
         state_dir,
@@ -204,5 +240,23 @@ mod tests {
         );
         assert_eq!(Cidr::parse("10.0.0.0/33"), None);
         assert_eq!(Cidr::parse("example.org"), None);
+    }
+
+    #[test]
+    fn base_url_is_an_http_url_without_query_and_trailing_slash() {
+        let url = parse_base_url("https://data.example.gov.vn/open/").expect("https");
+        assert_eq!(url.as_str(), "https://data.example.gov.vn/open");
+        let root = parse_base_url("http://127.0.0.1:8080/").expect("http");
+        assert_eq!(root.as_str().trim_end_matches('/'), "http://127.0.0.1:8080");
+        for refused in [
+            "ftp://data.example.gov.vn",
+            "data.example.gov.vn",
+            "https://user:pw@data.example.gov.vn",
+            "https://data.example.gov.vn/?a=1",
+            "https://data.example.gov.vn/#x",
+            "file:///etc/passwd",
+        ] {
+            assert!(parse_base_url(refused).is_err(), "{refused}");
+        }
     }
 }

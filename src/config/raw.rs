@@ -75,6 +75,12 @@ pub struct RawPublic {
     /// Their burst (default 40).
     #[serde(default)]
     pub burst: Option<u32>,
+    /// The listener's public URL (`https://data.example.gov.vn`, an `http` or `https` URL
+    /// with no query or fragment): the base of the absolute IRIs in the DCAT catalog.
+    /// Absent: built from each request's `Host` header (`http://`, or `https://` with
+    /// `tls = true`), which a shared cache could mix up; set it in production.
+    #[serde(default)]
+    pub base_url: Option<String>,
 }
 
 /// `[datasets]`.

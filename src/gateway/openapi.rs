@@ -45,9 +45,7 @@ pub fn open_data(gateway: &Gateway, edge: Edge, prefix: &str) -> Value {
     let mut records = Map::new();
     let mut paths = Map::new();
     let id_schema = json!({"type": "string", "enum": ids});
-    let get = |parameters: Vec<Value>, result: Value, summary: &str| {
-        json!({"summary": summary, "parameters": parameters, "responses": ckan_responses(result)})
-    };
+    let get = |parameters: Vec<Value>, result: Value, summary: &str| json!({"summary": summary, "parameters": parameters, "responses": ckan_responses(result)});
     let action = |name: &str| format!("{prefix}/api/3/action/{name}");
     paths.insert(
         action("package_list"),

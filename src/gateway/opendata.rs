@@ -211,7 +211,9 @@ impl Catalog {
 
     /// The ids of the datasets `edge` shows.
     pub fn ids(&self, edge: Edge) -> Vec<String> {
-        self.visible(edge).map(|p| p.dataset.id().to_owned()).collect()
+        self.visible(edge)
+            .map(|p| p.dataset.id().to_owned())
+            .collect()
     }
 
     /// Each dataset `edge` shows, with its declared fields.
@@ -222,10 +224,15 @@ impl Catalog {
     }
 
     /// The datasets the edge may show.
-    fn visible(&self, edge: Edge) -> impl Iterator<Item = &Arc<Published>> {
+    pub(super) fn visible(&self, edge: Edge) -> impl Iterator<Item = &Arc<Published>> {
         self.datasets
             .values()
             .filter(move |p| edge.shows(p.dataset.raw.audience))
+    }
+
+    /// The public listener's settings (the catalog's base URL).
+    pub(super) fn public_settings(&self) -> &PublicSettings {
+        &self.public
     }
 
     fn get(&self, edge: Edge, id: &str) -> Option<&Arc<Published>> {
@@ -266,14 +273,23 @@ pub fn public_router(gateway: Arc<Gateway>) -> axum::Router {
     routes(Edge::Public)
         .route(
             "/openapi.json",
-            axum::routing::get(|State(gateway): State<Arc<Gateway>>, request: Request| async move {
-                let catalog = gateway.catalog();
-                let (head, _) = request.into_parts();
-                if let Err(error) = admit(&gateway, &catalog, Edge::Public, &head, None) {
-                    return problem(error);
-                }
-                axum::Json(super::openapi::open_data(&gateway, Edge::Public, "")).into_response()
-            }),
+            axum::routing::get(
+                |State(gateway): State<Arc<Gateway>>, request: Request| async move {
+                    let catalog = gateway.catalog();
+                    let (head, _) = request.into_parts();
+                    if let Err(error) = admit(
+                        &gateway,
+                        &catalog,
+                        Edge::Public,
+                        (&head.headers, &head.extensions),
+                        None,
+                    ) {
+                        return problem(error);
+                    }
+                    axum::Json(super::openapi::open_data(&gateway, Edge::Public, ""))
+                        .into_response()
+                },
+            ),
         )
         .with_state(gateway)
 }
@@ -300,6 +316,8 @@ fn routes(edge: Edge) -> axum::Router<Arc<Gateway>> {
         .route("/api/3/action/{name}", get(action).post(action))
         .route("/api/action/{name}", get(action).post(action))
         .route("/dataset/{file}", get(download))
+        .merge(super::dcat::routes(edge))
+        .merge(super::opendata_page::routes(edge))
 }
 
 // ---------------------------------------------------------------------------
@@ -308,18 +326,17 @@ fn routes(edge: Edge) -> axum::Router<Arc<Gateway>> {
 
 /// On the public listener, the client's key after the limiter of `dataset` (or the general
 /// one) admitted it; on the consumer listener, the authenticated member (limits are theirs).
-fn admit(
+pub(super) fn admit(
     gateway: &Gateway,
     catalog: &Catalog,
     edge: Edge,
-    head: &axum::http::request::Parts,
+    (headers, extensions): (&HeaderMap, &axum::http::Extensions),
     dataset: Option<&Published>,
 ) -> Result<(), GatewayError> {
     match edge {
         Edge::Members => {
             let runtime = gateway.runtime();
-            let certificate = head
-                .extensions
+            let certificate = extensions
                 .get::<crate::trust::PeerCertificate>()
                 .ok_or_else(|| {
                     GatewayError::new(
@@ -328,7 +345,7 @@ fn admit(
                     )
                 })?;
             let client =
-                crate::protocol::parse_client(head.headers.get(crate::protocol::X_ROAD_CLIENT))?;
+                crate::protocol::parse_client(headers.get(crate::protocol::X_ROAD_CLIENT))?;
             runtime.registry.authenticate_client(
                 &certificate.fingerprint_sha256,
                 &client,
@@ -337,11 +354,10 @@ fn admit(
             Ok(())
         }
         Edge::Public => {
-            let peer = head
-                .extensions
+            let peer = extensions
                 .get::<RemoteAddr>()
                 .map_or(IpAddr::from([0, 0, 0, 0]), |remote| remote.0.ip());
-            let ip = client_ip(peer, &head.headers, &catalog.public.trusted_proxies);
+            let ip = client_ip(peer, headers, &catalog.public.trusted_proxies);
             let limiter = dataset.map_or(&catalog.general, |published| &published.limiter);
             limiter.check(&ClientKey::of(ip)).map_err(|wait| {
                 metrics::counter!("datagate_opendata_limited_total").increment(1);
@@ -658,7 +674,13 @@ async fn action(gateway: Arc<Gateway>, edge: Edge, name: String, request: Reques
     let (head, body) = request.into_parts();
     // Members are authenticated before their parameters are read.
     if edge == Edge::Members
-        && let Err(error) = admit(&gateway, &catalog, edge, &head, None)
+        && let Err(error) = admit(
+            &gateway,
+            &catalog,
+            edge,
+            (&head.headers, &head.extensions),
+            None,
+        )
     {
         return ckan_error(action, error, None);
     }
@@ -672,7 +694,13 @@ async fn action(gateway: Arc<Gateway>, edge: Edge, name: String, request: Reques
         .find_map(|key| parameters.get(*key).and_then(Value::as_str));
     let limited = named.and_then(|id| catalog.get(edge, id)).cloned();
     if edge == Edge::Public
-        && let Err(error) = admit(&gateway, &catalog, edge, &head, limited.as_deref())
+        && let Err(error) = admit(
+            &gateway,
+            &catalog,
+            edge,
+            (&head.headers, &head.extensions),
+            limited.as_deref(),
+        )
     {
         return ckan_error(action, error, None);
     }
@@ -1006,7 +1034,13 @@ async fn download(gateway: Arc<Gateway>, edge: Edge, file: String, request: Requ
         ));
     };
     let (head, _) = request.into_parts();
-    if let Err(error) = admit(&gateway, &catalog, edge, &head, Some(&published)) {
+    if let Err(error) = admit(
+        &gateway,
+        &catalog,
+        edge,
+        (&head.headers, &head.extensions),
+        Some(&published),
+    ) {
         return problem(error);
     }
     metrics::counter!("datagate_opendata_downloads_total", "format" => format, "edge" => edge.as_str()).increment(1);

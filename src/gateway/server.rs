@@ -39,6 +39,7 @@ pub fn consumer_router(gateway: Arc<Gateway>) -> Router {
         Router::new()
             .merge(super::autofill::routes())
             .merge(super::opendata::member_routes())
+            .merge(super::opendata_page::member_index())
             .fallback(super::exchange::handle)
             .with_state(gateway),
     )
