@@ -85,7 +85,13 @@ fn rss_bytes() -> u64 {
         .unwrap_or_default()
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map_or(0, |kb| kb * 1024)
 }
 
@@ -243,7 +249,11 @@ async fn store_level(dataset: &Dataset, state: &Path, options: &Options) -> anyh
         ),
     ];
     for (name, query) in &scenarios {
-        print_row("store", name, store_loop(&table, query, options.seconds).await?);
+        print_row(
+            "store",
+            name,
+            store_loop(&table, query, options.seconds).await?,
+        );
     }
     // What `datastore_search` adds for `total` when there is a filter.
     let filtered = Query {
@@ -409,7 +419,10 @@ fn client() -> anyhow::Result<reqwest::Client> {
 async fn read_capped(mut response: reqwest::Response, limit: usize) -> anyhow::Result<Vec<u8>> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {
-        anyhow::ensure!(body.len() + chunk.len() <= limit, "answer over {limit} bytes");
+        anyhow::ensure!(
+            body.len() + chunk.len() <= limit,
+            "answer over {limit} bytes"
+        );
         body.extend_from_slice(&chunk);
     }
     Ok(body)
@@ -466,11 +479,10 @@ async fn http_level(node: &BenchNode, options: &Options) -> anyhow::Result<()> {
     ));
     let sort: String = encode("received desc");
     // The deep page is the right one, and the answer is CKAN's.
-    let deep: Value = serde_json::from_slice(
-        &fetch_page(&client()?, &format!("{base}&offset={DEEP}")).await?,
-    )?;
+    let deep: Value =
+        serde_json::from_slice(&fetch_page(&client()?, &format!("{base}&offset={DEEP}")).await?)?;
     anyhow::ensure!(
-        deep["result"]["records"][0]["id"] == Value::from(DEEP + 1)
+        deep["result"]["records"][0]["id"] == DEEP + 1
             && deep["result"]["records"].as_array().map(Vec::len) == Some(PAGE as usize),
         "the deep page over HTTP is not rows {}..: {}",
         DEEP + 1,
@@ -515,7 +527,9 @@ async fn http_level(node: &BenchNode, options: &Options) -> anyhow::Result<()> {
 async fn download(node: &BenchNode, runs: usize) -> anyhow::Result<()> {
     let url = format!("http://{}/dataset/{DATASET}.csv", node.public);
     let client = client()?;
-    println!("\n| download | bytes | seconds | MB/s | RSS before MB | RSS peak MB | RSS after MB | growth MB |");
+    println!(
+        "\n| download | bytes | seconds | MB/s | RSS before MB | RSS peak MB | RSS after MB | growth MB |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for run in 1..=runs {
         let before = rss_bytes();
