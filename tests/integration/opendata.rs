@@ -587,3 +587,62 @@ async fn a_datasets_limit_holds_for_posted_parameters_too() {
     }
     assert_eq!(statuses, [200, 200, 429]);
 }
+
+/// Issue 11 §7, against an independent validator: the public listener's OpenAPI 3.1 document,
+/// generated from the configured datasets, is valid (`openapi-spec-validator`, installed by
+/// `.ci/run`), describes the public dataset and its record, and names neither the members'
+/// dataset nor any contract.
+#[tokio::test]
+async fn the_public_openapi_document_is_valid_and_tells_strangers_nothing_more() {
+    init();
+    let pki = TestPki::new();
+    let node = node(&pki, "per_second = 1000\nburst = 1000", "").await;
+    let text = reqwest::get(public_url(&node, "/openapi.json"))
+        .await
+        .expect("openapi")
+        .text()
+        .await
+        .expect("body");
+    let document: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(document["openapi"], "3.1.0");
+    assert!(
+        document["components"]["schemas"]["Record_units"]["properties"]["population"].is_object()
+    );
+    assert!(
+        !text.contains("internal-units"),
+        "the members tier is not described"
+    );
+    assert!(!text.contains("portal-citizen"), "no contract is named");
+    let available = Command::new("python3")
+        .args(["-c", "import openapi_spec_validator"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !available {
+        let required = std::env::var("DATAGATE_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "DATAGATE_REQUIRE_INTEROP=1 but openapi-spec-validator is not installed"
+        );
+        eprintln!(
+            "NOTICE: OpenAPI validation skipped: python3 openapi-spec-validator is not installed"
+        );
+        return;
+    }
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), &text).expect("write");
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1]))); print('valid')",
+        ])
+        .arg(file.path())
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "openapi-spec-validator refused the document: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
