@@ -94,8 +94,9 @@ async fn pool(path: &Path, read_only: bool) -> Result<SqlitePool, StoreError> {
         .read_only(read_only)
         .create_if_missing(!read_only);
     if read_only {
-        // Pages read through a memory map rather than read(2) into SQLite's cache: about 5x
-        // the pages per second on this VM (docs/BENCHMARKS.md (f)).
+        // Pages read through a memory map rather than read(2) into SQLite's cache: ~5x the
+        // pages per second for SQLite alone here; through datagate the per-row costs around
+        // it still dominate (docs/BENCHMARKS.md (f)).
         options = options.pragma("mmap_size", "268435456");
     }
     SqlitePoolOptions::new()
