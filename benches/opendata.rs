@@ -30,7 +30,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use anyhow::Context as _;
-use datagate::opendata::store::{Query, SortKey, Table};
+use datagate::opendata::store::{Cell, Databases, Query, SortKey, Table};
 use datagate::opendata::{Dataset, RawDataset};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -186,7 +186,7 @@ async fn store_loop(table: &Table, query: &Query, seconds: f64) -> anyhow::Resul
 
 /// Level 1: the store alone.
 async fn store_level(dataset: &Dataset, state: &Path, options: &Options) -> anyhow::Result<()> {
-    let table = Table::open(dataset, state).await?;
+    let table = Table::open(dataset, state, &Databases::default()).await?;
     println!(
         "\nstore: {} rows, {} columns\n",
         table.rows(),
@@ -206,7 +206,8 @@ async fn store_level(dataset: &Dataset, state: &Path, options: &Options) -> anyh
     };
     let natural_deep = table.search(&page(DEEP)).await?;
     anyhow::ensure!(
-        natural_deep.first().and_then(|row| row.get("id")) == Some(&Value::from(DEEP + 1)),
+        natural_deep.rows().next().and_then(|row| row.first())
+            == Some(&Cell::Integer(i64::try_from(DEEP).unwrap_or(i64::MAX) + 1)),
         "offset {DEEP} is not row {}",
         DEEP + 1
     );
@@ -282,7 +283,7 @@ async fn store_level(dataset: &Dataset, state: &Path, options: &Options) -> anyh
     }
     let wall = started.elapsed().as_secs_f64();
     println!(
-        "\nstore: stream() walked {rows} rows in {wall:.2} s: {:.0} rows/s (rows as JSON maps, no CSV)",
+        "\nstore: stream() walked {rows} rows in {wall:.2} s: {:.0} rows/s (rows as typed cells, no CSV)",
         rows as f64 / wall
     );
     Ok(())

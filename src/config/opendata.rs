@@ -3,12 +3,14 @@
 //! Owns: the public listener's settings (TLS or plain, the proxies whose `X-Forwarded-For`
 //! is believed, the limits of routes that name no dataset) and loading every dataset file
 //! (`opendata::compile`). Refuses a public dataset on a node without a public listener (it
-//! could never be served) and a `[public]` section without one.
+//! could never be served), a `[public]` section without one, and a PostgreSQL dataset on a
+//! node without an open-data database.
 //!
 //! Does not own: opening the tables (I/O at start: `gateway::opendata`).
 
 use super::ConfigError;
 use super::raw::RawNodeConfig;
+use crate::opendata::store::Databases;
 use crate::opendata::{self, Audience, Dataset, RawDataset};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -103,6 +105,8 @@ pub struct OpenDataSettings {
     pub datasets: Vec<Dataset>,
     /// Where CSV sources are imported.
     pub state_dir: PathBuf,
+    /// The databases of datasets that are not files.
+    pub databases: Databases,
 }
 
 /// Reads and compiles every dataset in `dir` (`*.yaml`, `*.yml`).
@@ -202,6 +206,37 @@ pub fn build(
             ),
         ));
     }
+    let mut databases = Databases::default();
+    if let Some(url) = raw
+        .datasets
+        .as_ref()
+        .and_then(|d| d.postgres_url.as_deref())
+    {
+        match url.parse::<sqlx::postgres::PgConnectOptions>() {
+            Ok(options) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                databases.postgres = Some(options);
+            }
+            _ => errors.push(ConfigError::new(
+                file,
+                "datasets.postgres_url",
+                "must be a postgres:// URL".into(),
+            )),
+        }
+    }
+    if databases.postgres.is_none()
+        && let Some(dataset) = datasets
+            .iter()
+            .find(|d| matches!(d.source, opendata::Source::Postgres { .. }))
+    {
+        errors.push(ConfigError::new(
+            file,
+            "datasets.postgres_url",
+            format!(
+                "dataset {} is read from PostgreSQL, but this node has no open-data database",
+                dataset.id()
+            ),
+        ));
+    }
     let state_dir = raw
         .datasets
         .as_ref()
@@ -217,6 +252,7 @@ pub fn build(
         },
         datasets,
         state_dir,
+        databases,
     }
 }
 

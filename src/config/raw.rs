@@ -92,6 +92,10 @@ pub struct RawDatasets {
     /// Where CSV sources are imported (default `opendata/` beside the configuration file).
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// The open-data PostgreSQL database (`postgres://…`) of datasets with
+    /// `source.kind: postgres`.
+    #[serde(default)]
+    pub postgres_url: Option<String>,
 }
 
 /// `[cache]`: the answer cache of autofill and cached lookups.

@@ -22,10 +22,10 @@
 
 use super::Gateway;
 use super::listener::RemoteAddr;
-use crate::config::opendata::{Cidr, PublicSettings};
+use crate::config::opendata::{Cidr, OpenDataSettings, PublicSettings};
 use crate::error::{ErrorCode, GatewayError};
-use crate::opendata::store::{Query, SortKey, Table};
-use crate::opendata::{Audience, Dataset, FieldType, MAX_PAGE_ROWS};
+use crate::opendata::store::{Cell, Databases, Page, Query, SortKey, Table};
+use crate::opendata::{Audience, Dataset, FieldType, MAX_PAGE_ROWS, Source};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -135,9 +135,24 @@ impl Limiter {
 pub struct Published {
     /// The dataset.
     pub dataset: Dataset,
-    /// Its table.
-    pub table: Table,
+    /// Its table: replaced whole when an upstream source's refresh imports a new version.
+    table: arc_swap::ArcSwap<Table>,
     limiter: Limiter,
+    /// An upstream source's last fetch (successful or not) and whether one is running.
+    upstream: std::sync::Mutex<UpstreamState>,
+}
+
+#[derive(Debug, Default)]
+struct UpstreamState {
+    fetched_at: Option<tokio::time::Instant>,
+    running: bool,
+}
+
+impl Published {
+    /// Its table as of now (a download keeps the version it started with).
+    pub fn table(&self) -> Arc<Table> {
+        self.table.load_full()
+    }
 }
 
 impl std::fmt::Debug for Published {
@@ -160,6 +175,8 @@ pub struct Catalog {
     public: PublicSettings,
     /// Routes that name no dataset (lists, searches).
     general: Limiter,
+    state_dir: std::path::PathBuf,
+    databases: Databases,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -176,20 +193,28 @@ impl Default for Catalog {
             datasets: BTreeMap::new(),
             public: PublicSettings::default(),
             general: Limiter::new(20, 40),
+            state_dir: std::path::PathBuf::new(),
+            databases: Databases::default(),
         }
     }
 }
 
 impl Catalog {
-    /// Opens every dataset's table (importing CSV sources into `state_dir` first).
-    pub async fn open(
-        datasets: &[Dataset],
-        public: &PublicSettings,
-        state_dir: &std::path::Path,
-    ) -> Result<Catalog, String> {
+    /// Opens every dataset's table: CSV sources imported into the state folder first,
+    /// upstream sources fetched and imported (their last good import used when the
+    /// upstream fails; none at all refuses the catalog, which keeps the last good one on a
+    /// reload).
+    pub async fn open(settings: &OpenDataSettings) -> Result<Catalog, String> {
         let mut opened = BTreeMap::new();
-        for dataset in datasets {
-            let table = Table::open(dataset, state_dir)
+        for dataset in &settings.datasets {
+            let mut fetched_at = None;
+            if let Source::Rest { .. } = &dataset.source {
+                if let Err(error) = fetch_upstream(dataset, &settings.state_dir).await {
+                    tracing::warn!(dataset = dataset.id(), error = %error, "upstream fetch failed; the last import is served");
+                }
+                fetched_at = Some(tokio::time::Instant::now());
+            }
+            let table = Table::open(dataset, &settings.state_dir, &settings.databases)
                 .await
                 .map_err(|e| format!("dataset {}: {e}", dataset.id()))?;
             let (per_second, burst) = dataset.rate;
@@ -197,16 +222,76 @@ impl Catalog {
                 dataset.id().to_owned(),
                 Arc::new(Published {
                     dataset: dataset.clone(),
-                    table,
+                    table: arc_swap::ArcSwap::from_pointee(table),
                     limiter: Limiter::new(per_second, burst),
+                    upstream: std::sync::Mutex::new(UpstreamState {
+                        fetched_at,
+                        running: false,
+                    }),
                 }),
             );
         }
         Ok(Catalog {
             datasets: opened,
-            public: public.clone(),
-            general: Limiter::new(public.per_second, public.burst),
+            public: settings.public.clone(),
+            general: Limiter::new(settings.public.per_second, settings.public.burst),
+            state_dir: settings.state_dir.clone(),
+            databases: settings.databases.clone(),
         })
+    }
+
+    /// Starts a fetch of every upstream source whose refresh interval has passed (one at a
+    /// time per dataset); a changed answer is imported and its table swapped in, while
+    /// requests keep reading the previous one.
+    pub fn refresh_upstreams(&self) {
+        let now = tokio::time::Instant::now();
+        for published in self.datasets.values() {
+            let Source::Rest { refresh, .. } = &published.dataset.source else {
+                continue;
+            };
+            {
+                let Ok(mut state) = published.upstream.lock() else {
+                    continue;
+                };
+                let due = state
+                    .fetched_at
+                    .is_none_or(|at| now.saturating_duration_since(at) >= *refresh);
+                if state.running || !due {
+                    continue;
+                }
+                state.running = true;
+            }
+            let (published, state_dir, databases) = (
+                published.clone(),
+                self.state_dir.clone(),
+                self.databases.clone(),
+            );
+            tokio::spawn(async move {
+                let dataset = &published.dataset;
+                match fetch_upstream(dataset, &state_dir).await {
+                    Ok(true) => match Table::open(dataset, &state_dir, &databases).await {
+                        Ok(table) => {
+                            published.table.store(Arc::new(table));
+                            metrics::counter!("datagate_opendata_upstream_fetches_total", "outcome" => "changed").increment(1);
+                        }
+                        Err(error) => {
+                            tracing::warn!(dataset = dataset.id(), error = %error, "refreshed table unreadable; the previous one is served");
+                        }
+                    },
+                    Ok(false) => {
+                        metrics::counter!("datagate_opendata_upstream_fetches_total", "outcome" => "unchanged").increment(1);
+                    }
+                    Err(error) => {
+                        metrics::counter!("datagate_opendata_upstream_fetches_total", "outcome" => "failed").increment(1);
+                        tracing::warn!(dataset = dataset.id(), error = %error, "upstream fetch failed; the last import is served");
+                    }
+                }
+                if let Ok(mut state) = published.upstream.lock() {
+                    state.fetched_at = Some(tokio::time::Instant::now());
+                    state.running = false;
+                }
+            });
+        }
     }
 
     /// The ids of the datasets `edge` shows.
@@ -219,7 +304,7 @@ impl Catalog {
     /// Each dataset `edge` shows, with its declared fields.
     pub fn schemas(&self, edge: Edge) -> Vec<(String, Vec<(String, FieldType)>)> {
         self.visible(edge)
-            .map(|p| (p.dataset.id().to_owned(), p.table.columns().to_vec()))
+            .map(|p| (p.dataset.id().to_owned(), p.table().columns().to_vec()))
             .collect()
     }
 
@@ -324,6 +409,53 @@ fn routes(edge: Edge) -> axum::Router<Arc<Gateway>> {
 // Who asks, and the limits
 // ---------------------------------------------------------------------------
 
+/// Fetches `dataset`'s upstream (bounded by its `max_bytes`, 60 s in all) and imports the
+/// answer; `Ok(false)` when it is the same as the last import.
+async fn fetch_upstream(dataset: &Dataset, state_dir: &std::path::Path) -> Result<bool, String> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let Source::Rest {
+        url,
+        format,
+        max_bytes,
+        ..
+    } = &dataset.source
+    else {
+        return Ok(false);
+    };
+    let client = CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("datagate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default()
+    });
+    let accept = match format {
+        crate::opendata::store::UpstreamFormat::Json => "application/json",
+        crate::opendata::store::UpstreamFormat::Csv => "text/csv",
+    };
+    let mut response = client
+        .get(url.clone())
+        .header(header::ACCEPT, accept)
+        .send()
+        .await
+        .map_err(|e| format!("the upstream did not answer: {}", e.without_url()))?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "the upstream answered {}",
+            response.status().as_u16()
+        ));
+    }
+    let limit = usize::try_from(*max_bytes).unwrap_or(usize::MAX);
+    let body = super::federation::read_limited(&mut response, limit)
+        .await
+        .map_err(|e| format!("the upstream's answer: {e}"))?;
+    crate::opendata::store::import_upstream(dataset, body, *format, state_dir)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// On the public listener, the client's key after the limiter of `dataset` (or the general
 /// one) admitted it; on the consumer listener, the authenticated member (limits are theirs).
 pub(super) fn admit(
@@ -379,8 +511,18 @@ fn help(action: &str) -> String {
     format!("/api/3/action/help_show?name={action}")
 }
 
-fn ckan_ok(action: &str, result: Value) -> Response {
-    let body = json!({"help": help(action), "success": true, "result": result});
+fn ckan_ok(action: &str, result: Answer) -> Response {
+    #[derive(serde::Serialize)]
+    struct Envelope {
+        help: String,
+        success: bool,
+        result: Answer,
+    }
+    let body = Envelope {
+        help: help(action),
+        success: true,
+        result,
+    };
     (
         [(header::CONTENT_TYPE, "application/json;charset=utf-8")],
         serde_json::to_vec(&body).unwrap_or_default(),
@@ -706,6 +848,26 @@ async fn action(gateway: Arc<Gateway>, edge: Edge, name: String, request: Reques
     }
     let outcome = async {
         match action {
+            "datastore_search" => datastore_search(&catalog, edge, &parameters).await,
+            _ => json_action(&catalog, edge, action, &parameters).map(Answer::Json),
+        }
+    }
+    .await;
+    match outcome {
+        Ok(result) => ckan_ok(action, result),
+        Err(refusal) => ckan_error(action, refusal.error, refusal.field),
+    }
+}
+
+/// The actions answered with plain JSON.
+fn json_action(
+    catalog: &Catalog,
+    edge: Edge,
+    action: &str,
+    parameters: &Map<String, Value>,
+) -> Result<Value, Refusal> {
+    {
+        match action {
             "package_list" => Ok(Value::from(
                 catalog
                     .visible(edge)
@@ -713,23 +875,23 @@ async fn action(gateway: Arc<Gateway>, edge: Edge, name: String, request: Reques
                     .collect::<Vec<_>>(),
             )),
             "package_show" => {
-                let id = text(&parameters, "id")?.ok_or_else(|| invalid("id", "Missing value"))?;
+                let id = text(parameters, "id")?.ok_or_else(|| invalid("id", "Missing value"))?;
                 let published = catalog.get(edge, id).ok_or_else(|| not_found("Dataset"))?;
                 Ok(package(published))
             }
-            "package_search" => package_search(&catalog, edge, &parameters),
+            "package_search" => package_search(catalog, edge, parameters),
             "organization_list" => {
-                let all = boolean(&parameters, "all_fields", false)?;
+                let all = boolean(parameters, "all_fields", false)?;
                 Ok(Value::from(
-                    organizations(&catalog, edge)
+                    organizations(catalog, edge)
                         .into_values()
                         .map(|org| if all { org } else { org["name"].clone() })
                         .collect::<Vec<_>>(),
                 ))
             }
             "organization_show" => {
-                let id = text(&parameters, "id")?.ok_or_else(|| invalid("id", "Missing value"))?;
-                let mut organization = organizations(&catalog, edge)
+                let id = text(parameters, "id")?.ok_or_else(|| invalid("id", "Missing value"))?;
+                let mut organization = organizations(catalog, edge)
                     .remove(id)
                     .ok_or_else(|| not_found("Organization"))?;
                 organization["packages"] = Value::from(
@@ -742,17 +904,12 @@ async fn action(gateway: Arc<Gateway>, edge: Edge, name: String, request: Reques
                 Ok(organization)
             }
             "resource_show" => {
-                let id = text(&parameters, "id")?.ok_or_else(|| invalid("id", "Missing value"))?;
+                let id = text(parameters, "id")?.ok_or_else(|| invalid("id", "Missing value"))?;
                 let published = catalog.get(edge, id).ok_or_else(|| not_found("Resource"))?;
                 Ok(resource(published))
             }
-            _ => datastore_search(&catalog, edge, &parameters).await,
+            _ => Err(not_found("Action")),
         }
-    }
-    .await;
-    match outcome {
-        Ok(result) => ckan_ok(action, result),
-        Err(refusal) => ckan_error(action, refusal.error, refusal.field),
     }
 }
 
@@ -809,7 +966,7 @@ fn resource(published: &Published) -> Value {
         "datastore_active": true, "state": "active", "position": 0,
         "last_modified": Value::Null, "size": Value::Null,
         "json_url": format!("/dataset/{}.json", dataset.id()),
-        "rows": published.table.rows(),
+        "rows": published.table().rows(),
     })
 }
 
@@ -964,11 +1121,73 @@ fn package_search(
     Ok(json!({"count": count, "results": results, "sort": sort, "facets": {}, "search_facets": {}}))
 }
 
+/// The records of a page as CKAN's list of objects, serialized straight from the cells.
+struct Records<'a> {
+    names: Vec<&'a str>,
+    page: &'a Page,
+}
+
+impl serde::Serialize for Records<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut records = serializer.serialize_seq(Some(self.page.len()))?;
+        for row in self.page.rows() {
+            records.serialize_element(&RecordRow(&self.names, row))?;
+        }
+        records.end()
+    }
+}
+
+struct RecordRow<'a>(&'a [&'a str], &'a [Cell]);
+
+impl serde::Serialize for RecordRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut object = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, cell) in self.0.iter().zip(self.1) {
+            object.serialize_entry(name, cell)?;
+        }
+        object.end()
+    }
+}
+
+/// `datastore_search`'s result: the page's records are serialized from its cells, the rest
+/// is JSON.
+#[derive(serde::Serialize)]
+struct DatastorePage {
+    #[serde(flatten)]
+    head: Map<String, Value>,
+    #[serde(serialize_with = "serialize_records")]
+    records: (Vec<String>, Page),
+}
+
+fn serialize_records<S: serde::Serializer>(
+    records: &(Vec<String>, Page),
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let (names, page) = records;
+    serde::Serialize::serialize(
+        &Records {
+            names: page.fields.iter().map(|&i| names[i].as_str()).collect(),
+            page,
+        },
+        serializer,
+    )
+}
+
+/// What an action answers: JSON, or a page of records.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Answer {
+    Json(Value),
+    Page(Box<DatastorePage>),
+}
+
 async fn datastore_search(
     catalog: &Catalog,
     edge: Edge,
     parameters: &Map<String, Value>,
-) -> Result<Value, Refusal> {
+) -> Result<Answer, Refusal> {
     let id =
         text(parameters, "resource_id")?.ok_or_else(|| invalid("resource_id", "Missing value"))?;
     let published = catalog.get(edge, id).ok_or_else(|| not_found("Resource"))?;
@@ -981,19 +1200,16 @@ async fn datastore_search(
             "the dataset cannot be read now",
         ))
     };
-    let records = published.table.search(&query).await.map_err(unavailable)?;
-    let columns = published.table.columns();
-    let shown: Vec<usize> = if query.fields.is_empty() {
-        (0..columns.len()).collect()
-    } else {
-        query.fields.clone()
-    };
-    let fields: Vec<Value> = shown
+    let table = published.table();
+    let page = table.search(&query).await.map_err(unavailable)?;
+    let columns = table.columns();
+    let fields: Vec<Value> = page
+        .fields
         .iter()
         .map(|&i| json!({"id": columns[i].0, "type": columns[i].1.ckan()}))
         .collect();
-    let mut result = json!({
-        "resource_id": id, "fields": fields, "records": records,
+    let mut head = json!({
+        "resource_id": id, "fields": fields,
         "limit": query.limit, "offset": query.offset, "include_total": include_total,
         "_links": {
             "start": format!("/api/3/action/datastore_search?resource_id={id}"),
@@ -1001,9 +1217,16 @@ async fn datastore_search(
         },
     });
     if include_total {
-        result["total"] = Value::from(published.table.count(&query).await.map_err(unavailable)?);
+        head["total"] = Value::from(table.count(&query).await.map_err(unavailable)?);
     }
-    Ok(result)
+    let Value::Object(head) = head else {
+        unreachable!("a JSON object literal")
+    };
+    let names = columns.iter().map(|(name, _)| name.clone()).collect();
+    Ok(Answer::Page(Box::new(DatastorePage {
+        head,
+        records: (names, page),
+    })))
 }
 
 // ---------------------------------------------------------------------------
@@ -1013,6 +1236,31 @@ async fn datastore_search(
 fn problem(error: GatewayError) -> Response {
     metrics::counter!("datagate_refusals_total", "code" => error.code().as_str()).increment(1);
     error.into_problem(None)
+}
+
+/// One batch of a CSV download: cells written as they are (numbers as JSON writes them).
+fn csv_batch(page: &Page) -> std::io::Result<bytes::Bytes> {
+    let mut writer = csv::Writer::from_writer(Vec::with_capacity(page.len() * 64));
+    let (mut integers, mut numbers) = (itoa::Buffer::new(), ryu::Buffer::new());
+    for row in page.rows() {
+        for cell in row {
+            match cell {
+                Cell::Null => writer.write_field(b""),
+                Cell::Integer(i) => writer.write_field(integers.format(*i)),
+                Cell::Number(n) if n.is_finite() => writer.write_field(numbers.format_finite(*n)),
+                Cell::Number(_) => writer.write_field(b""),
+                Cell::Text(text) => writer.write_field(text),
+            }
+            .map_err(std::io::Error::other)?;
+        }
+        writer
+            .write_record(None::<&[u8]>)
+            .map_err(std::io::Error::other)?;
+    }
+    writer
+        .into_inner()
+        .map(bytes::Bytes::from)
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 async fn download(gateway: Arc<Gateway>, edge: Edge, file: String, request: Request) -> Response {
@@ -1044,26 +1292,28 @@ async fn download(gateway: Arc<Gateway>, edge: Edge, file: String, request: Requ
         return problem(error);
     }
     metrics::counter!("datagate_opendata_downloads_total", "format" => format, "edge" => edge.as_str()).increment(1);
-    let etag = format!(
-        "\"{}-{}-{format}\"",
-        id,
-        published.table.version.replace(':', "-")
-    );
-    let cache_control = if edge == Edge::Public {
-        "public, max-age=300"
-    } else {
-        "private, max-age=300"
+    let table = published.table();
+    // A live database has no cheap version: its downloads carry no ETag.
+    let etag = table
+        .version
+        .as_ref()
+        .map(|version| format!("\"{id}-{version}-{format}\""));
+    let cache_control = match (edge, &etag) {
+        (_, None) => "no-cache",
+        (Edge::Public, Some(_)) => "public, max-age=300",
+        (Edge::Members, Some(_)) => "private, max-age=300",
     };
-    if head
-        .headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|tag| tag.trim() == etag || tag.trim() == "*")
+    if let Some(etag) = &etag
+        && head
+            .headers
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|tag| tag.trim() == etag || tag.trim() == "*")
     {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
-        if let Ok(value) = HeaderValue::from_str(&etag) {
+        if let Ok(value) = HeaderValue::from_str(etag) {
             response.headers_mut().insert(header::ETAG, value);
         }
         response.headers_mut().insert(
@@ -1072,13 +1322,8 @@ async fn download(gateway: Arc<Gateway>, edge: Edge, file: String, request: Requ
         );
         return response;
     }
-    let names: Vec<String> = published
-        .table
-        .columns()
-        .iter()
-        .map(|(n, _)| n.clone())
-        .collect();
-    let batches = published.table.stream();
+    let names: Vec<String> = table.columns().iter().map(|(n, _)| n.clone()).collect();
+    let batches = table.stream();
     let body = match format {
         "csv" => {
             let header_line = {
@@ -1086,24 +1331,8 @@ async fn download(gateway: Arc<Gateway>, edge: Edge, file: String, request: Requ
                 let _ = writer.write_record(&names);
                 writer.into_inner().unwrap_or_default()
             };
-            let rows = futures_util::StreamExt::map(batches, move |batch| {
-                let batch = batch.map_err(std::io::Error::other)?;
-                let mut writer = csv::Writer::from_writer(Vec::with_capacity(batch.len() * 64));
-                for row in &batch {
-                    let cells: Vec<String> = names
-                        .iter()
-                        .map(|name| match row.get(name) {
-                            Some(Value::String(s)) => s.clone(),
-                            Some(Value::Null) | None => String::new(),
-                            Some(other) => other.to_string(),
-                        })
-                        .collect();
-                    writer.write_record(&cells).map_err(std::io::Error::other)?;
-                }
-                writer
-                    .into_inner()
-                    .map(bytes::Bytes::from)
-                    .map_err(|e| std::io::Error::other(e.to_string()))
+            let rows = futures_util::StreamExt::map(batches, |batch| {
+                csv_batch(&batch.map_err(std::io::Error::other)?)
             });
             let head = futures_util::stream::once(async move {
                 Ok::<_, std::io::Error>(bytes::Bytes::from(header_line))
@@ -1114,18 +1343,28 @@ async fn download(gateway: Arc<Gateway>, edge: Edge, file: String, request: Requ
             let mut first = true;
             let rows = futures_util::StreamExt::map(batches, move |batch| {
                 let batch = batch.map_err(std::io::Error::other)?;
+                let named: Vec<&str> = batch.fields.iter().map(|&i| names[i].as_str()).collect();
                 let mut out = Vec::with_capacity(batch.len() * 96);
-                for row in &batch {
+                for row in batch.rows() {
                     out.push(if first { b'[' } else { b',' });
                     first = false;
-                    serde_json::to_writer(&mut out, row).map_err(std::io::Error::other)?;
+                    serde_json::to_writer(&mut out, &RecordRow(&named, row))
+                        .map_err(std::io::Error::other)?;
                 }
                 Ok::<_, std::io::Error>(bytes::Bytes::from(out))
             });
-            // `[` comes with the first row; an empty table is `[]`.
-            let empty = published.table.rows() == 0;
+            // `[` comes with the first row; an empty table is `[]`. Whether a row came is
+            // known only at the end (a live table's count may have changed since it opened).
+            let opened = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let seen = opened.clone();
+            let rows = futures_util::StreamExt::inspect(rows, move |chunk| {
+                if matches!(chunk, Ok(bytes) if !bytes.is_empty()) {
+                    seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
             let tail = futures_util::stream::once(async move {
-                Ok::<_, std::io::Error>(bytes::Bytes::from_static(if empty { b"[]" } else { b"]" }))
+                let any = opened.load(std::sync::atomic::Ordering::Relaxed);
+                Ok::<_, std::io::Error>(bytes::Bytes::from_static(if any { b"]" } else { b"[]" }))
             });
             Body::from_stream(futures_util::StreamExt::chain(rows, tail))
         }
@@ -1142,7 +1381,7 @@ async fn download(gateway: Arc<Gateway>, edge: Edge, file: String, request: Requ
         header::CACHE_CONTROL,
         HeaderValue::from_static(cache_control),
     );
-    if let Ok(value) = HeaderValue::from_str(&etag) {
+    if let Some(value) = etag.and_then(|etag| HeaderValue::from_str(&etag).ok()) {
         headers.insert(header::ETAG, value);
     }
     if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{id}.{format}\"")) {

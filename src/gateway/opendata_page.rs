@@ -297,7 +297,7 @@ fn page(gateway: &Gateway, edge: Edge, request: &Request) -> Response {
                 provenance: dcat::provenance_label(raw.provenance, language),
                 attribution: raw.attribution.clone(),
                 keywords: raw.keywords.clone(),
-                rows: published.table.rows(),
+                rows: published.table().rows(),
                 fields: raw
                     .fields
                     .iter()

@@ -179,13 +179,9 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
         gateway.join_federation(federation);
     }
     // Open data: every dataset's table opened (CSV sources imported) before serving.
-    let catalog = super::opendata::Catalog::open(
-        &config.opendata.datasets,
-        &config.opendata.public,
-        &config.opendata.state_dir,
-    )
-    .await
-    .map_err(anyhow::Error::msg)?;
+    let catalog = super::opendata::Catalog::open(&config.opendata)
+        .await
+        .map_err(anyhow::Error::msg)?;
     gateway.replace_catalog(catalog);
     spawn_forget_quiet_clients(&gateway);
     let tls = Arc::new(ArcSwap::new(config.tls_config.clone()));
@@ -350,7 +346,7 @@ fn spawn_global_configuration_refresh(gateway: &Arc<Gateway>) {
 }
 
 /// Every minute, the open-data limiters forget clients that have been quiet (bounded key
-/// memory).
+/// memory), and upstream sources whose refresh interval has passed are fetched again.
 fn spawn_forget_quiet_clients(gateway: &Arc<Gateway>) {
     let weak = Arc::downgrade(gateway);
     tokio::spawn(async move {
@@ -358,7 +354,9 @@ fn spawn_forget_quiet_clients(gateway: &Arc<Gateway>) {
         loop {
             ticker.tick().await;
             let Some(gateway) = weak.upgrade() else { break };
-            gateway.catalog().forget_quiet_clients();
+            let catalog = gateway.catalog();
+            catalog.forget_quiet_clients();
+            catalog.refresh_upstreams();
         }
     });
 }
@@ -397,13 +395,7 @@ fn reload(gateway: &Arc<Gateway>, tls: &ArcSwap<rustls::ServerConfig>, file: &Pa
             let opening = gateway.clone();
             let opendata = config.opendata.clone();
             tokio::spawn(async move {
-                match super::opendata::Catalog::open(
-                    &opendata.datasets,
-                    &opendata.public,
-                    &opendata.state_dir,
-                )
-                .await
-                {
+                match super::opendata::Catalog::open(&opendata).await {
                     Ok(catalog) => opening.replace_catalog(catalog),
                     Err(error) => {
                         tracing::error!(error = %error, "open datasets not reloaded; the running set stays")

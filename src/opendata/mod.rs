@@ -5,8 +5,9 @@
 //! ([`compile`]: only classification `open`; every metadata field the regulations ask for:
 //! publisher, licence, update frequency, retention period (004 Điều 24 k3a), provenance
 //! (004 Điều 21), attribution (000 Điều 4 k6); fields with types; a key that orders the
-//! table), and the tables themselves ([`store`]: the embedded SQLite file or a CSV file
-//! imported into one, queried with bound parameters only).
+//! table), and the tables themselves ([`store`]: an SQLite file, a CSV file or an upstream
+//! REST service's answer imported into one, or a PostgreSQL table; queried with bound
+//! parameters only).
 //!
 //! Does not own: who may read (the public listener's per-IP limits, the consumer listener's
 //! members: `gateway::opendata`), or the wire formats (CKAN, DCAT, CSV: the gateway).
@@ -167,6 +168,40 @@ pub enum RawSource {
         /// The file (relative to the datasets folder).
         path: PathBuf,
     },
+    /// A table or view of the node's open-data PostgreSQL database (`[datasets]
+    /// postgres_url`), read live.
+    Postgres {
+        /// The schema.
+        schema: String,
+        /// The table or view.
+        table: String,
+    },
+    /// An upstream REST service answering the whole dataset (a JSON array of objects keyed
+    /// by field name, or CSV), fetched by the gateway at start and every `refresh_minutes`,
+    /// imported into an SQLite file of the state folder; served from the last good import
+    /// while the upstream is down.
+    Rest {
+        /// `https://…` (or `http://` to a loopback address).
+        url: String,
+        /// `json` or `csv`.
+        format: RestFormat,
+        /// Minutes between fetches (default 60; at least 1).
+        #[serde(default)]
+        refresh_minutes: Option<u32>,
+        /// The largest answer accepted, in bytes (default 64 MiB; at most 1 GiB).
+        #[serde(default)]
+        max_bytes: Option<u64>,
+    },
+}
+
+/// What an upstream REST source answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestFormat {
+    /// A JSON array of objects (or `{"records": [...]}`).
+    Json,
+    /// CSV with a header row.
+    Csv,
 }
 
 /// Per-client-IP limits on the public listener for one dataset.
@@ -256,6 +291,24 @@ pub enum Source {
     Csv {
         /// The file.
         path: PathBuf,
+    },
+    /// A table of the node's open-data PostgreSQL database.
+    Postgres {
+        /// The schema.
+        schema: String,
+        /// The table or view.
+        table: String,
+    },
+    /// An upstream REST service, imported.
+    Rest {
+        /// Its URL.
+        url: url::Url,
+        /// What it answers.
+        format: store::UpstreamFormat,
+        /// Time between fetches.
+        refresh: std::time::Duration,
+        /// The largest answer accepted, in bytes.
+        max_bytes: u64,
     },
 }
 
@@ -386,6 +439,61 @@ pub fn compile(raw: &RawDataset, file: &Path, dir: &Path) -> Result<Dataset, Vec
                 error("source.path", "no such file");
             }
             Source::Csv { path }
+        }
+        RawSource::Postgres { schema, table } => {
+            for (path, name) in [("source.schema", schema), ("source.table", table)] {
+                if !identifier(name) {
+                    error(path, "must be 1-64 of a-z 0-9 _, starting with a letter");
+                }
+            }
+            Source::Postgres {
+                schema: schema.clone(),
+                table: table.clone(),
+            }
+        }
+        RawSource::Rest {
+            url,
+            format,
+            refresh_minutes,
+            max_bytes,
+        } => {
+            let parsed = url::Url::parse(url).ok().filter(|url| match url.scheme() {
+                "https" => url.host().is_some(),
+                "http" => match url.host() {
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    Some(url::Host::Domain(name)) => name == "localhost",
+                    None => false,
+                },
+                _ => false,
+            });
+            if parsed.as_ref().is_none_or(|url| {
+                !url.username().is_empty() || url.password().is_some() || url.fragment().is_some()
+            }) {
+                error(
+                    "source.url",
+                    "must be an https URL (http only to a loopback address), without credentials or fragment",
+                );
+            }
+            let minutes = refresh_minutes.unwrap_or(60);
+            if minutes == 0 || minutes > 60 * 24 * 366 {
+                error("source.refresh_minutes", "must be 1 to 527040");
+            }
+            let max_bytes = max_bytes.unwrap_or(64 * 1024 * 1024);
+            if max_bytes == 0 || max_bytes > 1024 * 1024 * 1024 {
+                error("source.max_bytes", "must be 1 byte to 1 GiB");
+            }
+            Source::Rest {
+                url: parsed.unwrap_or_else(|| {
+                    url::Url::parse("https://invalid.invalid/").expect("a constant URL parses")
+                }),
+                format: match format {
+                    RestFormat::Json => store::UpstreamFormat::Json,
+                    RestFormat::Csv => store::UpstreamFormat::Csv,
+                },
+                refresh: std::time::Duration::from_secs(u64::from(minutes) * 60),
+                max_bytes,
+            }
         }
     };
     match (publisher, key) {

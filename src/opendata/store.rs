@@ -1,21 +1,32 @@
-//! A dataset's table: searched a page at a time, or streamed whole, in the embedded SQLite.
+//! A dataset's table: searched a page at a time, counted, or streamed whole, from one of
+//! three backends.
 //!
-//! Owns: opening a dataset's table (an SQLite file, read-only; or a CSV file imported once
-//! into an SQLite file of the state folder, again whenever the CSV changes), checking that
-//! every declared field is a column, and the queries. **Every value reaches SQL as a bound
-//! parameter; identifiers come only from the dataset's declared fields** (validated names,
-//! quoted). The natural order is the table's row order (a CSV's line order); pages in it seek
-//! by row id when the row ids are dense (always for an imported CSV), so a page at offset
-//! 900,000 costs what a page at offset 0 does; downloads walk the table in batches by row id.
+//! - **SQLite** (`source.kind: sqlite`): a table of an SQLite file, read-only
+//!   ([`sqlite`], through `rusqlite` on the blocking pool: one hand-off per page).
+//! - **CSV** (`csv`) and an **upstream REST service** (`rest`): imported into an SQLite file
+//!   of the state folder ([`import_csv`] when the file changes; [`import_upstream`] with the
+//!   bytes the gateway fetched), then read as above.
+//! - **PostgreSQL** (`postgres`): a table or view of the node's open-data database
+//!   ([`postgres`], through `sqlx`), read live.
+//!
+//! Owns: opening a table (checking every declared field is a column), the queries, and the
+//! imports. **Every value reaches SQL as a bound parameter; identifiers come only from the
+//! dataset's declared fields** (validated names, quoted). The natural order is the table's
+//! row order (a CSV's line order; for PostgreSQL, the key's order); pages in it seek by row
+//! id when the row ids are dense (always for an imported file), so a page at offset 900,000
+//! costs what a page at offset 0 does; downloads walk the table in batches by row id (by key
+//! for PostgreSQL).
 //!
 //! Does not own: the query's grammar on the wire (CKAN's `filters`, `q`, `sort`: the
-//! gateway parses them into a [`Query`]), or who may read.
+//! gateway parses them into a [`Query`]), fetching an upstream (the gateway's HTTP client),
+//! what a [`Cell`] becomes on the wire, or who may read.
+
+mod postgres;
+mod sqlite;
 
 use super::{Dataset, FieldType, Source};
 use futures_util::Stream;
-use serde_json::{Map, Value};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
-use sqlx::{Column, Row};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// Rows fetched per batch of a download.
@@ -24,16 +35,12 @@ const BATCH_ROWS: i64 = 1000;
 /// Why a table could not be opened or read. Messages name files and fields, never values.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The source file or table is missing or unreadable.
+    /// The source file, table or database is missing or unreadable.
     #[error("{0}")]
     Unavailable(String),
     /// The source does not have a declared field, or a value does not fit its type.
     #[error("{0}")]
     Mismatch(String),
-}
-
-fn sql_error(error: &sqlx::Error) -> StoreError {
-    StoreError::Unavailable(format!("the dataset's table cannot be read: {error}"))
 }
 
 /// A sort key: a field's index and whether it is descending.
@@ -69,18 +76,60 @@ impl Query {
     }
 }
 
-/// A dataset's table.
-#[derive(Debug, Clone)]
-pub struct Table {
-    /// What identifies the data's version (for `ETag`): the source file's length and
-    /// modification time.
-    pub version: String,
-    pool: SqlitePool,
-    table: String,
-    columns: Vec<(String, FieldType)>,
-    /// Row ids are exactly 1..=count: a page of the natural order seeks.
-    dense: bool,
-    rows: u64,
+/// One value of a row, of its field's declared type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// No value.
+    Null,
+    /// A whole number.
+    Integer(i64),
+    /// A decimal number.
+    Number(f64),
+    /// Text (and dates, `YYYY-MM-DD`).
+    Text(String),
+}
+
+impl serde::Serialize for Cell {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Cell::Null => serializer.serialize_unit(),
+            Cell::Integer(i) => serializer.serialize_i64(*i),
+            Cell::Number(n) => serializer.serialize_f64(*n),
+            Cell::Text(t) => serializer.serialize_str(t),
+        }
+    }
+}
+
+/// Rows of chosen fields, row-major in one vector (no allocation per row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The fields of each row, by index in the dataset's fields.
+    pub fields: Vec<usize>,
+    cells: Vec<Cell>,
+}
+
+impl Page {
+    fn new(fields: Vec<usize>, capacity: usize) -> Page {
+        Page {
+            fields,
+            cells: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.cells.len() / self.fields.len().max(1)
+    }
+
+    /// No rows.
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// Each row's cells, in `fields`' order.
+    pub fn rows(&self) -> impl Iterator<Item = &[Cell]> {
+        self.cells.chunks(self.fields.len().max(1))
+    }
 }
 
 fn quoted(identifier: &str) -> String {
@@ -88,89 +137,107 @@ fn quoted(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', ""))
 }
 
-async fn pool(path: &Path, read_only: bool) -> Result<SqlitePool, StoreError> {
-    let mut options = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(read_only)
-        .create_if_missing(!read_only);
-    if read_only {
-        // Pages read through a memory map rather than read(2) into SQLite's cache: ~5x the
-        // pages per second for SQLite alone here; through datagate the per-row costs around
-        // it still dominate (docs/BENCHMARKS.md (f)).
-        options = options.pragma("mmap_size", "268435456");
-    }
-    SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(options)
-        .await
-        .map_err(|e| sql_error(&e))
+/// `%q%` for `LIKE … ESCAPE '\'`, with `q`'s own wildcards escaped.
+fn like_pattern(q: &str) -> String {
+    format!(
+        "%{}%",
+        q.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteTable),
+    Postgres(postgres::PgTable),
+}
+
+/// A dataset's table.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// What identifies the data's version (for `ETag`): the source file's length and
+    /// modification time, or the upstream answer's digest; none for a live database.
+    pub version: Option<String>,
+    columns: Vec<(String, FieldType)>,
+    backend: Backend,
+}
+
+/// Where the open-data tables that are not files live: the node's PostgreSQL database
+/// (`[datasets] postgres_url`), when it has one.
+#[derive(Debug, Clone, Default)]
+pub struct Databases {
+    /// Connection options of the open-data database.
+    pub postgres: Option<sqlx::postgres::PgConnectOptions>,
 }
 
 impl Table {
     /// Opens `dataset`'s table; a CSV source is imported into `state_dir` first when it is
-    /// new or changed.
-    pub async fn open(dataset: &Dataset, state_dir: &Path) -> Result<Table, StoreError> {
+    /// new or changed; an upstream source reads its last import ([`import_upstream`]).
+    pub async fn open(
+        dataset: &Dataset,
+        state_dir: &Path,
+        databases: &Databases,
+    ) -> Result<Table, StoreError> {
         let columns: Vec<(String, FieldType)> = dataset
             .raw
             .fields
             .iter()
             .map(|field| (field.name.clone(), field.kind))
             .collect();
-        let version = match &dataset.source {
-            Source::Sqlite { path, .. } | Source::Csv { path } => fingerprint(path)?,
-        };
-        let (path, table) = match &dataset.source {
-            Source::Sqlite { path, table } => (path.clone(), table.clone()),
-            Source::Csv { path } => (
-                import_csv(dataset, path, state_dir).await?,
-                "rows".to_owned(),
+        let (version, backend) = match &dataset.source {
+            Source::Sqlite { path, table } => (
+                Some(fingerprint(path)?),
+                Backend::Sqlite(sqlite::SqliteTable::open(dataset, path, table).await?),
             ),
-        };
-        let pool = pool(&path, true).await?;
-        let present: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT name FROM pragma_table_info({})",
-            quoted_literal(&table)
-        )))
-        .fetch_all(&pool)
-        .await
-        .map_err(|e| sql_error(&e))?
-        .iter()
-        .filter_map(|row| row.try_get::<String, _>(0).ok())
-        .collect();
-        if present.is_empty() {
-            return Err(StoreError::Mismatch(format!(
-                "dataset {}: no table {table}",
-                dataset.id()
-            )));
-        }
-        for (name, _) in &columns {
-            if !present.contains(name) {
-                return Err(StoreError::Mismatch(format!(
-                    "dataset {}: the table has no column {name}",
-                    dataset.id()
-                )));
+            Source::Csv { path } => {
+                let imported = import_csv(dataset, path, state_dir).await?;
+                (
+                    Some(fingerprint(path)?),
+                    Backend::Sqlite(sqlite::SqliteTable::open(dataset, &imported, "rows").await?),
+                )
             }
-        }
-        let (rows, max): (i64, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*), max(rowid) FROM {}",
-            quoted(&table)
-        )))
-        .fetch_one(&pool)
-        .await
-        .map_err(|e| sql_error(&e))?;
+            Source::Rest { .. } => {
+                let (target, marker) = imported_paths(state_dir, dataset.id());
+                let version = std::fs::read_to_string(&marker).map_err(|_| {
+                    StoreError::Unavailable(format!(
+                        "dataset {}: its upstream has not been imported yet",
+                        dataset.id()
+                    ))
+                })?;
+                (
+                    Some(version),
+                    Backend::Sqlite(sqlite::SqliteTable::open(dataset, &target, "rows").await?),
+                )
+            }
+            Source::Postgres { schema, table } => {
+                let options = databases.postgres.clone().ok_or_else(|| {
+                    StoreError::Unavailable(format!(
+                        "dataset {}: the node has no open-data database ([datasets] postgres_url)",
+                        dataset.id()
+                    ))
+                })?;
+                (
+                    None,
+                    Backend::Postgres(
+                        postgres::PgTable::open(dataset, options, schema, table).await?,
+                    ),
+                )
+            }
+        };
         Ok(Table {
             version,
-            pool,
-            table: quoted(&table),
             columns,
-            dense: max.unwrap_or(0) == rows,
-            rows: u64::try_from(rows).unwrap_or(0),
+            backend,
         })
     }
 
-    /// The number of rows.
+    /// The number of rows (when the table was opened).
     pub fn rows(&self) -> u64 {
-        self.rows
+        match &self.backend {
+            Backend::Sqlite(table) => table.rows(),
+            Backend::Postgres(table) => table.rows(),
+        }
     }
 
     /// The declared fields, in order.
@@ -178,220 +245,83 @@ impl Table {
         &self.columns
     }
 
-    fn select_list(&self, fields: &[usize]) -> String {
-        let chosen: Vec<usize> = if fields.is_empty() {
+    fn chosen(&self, fields: &[usize]) -> Vec<usize> {
+        if fields.is_empty() {
             (0..self.columns.len()).collect()
         } else {
             fields.to_vec()
-        };
-        chosen
-            .iter()
-            .map(|&i| quoted(&self.columns[i].0))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// The `WHERE` clause and its bound values.
-    fn conditions(&self, query: &Query) -> (String, Vec<Value>) {
-        let mut clauses = Vec::new();
-        let mut values = Vec::new();
-        for (field, accepted) in &query.filters {
-            if accepted.is_empty() {
-                clauses.push("0".to_owned());
-                continue;
-            }
-            clauses.push(format!(
-                "{} IN ({})",
-                quoted(&self.columns[*field].0),
-                vec!["?"; accepted.len()].join(", ")
-            ));
-            values.extend(accepted.iter().cloned());
-        }
-        if let Some(q) = &query.q {
-            let text: Vec<String> = self
-                .columns
-                .iter()
-                .filter(|(_, kind)| *kind == FieldType::Text)
-                .map(|(name, _)| format!("{} LIKE ? ESCAPE '\\'", quoted(name)))
-                .collect();
-            if text.is_empty() {
-                clauses.push("0".to_owned());
-            } else {
-                let pattern = format!(
-                    "%{}%",
-                    q.replace('\\', "\\\\")
-                        .replace('%', "\\%")
-                        .replace('_', "\\_")
-                );
-                for _ in &text {
-                    values.push(Value::String(pattern.clone()));
-                }
-                clauses.push(format!("({})", text.join(" OR ")));
-            }
-        }
-        if clauses.is_empty() {
-            (String::new(), values)
-        } else {
-            (format!(" WHERE {}", clauses.join(" AND ")), values)
         }
     }
 
-    fn order(&self, query: &Query) -> String {
-        let mut keys: Vec<String> = query
-            .sort
-            .iter()
-            .map(|key| {
-                format!(
-                    "{} {}",
-                    quoted(&self.columns[key.field].0),
-                    if key.descending { "DESC" } else { "ASC" }
-                )
-            })
-            .collect();
-        keys.push("rowid ASC".to_owned());
-        format!(" ORDER BY {}", keys.join(", "))
-    }
-
-    /// One page of `query`'s rows, as JSON objects of the chosen fields.
-    pub async fn search(&self, query: &Query) -> Result<Vec<Map<String, Value>>, StoreError> {
-        let select = self.select_list(&query.fields);
-        let (sql, values) = if query.natural() && self.dense {
-            // Seek: the row ids are 1..=rows, so the offset is a row id.
-            (
-                format!(
-                    "SELECT {select} FROM {} WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                    self.table
-                ),
-                vec![Value::from(query.offset), Value::from(query.limit)],
-            )
-        } else {
-            let (conditions, mut values) = self.conditions(query);
-            values.push(Value::from(query.limit));
-            values.push(Value::from(query.offset));
-            (
-                format!(
-                    "SELECT {select} FROM {}{conditions}{} LIMIT ? OFFSET ?",
-                    self.table,
-                    self.order(query)
-                ),
-                values,
-            )
-        };
-        let rows = bind(sqlx::query(sqlx::AssertSqlSafe(sql)), &values)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| sql_error(&e))?;
-        Ok(rows.iter().map(|row| self.to_json(row)).collect())
+    /// One page of `query`'s rows, of the chosen fields.
+    pub async fn search(&self, query: &Query) -> Result<Page, StoreError> {
+        let fields = self.chosen(&query.fields);
+        match &self.backend {
+            Backend::Sqlite(table) => table.search(query, fields).await,
+            Backend::Postgres(table) => table.search(query, fields).await,
+        }
     }
 
     /// How many rows match `query` (its page ignored).
     pub async fn count(&self, query: &Query) -> Result<u64, StoreError> {
-        if query.filters.is_empty() && query.q.is_none() {
-            return Ok(self.rows);
+        if query.filters.is_empty()
+            && query.q.is_none()
+            && let Backend::Sqlite(table) = &self.backend
+        {
+            return Ok(table.rows());
         }
-        let (conditions, values) = self.conditions(query);
-        let sql = format!("SELECT count(*) FROM {}{conditions}", self.table);
-        let row = bind(sqlx::query(sqlx::AssertSqlSafe(sql)), &values)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| sql_error(&e))?;
-        Ok(u64::try_from(row.try_get::<i64, _>(0).unwrap_or(0)).unwrap_or(0))
+        match &self.backend {
+            Backend::Sqlite(table) => table.count(query).await,
+            Backend::Postgres(table) => table.count(query).await,
+        }
     }
 
-    /// Every row in the natural order, in batches of [`BATCH_ROWS`] fetched by row id: a
-    /// download never holds more than one batch.
-    pub fn stream(
-        &self,
-    ) -> impl Stream<Item = Result<Vec<Map<String, Value>>, StoreError>> + use<> {
-        let table = self.clone();
-        futures_util::stream::unfold(Some(0i64), move |after| {
-            let table = table.clone();
+    /// Every row in the natural order, in batches of [`BATCH_ROWS`]: a download never holds
+    /// more than one batch.
+    pub fn stream(&self) -> impl Stream<Item = Result<Page, StoreError>> + use<> {
+        let backend = self.backend.clone();
+        futures_util::stream::unfold(Some(Cursor::Start), move |cursor| {
+            let backend = backend.clone();
             async move {
-                let after = after?;
-                let sql = format!(
-                    "SELECT rowid, {} FROM {} WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                    table.select_list(&[]),
-                    table.table
-                );
-                let batch = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(after)
-                    .bind(BATCH_ROWS)
-                    .fetch_all(&table.pool)
-                    .await;
+                let cursor = cursor?;
+                let batch = match (&backend, cursor) {
+                    (Backend::Sqlite(table), Cursor::Start) => table
+                        .batch(0)
+                        .await
+                        .map(|(page, next)| (page, next.map(Cursor::RowId))),
+                    (Backend::Sqlite(table), Cursor::RowId(after)) => table
+                        .batch(after)
+                        .await
+                        .map(|(page, next)| (page, next.map(Cursor::RowId))),
+                    (Backend::Postgres(table), Cursor::Start) => table
+                        .batch(None)
+                        .await
+                        .map(|(page, next)| (page, next.map(Cursor::Key))),
+                    (Backend::Postgres(table), Cursor::Key(after)) => table
+                        .batch(Some(after))
+                        .await
+                        .map(|(page, next)| (page, next.map(Cursor::Key))),
+                    (_, _) => return None,
+                };
                 match batch {
-                    Err(error) => Some((Err(sql_error(&error)), None)),
-                    Ok(rows) if rows.is_empty() => None,
-                    Ok(rows) => {
-                        let last = rows
-                            .last()
-                            .and_then(|row| row.try_get::<i64, _>(0).ok())
-                            .unwrap_or(i64::MAX);
-                        let next = (rows.len() as i64 == BATCH_ROWS).then_some(last);
-                        let page = rows.iter().map(|row| table.to_json(row)).collect();
-                        Some((Ok(page), next))
-                    }
+                    Err(error) => Some((Err(error), None)),
+                    Ok((page, _)) if page.is_empty() => None,
+                    Ok((page, next)) => Some((Ok(page), next)),
                 }
             }
         })
     }
-
-    fn to_json(&self, row: &SqliteRow) -> Map<String, Value> {
-        let mut object = Map::new();
-        for column in row.columns() {
-            let name = column.name();
-            let Some((_, kind)) = self.columns.iter().find(|(n, _)| n == name) else {
-                continue;
-            };
-            let index = column.ordinal();
-            let value = match kind {
-                FieldType::Integer => row
-                    .try_get::<Option<i64>, _>(index)
-                    .ok()
-                    .flatten()
-                    .map_or(Value::Null, Value::from),
-                FieldType::Number => row
-                    .try_get::<Option<f64>, _>(index)
-                    .ok()
-                    .flatten()
-                    .map_or(Value::Null, Value::from),
-                FieldType::Text | FieldType::Date => row
-                    .try_get::<Option<String>, _>(index)
-                    .ok()
-                    .flatten()
-                    .map_or(Value::Null, Value::String),
-            };
-            object.insert(name.to_owned(), value);
-        }
-        object
-    }
 }
 
-/// `'text'` as an SQL string literal (for `pragma_table_info`, whose argument cannot be bound
-/// in every SQLite version); the text is a validated identifier.
-fn quoted_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', ""))
+/// Where a download continues.
+#[derive(Debug, Clone)]
+enum Cursor {
+    Start,
+    RowId(i64),
+    Key(Cell),
 }
 
-fn bind<'q>(
-    mut query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-    values: &'q [Value],
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-    for value in values {
-        query = match value {
-            Value::Null => query.bind(None::<String>),
-            Value::Bool(b) => query.bind(*b),
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => query.bind(i),
-                None => query.bind(n.as_f64().unwrap_or(0.0)),
-            },
-            Value::String(s) => query.bind(s.as_str()),
-            other => query.bind(other.to_string()),
-        };
-    }
-    query
-}
-
-/// The SQLite file a CSV is imported into, and the marker of what was imported.
+/// The SQLite file an imported source lives in, and the marker of what was imported.
 fn imported_paths(state_dir: &Path, id: &str) -> (PathBuf, PathBuf) {
     let dir = state_dir.join("opendata");
     (
@@ -400,7 +330,7 @@ fn imported_paths(state_dir: &Path, id: &str) -> (PathBuf, PathBuf) {
     )
 }
 
-/// What identifies a CSV's content cheaply: its length and modification time.
+/// What identifies a file's content cheaply: its length and modification time.
 fn fingerprint(path: &Path) -> Result<String, StoreError> {
     let meta = std::fs::metadata(path)
         .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
@@ -409,7 +339,15 @@ fn fingerprint(path: &Path) -> Result<String, StoreError> {
         .ok()
         .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
-    Ok(format!("{}:{modified}", meta.len()))
+    Ok(format!("{}-{modified}", meta.len()))
+}
+
+fn create_state_dir(target: &Path) -> Result<(), StoreError> {
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+    }
+    Ok(())
 }
 
 /// Imports `csv` into an SQLite file of `state_dir` (a table `rows`, one column per declared
@@ -425,116 +363,120 @@ async fn import_csv(
     {
         return Ok(target);
     }
-    if let Some(dir) = target.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
-    }
-    let partial = target.with_extension("sqlite.partial");
-    let _ = std::fs::remove_file(&partial);
-    let pool = pool(&partial, false).await?;
-    let columns: Vec<String> = dataset
-        .raw
-        .fields
-        .iter()
-        .map(|field| {
-            let kind = match field.kind {
-                FieldType::Integer => "INTEGER",
-                FieldType::Number => "REAL",
-                FieldType::Text | FieldType::Date => "TEXT",
-            };
-            format!("{} {kind}", quoted(&field.name))
-        })
-        .collect();
-    let key = quoted(&dataset.raw.fields[dataset.key].name);
-    for statement in [
-        "PRAGMA journal_mode = OFF".to_owned(),
-        "PRAGMA synchronous = OFF".to_owned(),
-        format!("CREATE TABLE rows ({})", columns.join(", ")),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(statement))
-            .execute(&pool)
-            .await
-            .map_err(|e| sql_error(&e))?;
-    }
+    create_state_dir(&target)?;
     let file = std::fs::File::open(csv)
         .map_err(|e| StoreError::Unavailable(format!("{}: {e}", csv.display())))?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(file);
-    let headers = reader
-        .headers()
-        .map_err(|e| StoreError::Mismatch(format!("{}: {e}", csv.display())))?
-        .clone();
-    let positions: Vec<usize> = dataset
-        .raw
-        .fields
-        .iter()
-        .map(|field| {
-            headers
-                .iter()
-                .position(|h| h.trim() == field.name)
-                .ok_or_else(|| {
-                    StoreError::Mismatch(format!(
-                        "{}: no column {} in the header",
-                        csv.display(),
-                        field.name
-                    ))
-                })
-        })
-        .collect::<Result<_, _>>()?;
-    let insert = format!(
-        "INSERT INTO rows VALUES ({})",
-        vec!["?"; positions.len()].join(", ")
-    );
-    let mut transaction = pool.begin().await.map_err(|e| sql_error(&e))?;
-    for (line, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| {
-            StoreError::Mismatch(format!("{}: line {}: {e}", csv.display(), line + 2))
-        })?;
-        let mut statement = sqlx::query(sqlx::AssertSqlSafe(insert.clone()));
-        for (field, &position) in dataset.raw.fields.iter().zip(&positions) {
-            let text = record.get(position).unwrap_or("").trim();
-            statement = match (field.kind, text.is_empty()) {
-                (_, true) => statement.bind(None::<String>),
-                (FieldType::Integer, false) => {
-                    statement.bind(text.parse::<i64>().map_err(|_| {
-                        StoreError::Mismatch(format!(
-                            "{}: line {}: field {} is not an integer",
-                            csv.display(),
-                            line + 2,
-                            field.name
-                        ))
-                    })?)
-                }
-                (FieldType::Number, false) => {
-                    statement.bind(text.parse::<f64>().map_err(|_| {
-                        StoreError::Mismatch(format!(
-                            "{}: line {}: field {} is not a number",
-                            csv.display(),
-                            line + 2,
-                            field.name
-                        ))
-                    })?)
-                }
-                (FieldType::Text | FieldType::Date, false) => statement.bind(text.to_owned()),
-            };
-        }
-        statement
-            .execute(&mut *transaction)
-            .await
-            .map_err(|e| sql_error(&e))?;
-    }
-    transaction.commit().await.map_err(|e| sql_error(&e))?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE INDEX rows_key ON rows ({key})"
-    )))
-    .execute(&pool)
+    let (dataset, origin, into) = (dataset.clone(), csv.display().to_string(), target.clone());
+    tokio::task::spawn_blocking(move || {
+        sqlite::import(&dataset, sqlite::Rows::Csv(Box::new(file)), &into, &origin)
+    })
     .await
-    .map_err(|e| sql_error(&e))?;
-    pool.close().await;
-    std::fs::rename(&partial, &target)
-        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", target.display())))?;
+    .map_err(|_| StoreError::Unavailable("the import stopped".into()))??;
     std::fs::write(&marker, print)
         .map_err(|e| StoreError::Unavailable(format!("{}: {e}", marker.display())))?;
     Ok(target)
+}
+
+/// What an upstream answered, for [`import_upstream`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamFormat {
+    /// A JSON array of objects keyed by field name (or `{"records": [...]}`).
+    Json,
+    /// CSV with a header row naming the fields.
+    Csv,
+}
+
+/// Imports an upstream's answer (`body`, already read whole under the gateway's cap) into
+/// the dataset's SQLite file of `state_dir`, unless it is the same as the last import.
+/// Returns whether anything changed. A failed import leaves the last good one in place.
+pub async fn import_upstream(
+    dataset: &Dataset,
+    body: bytes::Bytes,
+    format: UpstreamFormat,
+    state_dir: &Path,
+) -> Result<bool, StoreError> {
+    use base64::Engine as _;
+    let (target, marker) = imported_paths(state_dir, dataset.id());
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body);
+    let print = format!(
+        "sha256-{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16])
+    );
+    if target.is_file() && std::fs::read_to_string(&marker).ok().as_deref() == Some(print.as_str())
+    {
+        return Ok(false);
+    }
+    let rows = match format {
+        UpstreamFormat::Csv => sqlite::Rows::Csv(Box::new(std::io::Cursor::new(body))),
+        UpstreamFormat::Json => {
+            let value: Value = serde_json::from_slice(&body).map_err(|e| {
+                StoreError::Mismatch(format!(
+                    "dataset {}: the upstream's answer is not JSON ({})",
+                    dataset.id(),
+                    e.classify() as u8
+                ))
+            })?;
+            let array = match value {
+                Value::Array(array) => array,
+                Value::Object(mut object) => match object.remove("records") {
+                    Some(Value::Array(array)) => array,
+                    _ => Vec::new(),
+                },
+                _ => Vec::new(),
+            };
+            let mut objects = Vec::with_capacity(array.len());
+            for (i, item) in array.into_iter().enumerate() {
+                match item {
+                    Value::Object(object) => objects.push(object),
+                    _ => {
+                        return Err(StoreError::Mismatch(format!(
+                            "dataset {}: the upstream's item {i} is not an object",
+                            dataset.id()
+                        )));
+                    }
+                }
+            }
+            sqlite::Rows::Json(objects)
+        }
+    };
+    create_state_dir(&target)?;
+    let (owned, origin, into) = (
+        dataset.clone(),
+        format!("dataset {}: upstream", dataset.id()),
+        target.clone(),
+    );
+    tokio::task::spawn_blocking(move || sqlite::import(&owned, rows, &into, &origin))
+        .await
+        .map_err(|_| StoreError::Unavailable("the import stopped".into()))??;
+    std::fs::write(&marker, print)
+        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", marker.display())))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_escape_the_callers_wildcards() {
+        assert_eq!(like_pattern("a%b_c\\"), "%a\\%b\\_c\\\\%");
+    }
+
+    #[test]
+    fn a_page_is_rows_of_its_fields() {
+        let mut page = Page::new(vec![0, 2], 4);
+        page.cells.extend([
+            Cell::Integer(1),
+            Cell::Text("a".into()),
+            Cell::Integer(2),
+            Cell::Null,
+        ]);
+        assert_eq!(page.len(), 2);
+        let rows: Vec<&[Cell]> = page.rows().collect();
+        assert_eq!(rows[1], &[Cell::Integer(2), Cell::Null][..]);
+        assert_eq!(
+            serde_json::to_string(&rows[0]).expect("cells serialize"),
+            r#"[1,"a"]"#
+        );
+    }
 }
