@@ -154,6 +154,8 @@ pub struct Gateway {
     cache: std::sync::OnceLock<cache::AnswerCache>,
     /// The opened open-data tables.
     catalog: ArcSwap<opendata::Catalog>,
+    /// Daily summaries of open-data reads (kept across reloads).
+    opendata_usage: opendata::Usage,
     /// The `(id, revision)` of every contract at the last sweep of the cache.
     swept: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
@@ -176,6 +178,7 @@ impl Gateway {
             cache: std::sync::OnceLock::new(),
             swept: Default::default(),
             catalog: ArcSwap::from_pointee(opendata::Catalog::default()),
+            opendata_usage: opendata::Usage::default(),
         })
     }
 
@@ -237,6 +240,11 @@ impl Gateway {
     /// The open datasets, with their tables.
     pub fn catalog(&self) -> Arc<opendata::Catalog> {
         self.catalog.load_full()
+    }
+
+    /// The daily summaries of open-data reads.
+    pub fn opendata_usage(&self) -> &opendata::Usage {
+        &self.opendata_usage
     }
 
     /// Replaces the open datasets (at start and after a reload opened them).

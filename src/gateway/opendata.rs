@@ -409,6 +409,64 @@ fn routes(edge: Edge) -> axum::Router<Arc<Gateway>> {
 // Who asks, and the limits
 // ---------------------------------------------------------------------------
 
+/// Days of anonymous-read summaries kept.
+const USAGE_DAYS: i64 = 31;
+
+/// Daily summaries of open-data reads (anonymous reads are counted, never journaled one by
+/// one): requests per day, dataset, action and edge. Keys are bounded: datasets only from
+/// the configured catalog (`*` for routes that name none), actions from a fixed set, and
+/// [`USAGE_DAYS`] days; the summaries outlive reloads (they live on the gateway).
+#[derive(Debug, Default)]
+pub struct Usage {
+    days: std::sync::Mutex<BTreeMap<(time::Date, String, &'static str, &'static str), u64>>,
+}
+
+impl Usage {
+    /// Counts one read of `dataset` (a catalog id, or none) by `action` on `edge` at `now`.
+    pub fn record(
+        &self,
+        now: time::OffsetDateTime,
+        dataset: Option<&str>,
+        action: &'static str,
+        edge: Edge,
+    ) {
+        let Ok(mut days) = self.days.lock() else {
+            return;
+        };
+        let today = now.date();
+        *days
+            .entry((
+                today,
+                dataset.unwrap_or("*").to_owned(),
+                action,
+                edge.as_str(),
+            ))
+            .or_insert(0) += 1;
+        let oldest = today - time::Duration::days(USAGE_DAYS - 1);
+        while days
+            .first_key_value()
+            .is_some_and(|(key, _)| key.0 < oldest)
+        {
+            days.pop_first();
+        }
+    }
+
+    /// The summaries, oldest day first.
+    pub fn summary(&self) -> Value {
+        let Ok(days) = self.days.lock() else {
+            return json!({"days": []});
+        };
+        let rows: Vec<Value> = days
+            .iter()
+            .map(|((date, dataset, action, edge), requests)| {
+                json!({"date": date.to_string(), "dataset": dataset, "action": action,
+                       "edge": edge, "requests": requests})
+            })
+            .collect();
+        json!({"days": rows})
+    }
+}
+
 /// Fetches `dataset`'s upstream (bounded by its `max_bytes`, 60 s in all) and imports the
 /// answer; `Ok(false)` when it is the same as the last import.
 async fn fetch_upstream(dataset: &Dataset, state_dir: &std::path::Path) -> Result<bool, String> {
@@ -846,6 +904,12 @@ async fn action(gateway: Arc<Gateway>, edge: Edge, name: String, request: Reques
     {
         return ckan_error(action, error, None);
     }
+    gateway.opendata_usage().record(
+        gateway.clock().now(),
+        limited.as_ref().map(|p| p.dataset.id()),
+        action,
+        edge,
+    );
     let outcome = async {
         match action {
             "datastore_search" => datastore_search(&catalog, edge, &parameters).await,
@@ -914,7 +978,8 @@ fn json_action(
 }
 
 impl Edge {
-    fn as_str(self) -> &'static str {
+    /// Its metric label.
+    pub fn as_str(self) -> &'static str {
         match self {
             Edge::Public => "public",
             Edge::Members => "members",
@@ -1292,6 +1357,16 @@ async fn download(gateway: Arc<Gateway>, edge: Edge, file: String, request: Requ
         return problem(error);
     }
     metrics::counter!("datagate_opendata_downloads_total", "format" => format, "edge" => edge.as_str()).increment(1);
+    gateway.opendata_usage().record(
+        gateway.clock().now(),
+        Some(published.dataset.id()),
+        if format == "csv" {
+            "download_csv"
+        } else {
+            "download_json"
+        },
+        edge,
+    );
     let table = published.table();
     // A live database has no cheap version: its downloads carry no ETag.
     let etag = table

@@ -1,7 +1,8 @@
 //! The ops listener: `/healthz` (the process answers), `/readyz` (configuration
 //! loaded and every backend passed its last health check), `/metrics`
 //! (Prometheus text), `/status/v1/federation` (the global configuration held, this
-//! node's key id and role). Plain HTTP: bind it to loopback or a management network.
+//! node's key id and role), `/status/v1/opendata/usage` (daily summaries of open-data
+//! reads, by dataset, action and edge). Plain HTTP: bind it to loopback or a management network.
 
 use super::Gateway;
 use axum::Router;
@@ -18,6 +19,12 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status/v1/federation", get(federation))
+        .route(
+            "/status/v1/opendata/usage",
+            get(|State(gateway): State<Arc<Gateway>>| async move {
+                axum::Json(gateway.opendata_usage().summary())
+            }),
+        )
         .route("/status/v1/journal/{message_id}", get(journal))
         .with_state(gateway)
 }

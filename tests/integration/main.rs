@@ -25,6 +25,7 @@ mod journal_backends;
 mod layering;
 mod message_cli;
 mod opendata;
+mod opendata_backends;
 mod opendata_dcat;
 mod ops;
 mod properties;

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 const ROWS: usize = 2_500;
 
 /// A dataset file; `extra` replaces keys (e.g. `audience: members`).
-fn dataset(id: &str, source: &str, extra: &str) -> String {
+pub(crate) fn dataset(id: &str, source: &str, extra: &str) -> String {
     format!(
         r#"id: {id}
 title: Đơn vị hành chính ({id})
@@ -68,11 +68,11 @@ async fn node(pki: &TestPki, public: &str, extra_units: &str) -> TestNode {
         .await
 }
 
-fn public_url(node: &TestNode, path: &str) -> String {
+pub(crate) fn public_url(node: &TestNode, path: &str) -> String {
     format!("http://{}{path}", node.public.expect("a public listener"))
 }
 
-async fn action(node: &TestNode, name: &str, query: &[(&str, &str)]) -> (u16, Value) {
+pub(crate) async fn action(node: &TestNode, name: &str, query: &[(&str, &str)]) -> (u16, Value) {
     let encoded: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(query.iter().copied())
         .finish();
@@ -85,7 +85,7 @@ async fn action(node: &TestNode, name: &str, query: &[(&str, &str)]) -> (u16, Va
     (status, response.json().await.expect("CKAN JSON"))
 }
 
-fn error_code(body: &Value) -> &str {
+pub(crate) fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_default()
 }
 
@@ -645,4 +645,52 @@ async fn the_public_openapi_document_is_valid_and_tells_strangers_nothing_more()
         "openapi-spec-validator refused the document: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Issue 11 §1: anonymous reads are counted in daily summaries (by dataset, action and
+/// edge) on the ops listener, never one by one, and with nothing about the client: a
+/// dataset id that is not in the catalog is not a key of its own.
+#[tokio::test]
+async fn anonymous_reads_are_summarised_per_day_without_the_client() {
+    init();
+    let pki = TestPki::new();
+    let node = node(&pki, "per_second = 1000\nburst = 1000", "").await;
+    for _ in 0..3 {
+        let (status, _) = action(&node, "datastore_search", &[("resource_id", "units")]).await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = action(
+        &node,
+        "datastore_search",
+        &[("resource_id", "no-such-dataset-9f3a")],
+    )
+    .await;
+    assert_eq!(status, 404);
+    let download = reqwest::get(public_url(&node, "/dataset/units.csv"))
+        .await
+        .expect("download");
+    assert_eq!(download.status(), 200);
+    let summary: Value = reqwest::get(format!("http://{}/status/v1/opendata/usage", node.ops))
+        .await
+        .expect("usage")
+        .json()
+        .await
+        .expect("json");
+    let rows = summary["days"].as_array().expect("days");
+    let count = |dataset: &str, action: &str| {
+        rows.iter()
+            .filter(|r| r["dataset"] == dataset && r["action"] == action && r["edge"] == "public")
+            .map(|r| r["requests"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert_eq!(count("units", "datastore_search"), 3);
+    assert_eq!(
+        count("*", "datastore_search"),
+        1,
+        "unknown ids are not keys"
+    );
+    assert_eq!(count("units", "download_csv"), 1);
+    let text = summary.to_string();
+    assert!(!text.contains("no-such-dataset"), "{text}");
+    assert!(!text.contains("127.0.0.1"), "no client addresses: {text}");
 }
