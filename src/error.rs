@@ -135,11 +135,19 @@ pub enum ErrorCode {
     OpendataRateLimited,
     /// `opendata.unavailable`.
     OpendataUnavailable,
+    /// `metadata.provider_unknown`.
+    MetadataProviderUnknown,
+    /// `metadata.service_unknown`.
+    MetadataServiceUnknown,
+    /// `metadata.service_code_invalid`.
+    MetadataServiceCodeInvalid,
+    /// `metadata.method_not_allowed`.
+    MetadataMethodNotAllowed,
 }
 
 impl ErrorCode {
     /// Every code, in the order of `docs/ERRORS.md`.
-    pub const ALL: [ErrorCode; 87] = [
+    pub const ALL: [ErrorCode; 91] = [
         ErrorCode::RequestRouteNotFound,
         ErrorCode::RequestPathInvalid,
         ErrorCode::RequestClientMissing,
@@ -227,6 +235,10 @@ impl ErrorCode {
         ErrorCode::OpendataInvalidQuery,
         ErrorCode::OpendataRateLimited,
         ErrorCode::OpendataUnavailable,
+        ErrorCode::MetadataProviderUnknown,
+        ErrorCode::MetadataServiceUnknown,
+        ErrorCode::MetadataServiceCodeInvalid,
+        ErrorCode::MetadataMethodNotAllowed,
     ];
 
     /// The code whose stable name is `name` (a peer gateway's problem answer).
@@ -326,6 +338,10 @@ impl ErrorCode {
             ErrorCode::OpendataInvalidQuery => "opendata.invalid_query",
             ErrorCode::OpendataRateLimited => "opendata.rate_limited",
             ErrorCode::OpendataUnavailable => "opendata.unavailable",
+            ErrorCode::MetadataProviderUnknown => "metadata.provider_unknown",
+            ErrorCode::MetadataServiceUnknown => "metadata.service_unknown",
+            ErrorCode::MetadataServiceCodeInvalid => "metadata.service_code_invalid",
+            ErrorCode::MetadataMethodNotAllowed => "metadata.method_not_allowed",
         }
     }
 
@@ -419,6 +435,10 @@ impl ErrorCode {
             ErrorCode::OpendataInvalidQuery => StatusCode::CONFLICT,
             ErrorCode::OpendataRateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::OpendataUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::MetadataProviderUnknown => StatusCode::NOT_FOUND,
+            ErrorCode::MetadataServiceUnknown => StatusCode::NOT_FOUND,
+            ErrorCode::MetadataServiceCodeInvalid => StatusCode::BAD_REQUEST,
+            ErrorCode::MetadataMethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -512,6 +532,10 @@ impl ErrorCode {
             ErrorCode::OpendataInvalidQuery => Origin::Consumer,
             ErrorCode::OpendataRateLimited => Origin::Consumer,
             ErrorCode::OpendataUnavailable => Origin::Internal,
+            ErrorCode::MetadataProviderUnknown => Origin::Consumer,
+            ErrorCode::MetadataServiceUnknown => Origin::Consumer,
+            ErrorCode::MetadataServiceCodeInvalid => Origin::Consumer,
+            ErrorCode::MetadataMethodNotAllowed => Origin::Consumer,
         }
     }
 

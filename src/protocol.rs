@@ -133,6 +133,11 @@ pub fn parse_target(path: &str) -> Result<Target, GatewayError> {
     })
 }
 
+/// The service codes of X-Road's service metadata for REST (PR-MREST §4–5): on the consumer
+/// listener `/r1/{provider subsystem}/{code}` is a metadata call answered by this node,
+/// never a service call, so no service may be configured under one of these codes.
+pub const METADATA_SERVICE_CODES: [&str; 3] = ["listMethods", "allowedMethods", "getOpenAPI"];
+
 /// The one value of a header that must not be repeated: `None` when absent,
 /// `request.header_duplicated` when sent more than once (first-wins or
 /// last-wins would let two parties read one request differently).

@@ -380,6 +380,15 @@ pub fn load(file: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
         let at = format!("services[{i}]");
         match service.id.parse::<ServiceId>() {
             Ok(id) => {
+                if crate::protocol::METADATA_SERVICE_CODES.contains(&id.code.as_str()) {
+                    errors.push(ConfigError::new(
+                        file,
+                        &format!("{at}.id"),
+                        "listMethods, allowedMethods and getOpenAPI are X-Road's metadata \
+                         calls (PR-MREST), answered by the node: no service may use them"
+                            .into(),
+                    ));
+                }
                 if !adapters.contains_key(&service.adapter) {
                     errors.push(ConfigError::new(
                         file,

@@ -58,19 +58,24 @@ pub fn routes() -> axum::Router<Arc<Gateway>> {
 }
 
 /// A portal, authenticated: its certificate is a registered information system bound
-/// to the subsystem in `X-Road-Client`.
-struct Caller {
-    client: ClientId,
-    certificate: PeerCertificate,
+/// to the subsystem in `X-Road-Client`. The consumer listener's other routes of the
+/// node (the metadata calls, [`super::metaservices`]) identify their caller the same way.
+pub(super) struct Caller {
+    /// The subsystem in `X-Road-Client`, vouched for by the registry.
+    pub(super) client: ClientId,
+    /// The connection's client certificate.
+    pub(super) certificate: PeerCertificate,
 }
 
-fn message_id(parts: &Parts) -> Result<String, (String, GatewayError)> {
+/// The caller's `X-Road-Id`, or a fresh one (with the refusal when the caller's is unusable).
+pub(super) fn message_id(parts: &Parts) -> Result<String, (String, GatewayError)> {
     protocol::single_header(&parts.headers, &X_ROAD_ID)
         .and_then(protocol::message_id)
         .map_err(|error| (uuid::Uuid::new_v4().to_string(), error))
 }
 
-fn authenticate(
+/// The caller: its certificate bound by the registry to the subsystem in `X-Road-Client`.
+pub(super) fn authenticate(
     gateway: &Gateway,
     runtime: &Runtime,
     parts: &Parts,
@@ -128,7 +133,11 @@ fn json_response(message_id: &str, body: &Value) -> Response {
 }
 
 /// The answer of a handler: its JSON, or its problem (consumer faults at DEBUG only).
-fn respond(message_id: &str, outcome: Result<Value, GatewayError>, what: &'static str) -> Response {
+pub(super) fn respond(
+    message_id: &str,
+    outcome: Result<Value, GatewayError>,
+    what: &'static str,
+) -> Response {
     match outcome {
         Ok(body) => json_response(message_id, &body),
         Err(error) => {

@@ -17,6 +17,7 @@
 //! - [`server`]: the node: its listeners, graceful shutdown, reload;
 //! - [`opendata`]: open data: the public listener's CKAN API and downloads, per-client limits;
 //! - [`openapi`]: OpenAPI 3.1 documents generated from the configuration (public and per member);
+//! - [`metaservices`]: on the consumer listener, the caller's OpenAPI document and X-Road's service metadata (listMethods, allowedMethods, getOpenAPI);
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/status/v1/federation`, `/status/v1/journal/{id}`;
 //! - [`admin`]: the journal admin API (`/admin/v1/…`) for operators and auditors, by certificate.
 
@@ -32,6 +33,7 @@ pub mod federation;
 pub mod hub;
 pub mod inbound;
 pub mod listener;
+pub mod metaservices;
 pub mod openapi;
 pub mod opendata;
 pub mod opendata_page;

@@ -38,6 +38,9 @@ pub fn consumer_router(gateway: Arc<Gateway>) -> Router {
     catch_panic(
         Router::new()
             .merge(super::autofill::routes())
+            // Before the fallback: `/r1/{provider}/listMethods` and its kin are metadata
+            // calls, never service calls.
+            .merge(super::metaservices::routes())
             .merge(super::opendata::member_routes())
             .merge(super::opendata_page::member_index())
             .fallback(super::exchange::handle)

@@ -24,6 +24,7 @@ mod journal;
 mod journal_backends;
 mod layering;
 mod message_cli;
+mod metaservices;
 mod opendata;
 mod opendata_backends;
 mod opendata_dcat;
