@@ -1,10 +1,11 @@
 //! `[listeners] public`, `[public]` and `[datasets]`: open data, validated completely.
 //!
 //! Owns: the public listener's settings (TLS or plain, the proxies whose `X-Forwarded-For`
-//! is believed, the limits of routes that name no dataset) and loading every dataset file
-//! (`opendata::compile`). Refuses a public dataset on a node without a public listener (it
-//! could never be served), a `[public]` section without one, and a PostgreSQL dataset on a
-//! node without an open-data database.
+//! is believed, the PROXY protocol from those proxies, the limits of routes that name no
+//! dataset) and loading every dataset file (`opendata::compile`). Refuses a public dataset on
+//! a node without a public listener (it could never be served), a `[public]` section without
+//! one, `proxy_protocol` without `trusted_proxies`, and a PostgreSQL dataset on a node
+//! without an open-data database.
 //!
 //! Does not own: opening the tables (I/O at start: `gateway::opendata`).
 
@@ -67,8 +68,12 @@ impl Cidr {
 pub struct PublicSettings {
     /// Serve TLS (server-only).
     pub tls: bool,
-    /// Proxies whose `X-Forwarded-For` is believed.
+    /// Proxies whose `X-Forwarded-For` is believed, and the only peers whose PROXY header is
+    /// (with `proxy_protocol`).
     pub trusted_proxies: Vec<Cidr>,
+    /// Every connection must begin with a PROXY protocol v2 header from a trusted proxy,
+    /// whose source address is the client (default false). Taken at start.
+    pub proxy_protocol: bool,
     /// Requests per second per client on routes that name no dataset.
     pub per_second: u32,
     /// Their burst.
@@ -164,6 +169,16 @@ pub fn build(
             )),
         }
     }
+    if section.proxy_protocol && section.trusted_proxies.is_empty() {
+        // Believing a header from anyone would let any client choose its own address (and
+        // budget); refusing everyone would shut the listener: neither is what was meant.
+        errors.push(ConfigError::new(
+            file,
+            "public.proxy_protocol",
+            "needs public.trusted_proxies: the load balancers whose PROXY header is believed"
+                .into(),
+        ));
+    }
     let per_second = section.per_second.unwrap_or(20);
     let burst = section.burst.unwrap_or(40);
     if per_second == 0 || burst == 0 {
@@ -246,6 +261,7 @@ pub fn build(
         public: PublicSettings {
             tls: section.tls,
             trusted_proxies,
+            proxy_protocol: section.proxy_protocol,
             per_second,
             burst,
             base_url,

@@ -69,6 +69,10 @@ pub struct RawPublic {
     /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Every connection begins with a PROXY protocol v2 header from a load balancer listed
+    /// in `trusted_proxies`, naming the client (default false).
+    #[serde(default)]
+    pub proxy_protocol: bool,
     /// Requests per second per client on routes that name no dataset (default 20).
     #[serde(default)]
     pub per_second: Option<u32>,

@@ -7,7 +7,10 @@
 //! once the handshake tells who it is, a place in its certificate's count.
 //! New connections per IP are also rate-limited (GCRA, governor), so a peer that
 //! opens and drops connections in a loop cannot spend the node's CPU on TLS
-//! handshakes. Over any cap the connection is closed at once and counted in
+//! handshakes. On a listener behind a trusted load balancer speaking the PROXY protocol,
+//! the per-IP places are the client's the header names, taken once it is read: the
+//! balancer's one address would otherwise cap every client together. Over any cap the
+//! connection is closed at once and counted in
 //! `datagate_connections_refused_total{reason}`. The caps come from the
 //! current limits, so a reload changes them.
 //!
@@ -128,7 +131,8 @@ pub struct Connections {
 #[derive(Debug)]
 pub struct Slot {
     connections: Arc<Connections>,
-    ip: IpAddr,
+    /// The per-IP place taken (absent until a relayed connection's client is known).
+    ip: Option<IpAddr>,
     certificate: Option<String>,
     pending: bool,
 }
@@ -194,6 +198,24 @@ impl Connections {
         if !self.within_rate(ip, limits.max_new_connections_per_ip_per_second) {
             return Err(Refusal::RatePerIp);
         }
+        let mut slot = self.accept_relayed(limits, ceiling)?;
+        if !self.per_ip.take(&ip, limits.max_connections_per_ip) {
+            // Dropping the slot gives back its pending and total places.
+            return Err(Refusal::PerIp);
+        }
+        slot.ip = Some(ip);
+        Ok(slot)
+    }
+
+    /// Takes a place for a socket from a trusted load balancer that will name the client in
+    /// a PROXY header: in the total and the pending handshakes now, in the client's per-IP
+    /// count and rate once the header is read ([`Slot::attribute`]). The balancer's own
+    /// address is not counted per IP: every client behind it shares it.
+    pub fn accept_relayed(
+        self: &Arc<Self>,
+        limits: &Limits,
+        ceiling: usize,
+    ) -> Result<Slot, Refusal> {
         if !self.pending.take(&(), limits.max_pending_handshakes) {
             return Err(Refusal::PendingHandshakes);
         }
@@ -201,14 +223,9 @@ impl Connections {
             self.pending.give_back(&());
             return Err(Refusal::Total);
         }
-        if !self.per_ip.take(&ip, limits.max_connections_per_ip) {
-            self.pending.give_back(&());
-            self.total.give_back(&());
-            return Err(Refusal::PerIp);
-        }
         Ok(Slot {
             connections: self.clone(),
-            ip,
+            ip: None,
             certificate: None,
             pending: true,
         })
@@ -246,6 +263,30 @@ impl Slot {
         }
     }
 
+    /// Takes the per-IP places (new-connection rate, open connections) of the client a
+    /// relayed connection's PROXY header named; a slot that holds one already keeps it.
+    pub fn attribute(&mut self, client: IpAddr, limits: &Limits) -> Result<(), Refusal> {
+        if self.ip.is_some() {
+            return Ok(());
+        }
+        let ip = peer_key(client);
+        if !self
+            .connections
+            .within_rate(ip, limits.max_new_connections_per_ip_per_second)
+        {
+            return Err(Refusal::RatePerIp);
+        }
+        if !self
+            .connections
+            .per_ip
+            .take(&ip, limits.max_connections_per_ip)
+        {
+            return Err(Refusal::PerIp);
+        }
+        self.ip = Some(ip);
+        Ok(())
+    }
+
     /// Takes a place for the certificate the handshake presented.
     pub fn identify(
         &mut self,
@@ -271,7 +312,9 @@ impl Drop for Slot {
         if let Some(certificate) = &self.certificate {
             self.connections.per_certificate.give_back(certificate);
         }
-        self.connections.per_ip.give_back(&self.ip);
+        if let Some(ip) = &self.ip {
+            self.connections.per_ip.give_back(ip);
+        }
         self.connections.total.give_back(&());
     }
 }
@@ -390,6 +433,61 @@ mod tests {
             .accept(a, &limits, usize::MAX)
             .expect("a place freed");
         assert_eq!(connections.open(), 3);
+    }
+
+    /// Issue 11 item 1: behind a PROXY-protocol load balancer the per-IP caps count the
+    /// client the header names, not the balancer every client shares.
+    #[test]
+    fn relayed_connections_are_counted_per_ip_of_the_client_the_header_names() {
+        let connections = Connections::new();
+        let limits = limits(100, 2, 0, 100);
+        let balancer: IpAddr = "10.0.0.5".parse().expect("ip");
+        let client: IpAddr = "203.0.113.7".parse().expect("ip");
+        let mut held = Vec::new();
+        for i in 0..4u8 {
+            let mut slot = connections
+                .accept_relayed(&limits, usize::MAX)
+                .expect("the balancer is not capped per IP");
+            slot.attribute(IpAddr::from([198, 51, 100, i]), &limits)
+                .expect("each client its own count");
+            held.push(slot);
+        }
+        for _ in 0..2 {
+            let mut slot = connections
+                .accept_relayed(&limits, usize::MAX)
+                .expect("room");
+            slot.attribute(client, &limits)
+                .expect("within the client's cap");
+            held.push(slot);
+        }
+        let mut third = connections
+            .accept_relayed(&limits, usize::MAX)
+            .expect("room");
+        assert_eq!(
+            third
+                .attribute(client, &limits)
+                .expect_err("the client's cap"),
+            Refusal::PerIp
+        );
+        drop(third);
+        assert_eq!(
+            connections.open(),
+            6,
+            "a refused slot gives its places back"
+        );
+        // A LOCAL header (the balancer's own health check) counts the balancer.
+        let mut local = connections
+            .accept_relayed(&limits, usize::MAX)
+            .expect("room");
+        local
+            .attribute(balancer, &limits)
+            .expect("the balancer itself");
+        drop(held);
+        drop(local);
+        assert_eq!(connections.open(), 0);
+        let _again = connections
+            .accept(client, &limits, usize::MAX)
+            .expect("the client's places were given back");
     }
 
     #[test]

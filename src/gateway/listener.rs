@@ -9,6 +9,12 @@
 //! state. A failed handshake (unknown CA, expired, not yet valid, revoked,
 //! no certificate) never reaches HTTP; it is logged with its reason and counted.
 //!
+//! A listener may sit behind load balancers that speak the PROXY protocol (v2, the public
+//! listener with `[public] proxy_protocol`): a peer outside `[public] trusted_proxies` is
+//! closed at accept; a trusted one's header is read before TLS and HTTP, under the
+//! handshake deadline ([`super::proxy_protocol`]), and the client it names is the
+//! connection's [`RemoteAddr`] and what its per-IP caps count.
+//!
 //! Every connection is bounded from the moment it is accepted:
 //! - a place in the listener's total and its IP's count before the handshake,
 //!   and in its certificate's count after it ([`super::connections`]);
@@ -86,6 +92,9 @@ pub struct Listener {
     pub router: Router,
     /// Its open connections, under the caps of the node's limits.
     pub connections: Arc<Connections>,
+    /// Every connection begins with a PROXY protocol v2 header from a trusted proxy
+    /// (`[public] trusted_proxies`, read at each accept so a reload applies).
+    pub proxy_protocol: bool,
 }
 
 impl std::fmt::Debug for Listener {
@@ -93,6 +102,7 @@ impl std::fmt::Debug for Listener {
         f.debug_struct("Listener")
             .field("name", &self.name)
             .field("tls", &self.tls.as_str())
+            .field("proxy_protocol", &self.proxy_protocol)
             .finish_non_exhaustive()
     }
 }
@@ -179,7 +189,21 @@ impl Listener {
         shutdown: &watch::Receiver<bool>,
     ) {
         let limits = gateway.runtime().limits;
-        let slot = match self.connections.accept(remote.ip(), &limits, ceiling) {
+        let accepted = if self.proxy_protocol {
+            // Only a listed load balancer may name the client; anyone else reaching this
+            // listener directly bypassed it, and its header (or its absence) means nothing.
+            let catalog = gateway.catalog();
+            let trusted = &catalog.public_settings().trusted_proxies;
+            if !trusted.iter().any(|cidr| cidr.contains(remote.ip())) {
+                tracing::debug!(remote = %remote.ip(), "PROXY protocol from an untrusted peer refused");
+                super::proxy_protocol::Refusal::UntrustedPeer.count();
+                return;
+            }
+            self.connections.accept_relayed(&limits, ceiling)
+        } else {
+            self.connections.accept(remote.ip(), &limits, ceiling)
+        };
+        let slot = match accepted {
             Ok(slot) => slot,
             Err(refusal) => {
                 metrics::counter!("datagate_connections_refused_total", "reason" => refusal.as_str(), "listener" => self.name)
@@ -191,6 +215,7 @@ impl Listener {
             stream,
             remote,
             slot,
+            self.proxy_protocol,
             self.tls.acceptor(),
             self.router.clone(),
             limits,
@@ -342,12 +367,14 @@ fn hyper_refusal(error: &(dyn std::error::Error + 'static)) -> Option<&'static s
     }
 }
 
-/// One connection: handshake and identity (TLS modes), then HTTP, bounded in time
-/// from accept.
+/// One connection: the PROXY header (when the listener expects one), handshake and
+/// identity (TLS modes), then HTTP, bounded in time from accept.
+#[allow(clippy::too_many_arguments)]
 async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    remote: SocketAddr,
+    mut stream: tokio::net::TcpStream,
+    mut remote: SocketAddr,
     mut slot: Slot,
+    proxy_protocol: bool,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
     limits: Limits,
@@ -355,6 +382,30 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let accepted_at = Instant::now();
+    // One deadline for everything before HTTP: the PROXY header and the TLS handshake share
+    // it, so a peer that trickles either holds its pending place no longer than a handshake.
+    let handshake_deadline = accepted_at + slot.handshake_deadline(&limits);
+    if proxy_protocol {
+        use super::proxy_protocol::{Refusal, read_header};
+        let read = tokio::time::timeout_at(handshake_deadline, read_header(&mut stream))
+            .await
+            .unwrap_or(Err(Refusal::Timeout));
+        let source = match read {
+            Ok(source) => source,
+            Err(refusal) => {
+                // No HTTP has been spoken: there is nothing to answer, only a socket to close.
+                tracing::debug!(remote = %remote.ip(), reason = refusal.as_str(), "PROXY header refused");
+                refusal.count();
+                return;
+            }
+        };
+        remote = source.client(remote);
+        if let Err(refusal) = slot.attribute(remote.ip(), &limits) {
+            metrics::counter!("datagate_connections_refused_total", "reason" => refusal.as_str())
+                .increment(1);
+            return;
+        }
+    }
     let Some(acceptor) = acceptor else {
         slot.handshake_done();
         serve_http(
@@ -371,8 +422,7 @@ async fn serve_connection(
         .await;
         return;
     };
-    let handshake_deadline = slot.handshake_deadline(&limits);
-    let handshake = tokio::time::timeout(handshake_deadline, acceptor.accept(stream)).await;
+    let handshake = tokio::time::timeout_at(handshake_deadline, acceptor.accept(stream)).await;
     slot.handshake_done();
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
@@ -423,8 +473,10 @@ async fn serve_connection(
     .await;
 }
 
-/// The TCP peer's address of a request's connection (what the public listener's client IP
-/// is derived from, with `X-Forwarded-For` only from trusted proxies).
+/// The client address of a request's connection: the TCP peer, or on a listener behind a
+/// PROXY-protocol load balancer the source its header named. What the public listener's
+/// client IP is derived from, with `X-Forwarded-For` only when this address is itself a
+/// trusted proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemoteAddr(pub SocketAddr);
 

@@ -14,6 +14,7 @@
 //! - [`admission`]: the in-flight cap and each authenticated consumer's share of it;
 //! - [`connections`]: connection caps in all, per IP and per certificate;
 //! - [`listener`]: listeners as data (name, address, TLS mode, router, caps) and the accept loop;
+//! - [`proxy_protocol`]: the PROXY protocol v2 header a trusted load balancer sends first on the public listener;
 //! - [`server`]: the node: its listeners, graceful shutdown, reload;
 //! - [`opendata`]: open data: the public listener's CKAN API and downloads, per-client limits;
 //! - [`openapi`]: OpenAPI 3.1 documents generated from the configuration (public and per member);
@@ -39,6 +40,7 @@ pub mod opendata;
 pub mod opendata_page;
 pub mod ops;
 pub mod provider;
+pub mod proxy_protocol;
 pub mod publication;
 pub mod remote;
 pub mod server;

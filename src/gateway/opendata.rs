@@ -9,9 +9,10 @@
 //! - **Downloads**: `/dataset/{id}.csv` and `/dataset/{id}.json`, streamed batch by batch
 //!   (a table of millions of rows never sits whole in memory), with `ETag` /
 //!   `If-None-Match`, `Cache-Control`, `Content-Disposition`.
-//! - **Per-client limits** (`governor`, keyed): the client is the TCP peer, or the
-//!   right-most `X-Forwarded-For` hop that is not a trusted proxy when the peer is one; IPv6
-//!   clients are counted per /64. Over the limit: 429 with `Retry-After`. Anonymous reads
+//! - **Per-client limits** (`governor`, keyed): the client is the connection's address (the
+//!   TCP peer, or the source a trusted load balancer's PROXY header named, see
+//!   `listener::RemoteAddr`), or the right-most `X-Forwarded-For` hop that is not a trusted
+//!   proxy when that address is one; IPv6 clients are counted per /64. Over the limit: 429 with `Retry-After`. Anonymous reads
 //!   are counted in metrics, not journaled one by one.
 //!
 //! Owns: the catalog of opened tables ([`Catalog`]), the routes, turning CKAN parameters
@@ -66,7 +67,8 @@ impl ClientKey {
     }
 }
 
-/// The client's address: the TCP peer, or, when the peer is a trusted proxy, the
+/// The client's address: `peer` (the connection's [`RemoteAddr`], the PROXY header's source
+/// when a load balancer sent one), or, when it is a trusted proxy, the
 /// right-most `X-Forwarded-For` hop that is not one (a client cannot spoof past the
 /// proxies it does not control). Unparseable hops end the walk at the last trusted one.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {

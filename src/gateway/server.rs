@@ -194,6 +194,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
         tls: TlsMode::Mutual(tls.clone()),
         router: consumer_router(gateway.clone()),
         connections: gateway.connections().clone(),
+        proxy_protocol: false,
     }];
     if let Some(address) = config.exchange_listener {
         // Exchange peers chain to the CAs of the global configuration once one is held.
@@ -206,6 +207,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
             tls: TlsMode::Mutual(exchange_tls),
             router: exchange_router(gateway.clone()),
             connections: super::connections::Connections::new(),
+            proxy_protocol: false,
         });
     }
     if let Some(admin) = &config.admin {
@@ -217,6 +219,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
             tls: TlsMode::Mutual(tls.clone()),
             router: catch_panic(super::admin::router(gateway.clone())),
             connections: super::connections::Connections::new(),
+            proxy_protocol: false,
         });
     }
     if let Some(address) = config.public_listener {
@@ -235,6 +238,8 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
             tls: tls_mode,
             router: catch_panic(super::opendata::public_router(gateway.clone())),
             connections: super::connections::Connections::new(),
+            // Read before TLS and HTTP, from `[public] trusted_proxies` only.
+            proxy_protocol: config.opendata.public.proxy_protocol,
         });
     }
     listeners.push(Listener {
@@ -243,6 +248,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
         tls: TlsMode::Plain,
         router: super::ops::router(gateway.clone()),
         connections: super::connections::Connections::new(),
+        proxy_protocol: false,
     });
     Ok(Node {
         gateway,

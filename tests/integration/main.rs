@@ -28,6 +28,7 @@ mod metaservices;
 mod opendata;
 mod opendata_backends;
 mod opendata_dcat;
+mod opendata_proxy;
 mod ops;
 mod properties;
 mod trust;
