@@ -420,8 +420,11 @@ const USAGE_DAYS: i64 = 31;
 /// [`USAGE_DAYS`] days; the summaries outlive reloads (they live on the gateway).
 #[derive(Debug, Default)]
 pub struct Usage {
-    days: std::sync::Mutex<BTreeMap<(time::Date, String, &'static str, &'static str), u64>>,
+    days: std::sync::Mutex<BTreeMap<UsageKey, u64>>,
 }
+
+/// A summary's key: day, dataset, action, edge.
+type UsageKey = (time::Date, String, &'static str, &'static str);
 
 impl Usage {
     /// Counts one read of `dataset` (a catalog id, or none) by `action` on `edge` at `now`.
