@@ -55,6 +55,11 @@ pub fn open_data(gateway: &Gateway, edge: Edge, prefix: &str) -> Value {
     let mut records = Map::new();
     let mut paths = Map::new();
     let id_schema = json!({"type": "string", "enum": ids});
+    let organizations: std::collections::BTreeSet<String> = catalog
+        .visible(edge)
+        .map(|published| super::opendata::organization_name(&published.dataset))
+        .collect();
+    let organization_schema = json!({"type": "string", "enum": organizations});
     let get = |parameters: Vec<Value>, result: Value, summary: &str| json!({"summary": summary, "parameters": parameters, "responses": ckan_responses(result)});
     let action = |name: &str| format!("{prefix}/api/3/action/{name}");
     paths.insert(
@@ -81,7 +86,7 @@ pub fn open_data(gateway: &Gateway, edge: Edge, prefix: &str) -> Value {
     );
     paths.insert(
         action("organization_show"),
-        json!({"get": get(vec![query("id", true, json!({"type": "string"}), "organization name")], json!({"type": "object"}), "One publisher")}),
+        json!({"get": get(vec![query("id", true, organization_schema, "organization name")], json!({"type": "object"}), "One publisher")}),
     );
     paths.insert(
         action("resource_show"),

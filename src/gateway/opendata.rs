@@ -993,7 +993,8 @@ impl Edge {
 }
 
 /// CKAN's organization name for a publisher member: `vn-gov-000-00-00-g10`.
-fn organization_name(dataset: &Dataset) -> String {
+/// The CKAN organization name of a dataset's publisher.
+pub(super) fn organization_name(dataset: &Dataset) -> String {
     dataset
         .publisher
         .to_string()

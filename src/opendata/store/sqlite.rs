@@ -17,6 +17,10 @@ use std::sync::{Arc, Mutex};
 /// Idle connections kept per table.
 const IDLE_CONNECTIONS: usize = 4;
 
+/// The longest one statement may run: a search past it is interrupted and answered as
+/// unavailable, so a costly query (a deep page of an unindexed sort) cannot hold a reader.
+const STATEMENT_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn sql_error(error: &rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("the dataset's table cannot be read: {error}"))
 }
@@ -26,6 +30,8 @@ fn sql_error(error: &rusqlite::Error) -> StoreError {
 struct Connections {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// [`STATEMENT_LIMIT`], shorter in tests.
+    limit: std::time::Duration,
 }
 
 impl Connections {
@@ -54,7 +60,15 @@ impl Connections {
                 Some(connection) => connection,
                 None => this.open()?,
             };
+            // Checked every 10,000 virtual-machine steps; a clock read per check is cheap.
+            let deadline = tokio::time::Instant::now() + this.limit;
+            connection
+                .progress_handler(10_000, Some(move || tokio::time::Instant::now() > deadline))
+                .map_err(|e| sql_error(&e))?;
             let outcome = work(&connection);
+            connection
+                .progress_handler(0, None::<fn() -> bool>)
+                .map_err(|e| sql_error(&e))?;
             if let Ok(mut idle) = this.idle.lock()
                 && idle.len() < IDLE_CONNECTIONS
             {
@@ -158,6 +172,7 @@ impl SqliteTable {
         let connections = Arc::new(Connections {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
+            limit: STATEMENT_LIMIT,
         });
         let columns: Arc<[(String, FieldType)]> = dataset
             .raw
@@ -489,9 +504,17 @@ fn write_import(
         }
     }
     transaction.commit().map_err(|e| sql_error(&e))?;
-    let key = quoted(&dataset.raw.fields[dataset.key].name);
+    // Every declared field is indexed: filters and sorts name them, and an imported table
+    // is read far more often than it is written.
+    let indexes: String = dataset
+        .raw
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, field)| format!("CREATE INDEX rows_{i} ON rows ({});", quoted(&field.name)))
+        .collect();
     connection
-        .execute_batch(&format!("CREATE INDEX rows_key ON rows ({key});"))
+        .execute_batch(&indexes)
         .map_err(|e| sql_error(&e))?;
     Ok(())
 }
@@ -528,4 +551,52 @@ fn typed_cell(
         }
         FieldType::Text => SqlValue::Text(text),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A statement past its time limit is interrupted and answered as unavailable, and the
+    /// connection serves the next statement.
+    #[tokio::test]
+    async fn a_statement_past_its_limit_is_interrupted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.sqlite");
+        Connection::open(&path)
+            .and_then(|c| c.execute_batch("CREATE TABLE t (a INTEGER);"))
+            .expect("a table");
+        let connections = Arc::new(Connections {
+            path,
+            idle: Mutex::new(Vec::new()),
+            limit: std::time::Duration::from_millis(50),
+        });
+        let endless = connections
+            .run(|connection| {
+                connection
+                    .query_row(
+                        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n) \
+                         SELECT count(*) FROM n",
+                        [],
+                        |row| row.get::<_, i64>(0),
+                    )
+                    .map_err(|e| sql_error(&e))
+            })
+            .await;
+        match endless {
+            Err(StoreError::Unavailable(message)) => {
+                assert!(message.contains("interrupt"), "{message}")
+            }
+            other => panic!("not interrupted: {other:?}"),
+        }
+        let next = connections
+            .run(|connection| {
+                connection
+                    .query_row("SELECT count(*) FROM t", [], |row| row.get::<_, i64>(0))
+                    .map_err(|e| sql_error(&e))
+            })
+            .await
+            .expect("the next statement runs");
+        assert_eq!(next, 0);
+    }
 }
