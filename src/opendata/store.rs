@@ -147,6 +147,23 @@ fn like_pattern(q: &str) -> String {
     )
 }
 
+/// ` ORDER BY` the query's sort keys, then `tiebreak` (a unique column: pages are stable).
+fn order_by(query: &Query, columns: &[(String, FieldType)], tiebreak: &str) -> String {
+    let mut keys: Vec<String> = query
+        .sort
+        .iter()
+        .map(|key| {
+            format!(
+                "{} {}",
+                quoted(&columns[key.field].0),
+                if key.descending { "DESC" } else { "ASC" }
+            )
+        })
+        .collect();
+    keys.push(format!("{tiebreak} ASC"));
+    format!(" ORDER BY {}", keys.join(", "))
+}
+
 #[derive(Debug, Clone)]
 enum Backend {
     Sqlite(sqlite::SqliteTable),

@@ -213,19 +213,7 @@ impl PgTable {
     }
 
     fn order(&self, query: &Query) -> String {
-        let mut keys: Vec<String> = query
-            .sort
-            .iter()
-            .map(|key| {
-                format!(
-                    "{} {}",
-                    quoted(&self.columns[key.field].0),
-                    if key.descending { "DESC" } else { "ASC" }
-                )
-            })
-            .collect();
-        keys.push(format!("{} ASC", quoted(&self.columns[self.key].0)));
-        format!(" ORDER BY {}", keys.join(", "))
+        super::order_by(query, &self.columns, &quoted(&self.columns[self.key].0))
     }
 
     fn page(&self, rows: &[PgRow], fields: Vec<usize>) -> Page {

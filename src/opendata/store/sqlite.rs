@@ -274,19 +274,7 @@ impl SqliteTable {
     }
 
     fn order(&self, query: &Query) -> String {
-        let mut keys: Vec<String> = query
-            .sort
-            .iter()
-            .map(|key| {
-                format!(
-                    "{} {}",
-                    quoted(&self.columns[key.field].0),
-                    if key.descending { "DESC" } else { "ASC" }
-                )
-            })
-            .collect();
-        keys.push("rowid ASC".to_owned());
-        format!(" ORDER BY {}", keys.join(", "))
+        super::order_by(query, &self.columns, "rowid")
     }
 
     pub(super) async fn search(
