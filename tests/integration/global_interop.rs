@@ -6,6 +6,7 @@
 //! `DATAGATE_REQUIRE_INTEROP=1` turns the skip into a failure (CI sets it).
 
 use super::global::{Keys, NOW, document};
+use crate::support::python_has;
 use datagate::trust::global::{Anchor, SigningAlg, Verification, Verifier, sign};
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,21 +18,7 @@ fn script() -> PathBuf {
 
 /// Whether the independent implementation is here; panics if it must be and is not.
 fn jwcrypto_available() -> bool {
-    let present = Command::new("python3")
-        .args(["-c", "import jwcrypto"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !present {
-        assert!(
-            std::env::var("DATAGATE_REQUIRE_INTEROP").as_deref() != Ok("1"),
-            "DATAGATE_REQUIRE_INTEROP=1 but python3 with jwcrypto is not available \
-             (pip install jwcrypto)"
-        );
-        eprintln!("skipped: python3 with jwcrypto is not available (pip install jwcrypto)");
-    }
-    present
+    python_has("jwcrypto", "pip install jwcrypto")
 }
 
 /// Runs the script in `mode` with `pem` and `input` on stdin.

@@ -7,6 +7,7 @@
 //! unless `DATAGATE_REQUIRE_INTEROP=1` (CI), which turns the skip into a failure.
 
 use super::global::{Keys as AuthorityKeys, document};
+use crate::support::python_has;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use datagate::keystore::{Certificate, PublicKey};
@@ -132,25 +133,6 @@ fn openssl(dir: &Path, args: &[&str]) {
         "openssl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Whether `python3` can import `modules`; panics instead of skipping when
-/// `DATAGATE_REQUIRE_INTEROP=1`.
-fn python_has(modules: &str, install: &str) -> bool {
-    let present = Command::new("python3")
-        .args(["-c", &format!("import {modules}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !present {
-        assert!(
-            std::env::var("DATAGATE_REQUIRE_INTEROP").as_deref() != Ok("1"),
-            "DATAGATE_REQUIRE_INTEROP=1 but python3 cannot import {modules} ({install})"
-        );
-        eprintln!("NOTICE: interop test skipped: python3 cannot import {modules} ({install})");
-    }
-    present
 }
 
 fn interop_script(name: &str) -> String {

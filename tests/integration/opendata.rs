@@ -4,7 +4,7 @@
 
 use crate::support::*;
 use serde_json::{Value, json};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const ROWS: usize = 2_500;
 
@@ -522,19 +522,7 @@ fn check_refuses_datasets_that_could_not_be_published() {
 #[tokio::test]
 async fn ckans_python_client_reads_the_catalogue() {
     init();
-    let available = Command::new("python3")
-        .args(["-c", "import ckanapi"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !available {
-        let required = std::env::var("DATAGATE_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "DATAGATE_REQUIRE_INTEROP=1 but python3 ckanapi is not installed"
-        );
-        eprintln!("NOTICE: ckanapi interop skipped: python3 ckanapi is not installed");
+    if !python_has("ckanapi", "pip install ckanapi") {
         return;
     }
     let pki = TestPki::new();
@@ -613,38 +601,7 @@ async fn the_public_openapi_document_is_valid_and_tells_strangers_nothing_more()
         "the members tier is not described"
     );
     assert!(!text.contains("portal-citizen"), "no contract is named");
-    let available = Command::new("python3")
-        .args(["-c", "import openapi_spec_validator"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !available {
-        let required = std::env::var("DATAGATE_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "DATAGATE_REQUIRE_INTEROP=1 but openapi-spec-validator is not installed"
-        );
-        eprintln!(
-            "NOTICE: OpenAPI validation skipped: python3 openapi-spec-validator is not installed"
-        );
-        return;
-    }
-    let file = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(file.path(), &text).expect("write");
-    let output = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, json; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1]))); print('valid')",
-        ])
-        .arg(file.path())
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "openapi-spec-validator refused the document: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_valid_openapi(&text);
 }
 
 /// Issue 11 §1: anonymous reads are counted in daily summaries (by dataset, action and

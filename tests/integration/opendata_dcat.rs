@@ -9,7 +9,7 @@
 use crate::support::*;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// A public dataset whose text needs escaping in Turtle, JSON and HTML.
 const SCHOOLS: &str = r#"id: truong-hoc
@@ -105,20 +105,7 @@ async fn get(client: &reqwest::Client, url: &str) -> (u16, String, String) {
 }
 
 fn rdflib_available() -> bool {
-    let present = Command::new("python3")
-        .args(["-c", "import rdflib"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !present {
-        assert!(
-            std::env::var("DATAGATE_REQUIRE_INTEROP").as_deref() != Ok("1"),
-            "DATAGATE_REQUIRE_INTEROP=1 but python3 with rdflib is not available (pip install rdflib)"
-        );
-        eprintln!("skipped: python3 with rdflib is not available (pip install rdflib)");
-    }
-    present
+    python_has("rdflib", "pip install rdflib")
 }
 
 /// Issue 11 (DCAT catalog): the JSON-LD and the Turtle a node serves are, to an

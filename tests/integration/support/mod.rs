@@ -1413,3 +1413,49 @@ impl Idp {
         format!("[[identity_providers]]\nissuer = \"{IDP_ISSUER}\"\njwks_file = \"idp/jwks.json\"")
     }
 }
+
+/// Whether `python3` can import `modules` (an independent implementation the interop tests
+/// check us against); says so when it cannot, and panics instead of skipping when
+/// `DATAGATE_REQUIRE_INTEROP=1` (CI sets it and installs them).
+pub fn python_has(modules: &str, install: &str) -> bool {
+    let present = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        assert!(
+            std::env::var("DATAGATE_REQUIRE_INTEROP").as_deref() != Ok("1"),
+            "DATAGATE_REQUIRE_INTEROP=1 but python3 cannot import {modules} ({install})"
+        );
+        eprintln!("NOTICE: interop test skipped: python3 cannot import {modules} ({install})");
+    }
+    present
+}
+
+/// Validates an OpenAPI document with the independent `openapi-spec-validator`; skipped
+/// (said plainly) when it is missing, unless `DATAGATE_REQUIRE_INTEROP=1`.
+pub fn assert_valid_openapi(document: &str) {
+    if !python_has(
+        "openapi_spec_validator",
+        "pip install openapi-spec-validator",
+    ) {
+        return;
+    }
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), document).expect("write");
+    let output = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1]))); print('valid')",
+        ])
+        .arg(file.path())
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "openapi-spec-validator refused the document: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
