@@ -343,15 +343,19 @@ async fn an_upstream_rest_source_is_imported_and_its_last_good_answer_kept() {
     }
 }
 
-/// Issue 11 §2: `check` refuses a PostgreSQL dataset on a node with no open-data database,
-/// an upstream over plain HTTP to another host or with credentials, and bad bounds, naming
-/// each path.
+/// Issue 11 §2: `check` refuses a PostgreSQL dataset on a node with no open-data database
+/// (here: a URL that is not PostgreSQL's), an upstream over plain HTTP to another host or
+/// with credentials, bad bounds, and an answer cache below its floor, naming each path and
+/// never a secret.
 #[test]
 fn check_refuses_backends_that_could_not_be_read_safely() {
     init();
     let pki = TestPki::new();
     let written = NodeBuilder::standard(&pki, "http://127.0.0.1:9")
         .public("per_second = 10")
+        .section(
+            "[datasets]\ndir = \"contracts/datasets\"\npostgres_url = \"mysql://reader:hunter2@db/open\"\n\n[cache]\nmax_bytes = 1000",
+        )
         .file(
             "contracts/datasets/live.yaml",
             dataset("live", "{ kind: postgres, schema: stats, table: units }", ""),
@@ -398,6 +402,8 @@ fn check_refuses_backends_that_could_not_be_read_safely() {
         ),
         format!("{}: source.schema: ", path("contracts/datasets/odd.yaml")),
         "datasets.postgres_url: dataset live is read from PostgreSQL".to_owned(),
+        "datasets.postgres_url: must be a postgres:// URL".to_owned(),
+        "cache.max_bytes: must be at least 65536".to_owned(),
     ] {
         assert!(stderr.contains(&needle), "no {needle:?} in:\n{stderr}");
     }
