@@ -27,7 +27,9 @@ pub struct RawAnswer {
 pub struct Transport {
     address: url::Url,
     client: reqwest::Client,
-    bearer: Option<String>,
+    /// `Authorization: Bearer …`, rendered once (marked sensitive, so it is never logged
+    /// by the HTTP stack) rather than formatted per call.
+    bearer: Option<reqwest::header::HeaderValue>,
     bulkhead: Arc<Semaphore>,
     timeout: Duration,
     retries: u32,
@@ -85,12 +87,23 @@ impl Transport {
     pub fn new(spec: &AdapterSpec) -> Result<Self, String> {
         let bearer = match &spec.credentials_env {
             None => None,
-            Some(var) => Some(std::env::var(var).map_err(|_| {
-                format!(
-                    "adapter {}: environment variable {var} (its credentials) is not set",
-                    spec.name
-                )
-            })?),
+            Some(var) => {
+                let token = std::env::var(var).map_err(|_| {
+                    format!(
+                        "adapter {}: environment variable {var} (its credentials) is not set",
+                        spec.name
+                    )
+                })?;
+                let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {token}"))
+                    .map_err(|_| {
+                        format!(
+                            "adapter {}: the token in {var} (its credentials) is not a valid header value",
+                            spec.name
+                        )
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
         };
         let client = reqwest::Client::builder()
             .connect_timeout(spec.connect_timeout)
@@ -139,12 +152,13 @@ impl Transport {
         url: url::Url,
         message_id: &str,
     ) -> reqwest::RequestBuilder {
+        // A static header name: no parsing of "x-road-id" per call.
         let mut builder = self
             .client
             .request(method, url)
-            .header("x-road-id", message_id);
-        if let Some(token) = &self.bearer {
-            builder = builder.bearer_auth(token);
+            .header(crate::protocol::X_ROAD_ID, message_id);
+        if let Some(bearer) = &self.bearer {
+            builder = builder.header(reqwest::header::AUTHORIZATION, bearer.clone());
         }
         builder
     }
