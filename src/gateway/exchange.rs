@@ -215,7 +215,7 @@ async fn exchange(gateway: Arc<Gateway>, request: Request, arrival: Arrival) -> 
         }
     }
 
-    let status = response.status().as_u16().to_string();
+    let status = status_label(response.status());
     // Labels only from values configuration bounds: the authenticated client (one of
     // the registry's bindings, or a signed sender) and the service only once a contract matched.
     let ctx = context.as_ref();
@@ -245,6 +245,31 @@ async fn exchange(gateway: Arc<Gateway>, request: Request, arrival: Arrival) -> 
         "exchange"
     );
     response
+}
+
+/// The status as a metric label: the codes the node answers with are static text, so
+/// the label costs no formatting or allocation per request (issue 12); any other code
+/// is formatted.
+fn status_label(status: axum::http::StatusCode) -> metrics::SharedString {
+    let text = match status.as_u16() {
+        200 => "200",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        408 => "408",
+        413 => "413",
+        414 => "414",
+        415 => "415",
+        429 => "429",
+        431 => "431",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        other => return metrics::SharedString::from(other.to_string()),
+    };
+    metrics::SharedString::const_str(text)
 }
 
 /// Refuses, before any work, an exchange (or a hub's relay) whose record the journal
