@@ -27,6 +27,11 @@
 // A benchmark measures real time and reads its own local servers' answers whole.
 #![allow(clippy::disallowed_methods)]
 
+#[path = "common/node_thread.rs"]
+mod node_thread;
+#[path = "common/proc_self.rs"]
+mod proc_self;
+
 use anyhow::Context as _;
 use axum::body::Body;
 use datagate::gateway::Gateway;
@@ -397,8 +402,7 @@ struct BenchNode {
     gateway: Arc<Gateway>,
     consumer: SocketAddr,
     runtime: Handle,
-    stop: tokio::sync::watch::Sender<bool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _node: node_thread::NodeThread<(Arc<Gateway>, SocketAddr, Handle)>,
     _dir: tempfile::TempDir,
 }
 
@@ -411,66 +415,21 @@ impl BenchNode {
     ) -> anyhow::Result<BenchNode> {
         let dir = tempfile::tempdir()?;
         let file = write_node(dir.path(), pki, idp, sources, options)?;
-        let config = datagate::config::load(&file).map_err(|errors| {
-            anyhow::anyhow!(
-                "the bench configuration is invalid: {}",
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
+        let node = node_thread::start(&file, "autofill-node", |node| {
+            Ok((
+                node.gateway().clone(),
+                node.consumer_addr(),
+                Handle::current(),
+            ))
         })?;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let (ready, started) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("autofill-node".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        let _ = ready.send(Err(anyhow::Error::from(error)));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    match datagate::gateway::server::start(config).await {
-                        Ok(node) => {
-                            let _ = ready.send(Ok((
-                                node.gateway().clone(),
-                                node.consumer_addr(),
-                                Handle::current(),
-                            )));
-                            let _ = node.run(stopped).await;
-                        }
-                        Err(error) => {
-                            let _ = ready.send(Err(error));
-                        }
-                    }
-                });
-            })?;
-        let (gateway, consumer, runtime) =
-            started.recv().context("the node thread did not report")??;
+        let (gateway, consumer, runtime) = node.ready.clone();
         Ok(BenchNode {
             gateway,
             consumer,
             runtime,
-            stop,
-            thread: Some(thread),
+            _node: node,
             _dir: dir,
         })
-    }
-}
-
-impl Drop for BenchNode {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -623,22 +582,6 @@ struct Observed {
     cpu: Duration,
 }
 
-/// utime + stime of the whole process, from `/proc/self/stat` (clock ticks of 10 ms).
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
 impl Observed {
     /// The `q` quantile in milliseconds (nearest rank).
     fn ms(&self, q: f64) -> f64 {
@@ -661,7 +604,7 @@ where
 {
     let (done, results) = std::sync::mpsc::channel::<Result<u64, String>>();
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let cpu = process_cpu();
+    let cpu = proc_self::cpu();
     let started = Instant::now();
     let start = started + Duration::from_millis(5);
     for i in 0..count {
@@ -708,7 +651,7 @@ where
         }
     }
     observed.wall = started.elapsed();
-    observed.cpu = process_cpu().saturating_sub(cpu);
+    observed.cpu = proc_self::cpu().saturating_sub(cpu);
     observed.latencies_us.sort_unstable();
     observed
 }
@@ -774,16 +717,6 @@ impl Citizens {
         self.next = end;
         Arc::new(taken)
     }
-}
-
-fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|line| line.starts_with(field))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or(0)
 }
 
 /// How a fill reaches the node.
@@ -1136,14 +1069,14 @@ fn main() -> anyhow::Result<()> {
             cache_max_bytes: Some(SMALL_CACHE_BYTES),
         },
     )?;
-    let rss_before = rss_kib("VmRSS:");
+    let rss_before = proc_self::rss_kib();
     let router = datagate::gateway::server::consumer_router(small.gateway.clone());
     let pool = Arc::new(citizens.pool[..settings.memory_fills.min(citizens.pool.len())].to_vec());
     let next = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(AtomicUsize::new(0));
     let (done, finished) = std::sync::mpsc::channel::<()>();
     let filling = Instant::now();
-    let filling_cpu = process_cpu();
+    let filling_cpu = proc_self::cpu();
     for _ in 0..settings.memory_concurrency {
         let (router, pool, next, failures, done) = (
             router.clone(),
@@ -1190,12 +1123,12 @@ fn main() -> anyhow::Result<()> {
         let (entries, bytes) = usage(small.gateway.clone());
         peak_entries = peak_entries.max(entries);
         peak_bytes = peak_bytes.max(bytes);
-        peak_rss = peak_rss.max(rss_kib("VmRSS:"));
+        peak_rss = peak_rss.max(proc_self::rss_kib());
     }
     let filled_in = filling.elapsed();
-    let fill_cpu = process_cpu().saturating_sub(filling_cpu);
+    let fill_cpu = proc_self::cpu().saturating_sub(filling_cpu);
     let (entries, bytes) = usage(small.gateway.clone());
-    let rss_after = rss_kib("VmRSS:");
+    let rss_after = proc_self::rss_kib();
     println!(
         "\n### cache memory: {} distinct citizens filled in-process ({} concurrent, {:.1} s: {:.0} cold fills/s, {:.0} µs of process CPU per fill, journal off; {} failed) through a node with [cache] max_bytes = {SMALL_CACHE_BYTES}\n",
         pool.len(),

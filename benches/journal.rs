@@ -11,24 +11,13 @@
 //! thread is counted in the process CPU, and it is why the figure is CPU per record rather
 //! than wall time).
 
+// Each bench uses part of it.
+#[allow(dead_code)]
+#[path = "common/proc_self.rs"]
+mod proc_self;
+
 use datagate::journal::{self, ExchangeRecord, Journal};
 use std::time::Duration;
-
-fn cpu_seconds() -> f64 {
-    // utime + stime of the whole process, in clock ticks (100 per second here).
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 fn record(n: u64, key_id: &str, at: time::OffsetDateTime) -> ExchangeRecord {
     ExchangeRecord {
@@ -78,7 +67,7 @@ fn sealer() -> journal::chain::Sealer {
 async fn append(journal: &Journal, records: u64, producers: u64) -> (f64, f64) {
     let key_id = journal.key_id().to_owned();
     let at = time::macros::datetime!(2026-12-01 09:00 UTC);
-    let cpu = cpu_seconds();
+    let cpu = proc_self::cpu().as_secs_f64();
     let started = tokio::time::Instant::now();
     let mut tasks = Vec::new();
     for p in 0..producers {
@@ -99,7 +88,7 @@ async fn append(journal: &Journal, records: u64, producers: u64) -> (f64, f64) {
         task.await.expect("producer");
     }
     let wall = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu;
+    let cpu = proc_self::cpu().as_secs_f64() - cpu;
     (records as f64 / wall, cpu * 1e6 / records as f64)
 }
 

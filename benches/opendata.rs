@@ -29,6 +29,13 @@
 // A benchmark measures real time (std's Instant: the runtimes here are real, not paused).
 #![allow(clippy::disallowed_methods)]
 
+#[path = "common/node_thread.rs"]
+mod node_thread;
+// Each bench uses part of it.
+#[allow(dead_code)]
+#[path = "common/proc_self.rs"]
+mod proc_self;
+
 use anyhow::Context as _;
 use datagate::opendata::store::{Cell, Databases, Query, SortKey, Table};
 use datagate::opendata::{Dataset, RawDataset};
@@ -77,22 +84,6 @@ fn options() -> anyhow::Result<Options> {
         },
         data: value("--data").map(PathBuf::from),
     })
-}
-
-/// This process's resident set, in bytes.
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 /// Latencies of one scenario, summarised.
@@ -339,73 +330,14 @@ fn write_node(dir: &Path, datasets: &Path, state: &Path) -> anyhow::Result<PathB
     Ok(file)
 }
 
-/// A running node on a thread and current-thread runtime of its own.
-struct BenchNode {
-    public: SocketAddr,
-    stop: tokio::sync::watch::Sender<bool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+/// A running node; `ready` is its public listener's address.
+type BenchNode = node_thread::NodeThread<SocketAddr>;
 
-impl BenchNode {
-    fn start(file: &Path) -> anyhow::Result<BenchNode> {
-        let config = datagate::config::load(file).map_err(|errors| {
-            anyhow::anyhow!(
-                "the bench configuration is invalid: {}",
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        })?;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let (ready, started) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("opendata-node".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        let _ = ready.send(Err(anyhow::Error::from(error)));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    match datagate::gateway::server::start(config).await {
-                        Ok(node) => match node.listener_addr("public") {
-                            Some(public) => {
-                                let _ = ready.send(Ok(public));
-                                let _ = node.run(stopped).await;
-                            }
-                            None => {
-                                let _ = ready.send(Err(anyhow::anyhow!("no public listener")));
-                            }
-                        },
-                        Err(error) => {
-                            let _ = ready.send(Err(error));
-                        }
-                    }
-                });
-            })?;
-        let public = started.recv().context("the node thread did not report")??;
-        Ok(BenchNode {
-            public,
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for BenchNode {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+fn start_node(file: &Path) -> anyhow::Result<BenchNode> {
+    node_thread::start(file, "opendata-node", |node| {
+        node.listener_addr("public")
+            .ok_or_else(|| anyhow::anyhow!("no public listener"))
+    })
 }
 
 fn client() -> anyhow::Result<reqwest::Client> {
@@ -470,7 +402,7 @@ async fn http_loop(url: &str, connections: usize, seconds: f64) -> anyhow::Resul
 async fn http_level(node: &BenchNode, options: &Options) -> anyhow::Result<()> {
     let base = format!(
         "http://{}/api/3/action/datastore_search?resource_id={DATASET}&limit={PAGE}",
-        node.public
+        node.ready
     );
     let provinces = datagate::demo::registers::province_names();
     let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect();
@@ -526,14 +458,14 @@ async fn http_level(node: &BenchNode, options: &Options) -> anyhow::Result<()> {
 
 /// The CSV download through the listener: bytes/s and RSS before, at peak, after.
 async fn download(node: &BenchNode, runs: usize) -> anyhow::Result<()> {
-    let url = format!("http://{}/dataset/{DATASET}.csv", node.public);
+    let url = format!("http://{}/dataset/{DATASET}.csv", node.ready);
     let client = client()?;
     println!(
         "\n| download | bytes | seconds | MB/s | RSS before MB | RSS peak MB | RSS after MB | growth MB |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for run in 1..=runs {
-        let before = rss_bytes();
+        let before = proc_self::rss_kib() * 1024;
         let mut peak = before;
         let started = Instant::now();
         let mut response = client.get(&url).send().await?;
@@ -545,12 +477,12 @@ async fn download(node: &BenchNode, runs: usize) -> anyhow::Result<()> {
             bytes += chunk.len() as u64;
             lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
             if bytes >= next_sample {
-                peak = peak.max(rss_bytes());
+                peak = peak.max(proc_self::rss_kib() * 1024);
                 next_sample = bytes + RSS_SAMPLE_BYTES;
             }
         }
         let wall = started.elapsed().as_secs_f64();
-        let after = rss_bytes();
+        let after = proc_self::rss_kib() * 1024;
         peak = peak.max(after);
         let mb = |b: u64| b as f64 / 1e6;
         println!(
@@ -591,7 +523,7 @@ fn main() -> anyhow::Result<()> {
     let node_dir = temporary.path().join("node");
     std::fs::create_dir_all(&node_dir)?;
     let file = write_node(&node_dir, &datasets, &state)?;
-    let node = BenchNode::start(&file)?;
+    let node = start_node(&file)?;
     runtime.block_on(http_level(&node, &options))?;
     let runs = if options.seconds < 5.0 { 1 } else { 3 };
     runtime.block_on(download(&node, runs))?;

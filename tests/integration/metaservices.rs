@@ -6,7 +6,6 @@
 use crate::support::*;
 use datagate::pki::IssuedCertificate;
 use serde_json::{Value, json};
-use std::process::Command;
 
 const POPULATION: &str = "VN/GOV/000.00.00.G10/population-db";
 const HOUSEHOLD_SERVICE: &str = "VN/GOV/000.00.00.G10/population-db/household";
@@ -612,13 +611,7 @@ fn check_refuses_a_service_named_like_a_metadata_call() {
         .adapter("household-rest", &adapter("household-rest"))
         .service(&format!("{POPULATION}/listMethods"), "household-rest")
         .write();
-    let output = Command::new(env!("CARGO_BIN_EXE_datagate"))
-        .arg("check")
-        .arg("--config")
-        .arg(&written.config_file)
-        .env_remove("DATAGATE_CONFIG")
-        .output()
-        .expect("run datagate check");
+    let output = written.check();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("metadata calls"), "{stderr}");

@@ -4,7 +4,6 @@
 
 use crate::support::*;
 use serde_json::{Value, json};
-use std::process::Command;
 
 const ROWS: usize = 2_500;
 
@@ -490,11 +489,7 @@ fn check_refuses_datasets_that_could_not_be_published() {
             dataset("public-units", "{ kind: csv, path: units.csv }", ""),
         )
         .write();
-    let output = Command::new(env!("CARGO_BIN_EXE_datagate"))
-        .args(["check", "--config"])
-        .arg(&written.config_file)
-        .output()
-        .expect("check");
+    let output = written.check();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(64), "{stderr}");
     for needle in [

@@ -8,7 +8,6 @@ use crate::journal_backends::{Backend, SchemaGuard};
 use crate::opendata::{action, dataset, error_code, public_url};
 use crate::support::*;
 use serde_json::{Value, json};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 const ROWS: usize = 2_500;
@@ -381,11 +380,7 @@ fn check_refuses_backends_that_could_not_be_read_safely() {
             dataset("odd", "{ kind: postgres, schema: \"a b\", table: units }", ""),
         )
         .write();
-    let output = Command::new(env!("CARGO_BIN_EXE_datagate"))
-        .args(["check", "--config"])
-        .arg(&written.config_file)
-        .output()
-        .expect("check");
+    let output = written.check();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(64), "{stderr}");
     let path = |file: &str| written.path(file).display().to_string();

@@ -374,12 +374,7 @@ fn check_refuses_proxy_protocol_without_trusted_proxies() {
     let written = NodeBuilder::standard(&pki, "http://127.0.0.1:9")
         .public("proxy_protocol = true")
         .write();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_datagate"))
-        .args(["check", "--config"])
-        .arg(&written.config_file)
-        .env_remove("DATAGATE_CONFIG")
-        .output()
-        .expect("check");
+    let output = written.check();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(64), "{stderr}");
     assert!(

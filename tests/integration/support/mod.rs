@@ -304,6 +304,17 @@ impl WrittenConfig {
     pub fn path(&self, relative: &str) -> PathBuf {
         self.dir.path().join(relative)
     }
+
+    /// Runs `datagate check --config` on this configuration (and nothing from the
+    /// environment's `DATAGATE_CONFIG`).
+    pub fn check(&self) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_datagate"))
+            .args(["check", "--config"])
+            .arg(&self.config_file)
+            .env_remove("DATAGATE_CONFIG")
+            .output()
+            .expect("run datagate check")
+    }
 }
 
 /// Builds a node configuration: registry, contracts, schemas, adapters, limits.
