@@ -316,8 +316,8 @@ fn raw_target(parts: &Parts) -> &[u8] {
         .map_or(b"/".as_slice(), |target| target.as_str().as_bytes())
 }
 
-/// Phase 2: the request head, parsed once. Limits first (they bound the work of
-/// everything after), then ambiguity, then the values. `path` is the `/r1/...` part
+/// Phase 2: the request head, parsed once. Limits first (`head_limits`: they bound the
+/// work of everything after), then ambiguity, then the values. `path` is the `/r1/...` part
 /// of the target (the exchange listener strips its `/exchange/v1` prefix first).
 fn parse_head(
     parts: &Parts,
@@ -328,26 +328,7 @@ fn parse_head(
     leg: Leg,
 ) -> Result<ExchangeContext, GatewayError> {
     let limits = &runtime.limits;
-    if raw_target(parts).len() > limits.max_uri_bytes {
-        return Err(GatewayError::new(
-            ErrorCode::RequestUriTooLong,
-            format!("the request target exceeds {} bytes", limits.max_uri_bytes),
-        ));
-    }
-    let header_bytes: usize = parts
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    if parts.headers.len() > limits.max_headers || header_bytes > limits.max_header_bytes {
-        return Err(GatewayError::new(
-            ErrorCode::RequestHeadersTooLarge,
-            format!(
-                "at most {} header fields and {} bytes of them are accepted",
-                limits.max_headers, limits.max_header_bytes
-            ),
-        ));
-    }
+    super::head_limits::check(parts, limits)?;
     protocol::check_single_headers(&parts.headers)?;
     let target = protocol::parse_target(path)?;
     let client = protocol::parse_client(parts.headers.get(protocol::X_ROAD_CLIENT))?;

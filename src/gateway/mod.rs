@@ -18,6 +18,7 @@
 //! - [`server`]: the node: its listeners, graceful shutdown, reload;
 //! - [`opendata`]: open data: the public listener's CKAN API and downloads, per-client limits;
 //! - [`openapi`]: OpenAPI 3.1 documents generated from the configuration (public and per member);
+//! - [`head_limits`]: the request head's size limits, for every route of the consumer and public listeners;
 //! - [`metaservices`]: on the consumer listener, the caller's OpenAPI document and X-Road's service metadata (listMethods, allowedMethods, getOpenAPI);
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/status/v1/federation`, `/status/v1/journal/{id}`;
 //! - [`admin`]: the journal admin API (`/admin/v1/…`) for operators and auditors, by certificate.
@@ -31,6 +32,7 @@ pub mod context;
 pub mod dcat;
 pub mod exchange;
 pub mod federation;
+pub mod head_limits;
 pub mod hub;
 pub mod inbound;
 pub mod listener;

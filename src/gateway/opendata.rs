@@ -378,6 +378,10 @@ pub fn public_router(gateway: Arc<Gateway>) -> axum::Router {
                 },
             ),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            gateway.clone(),
+            super::head_limits::layer,
+        ))
         .with_state(gateway)
 }
 

@@ -43,6 +43,12 @@ pub fn consumer_router(gateway: Arc<Gateway>) -> Router {
             .merge(super::metaservices::routes())
             .merge(super::opendata::member_routes())
             .merge(super::opendata_page::member_index())
+            // The exchange pipeline checks the head's limits in its own head phase (and
+            // journals the refusal); the other routes here, before their handlers.
+            .route_layer(axum::middleware::from_fn_with_state(
+                gateway.clone(),
+                super::head_limits::layer,
+            ))
             .fallback(super::exchange::handle)
             .with_state(gateway),
     )

@@ -646,3 +646,147 @@ async fn anonymous_reads_are_summarised_per_day_without_the_client() {
     assert!(!text.contains("no-such-dataset"), "{text}");
     assert!(!text.contains("127.0.0.1"), "no client addresses: {text}");
 }
+
+/// A plain-HTTP client of the public listener: writes `head` and reads until the node
+/// closes or 5 s pass; the answer's text.
+async fn raw_public(node: &TestNode, head: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(node.public.expect("a public listener"))
+        .await
+        .expect("connect");
+    tcp.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tcp.read_to_end(&mut answer),
+    )
+    .await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// 002 Điều 26 khoản 2: the public listener, open to anyone, resists what the consumer
+/// listener resists. A silent connection is closed at the idle deadline, a trickled head is
+/// cut at the receive deadline, oversized heads and targets get problem+json (431, 414),
+/// connections per IP are capped before any HTTP, and a duplicated `resource_id` cannot
+/// reach a members-tier dataset; the listener keeps serving after each.
+#[tokio::test]
+async fn the_public_listener_resists_slow_flooding_and_oversized_clients() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    init();
+    let pki = TestPki::new();
+    let node = NodeBuilder::standard(&pki, "http://127.0.0.1:9")
+        .public("per_second = 1000\nburst = 1000")
+        .limit("idle_timeout_ms = 300")
+        .limit("request_receive_timeout_ms = 300")
+        .limit("max_connections_per_ip = 3")
+        .file("contracts/datasets/units.csv", csv_rows())
+        .file(
+            "contracts/datasets/units.yaml",
+            dataset("units", "{ kind: csv, path: units.csv }", ""),
+        )
+        .file(
+            "contracts/datasets/internal.yaml",
+            dataset("internal-units", "{ kind: csv, path: units.csv }", "")
+                .replace("audience: public", "audience: members"),
+        )
+        .start()
+        .await;
+    let public = node.public.expect("a public listener");
+    let served = || async {
+        let (status, _) = action(&node, "package_list", &[]).await;
+        assert_eq!(status, 200, "the listener keeps serving");
+    };
+
+    // Silent: closed at the idle deadline, nothing answered.
+    let mut silent = tokio::net::TcpStream::connect(public).await.expect("tcp");
+    let mut buffer = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        silent.read_to_end(&mut buffer),
+    )
+    .await;
+    assert!(closed.is_ok(), "a silent connection was kept for 10 s");
+    served().await;
+
+    // Trickled: one byte every 100 ms never completes a head.
+    let head = "GET /api/3/action/package_list HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut slow = tokio::net::TcpStream::connect(public).await.expect("tcp");
+    let trickle = async {
+        for byte in head.as_bytes() {
+            slow.write_all(&[*byte]).await?;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let mut answer = Vec::new();
+        slow.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(10), trickle).await;
+    assert!(
+        !matches!(&outcome, Ok(Ok(answer)) if answer.starts_with(b"HTTP/1.1 200")),
+        "the node served a head trickled over {} ms",
+        head.len() * 100
+    );
+    served().await;
+
+    // Oversized heads and targets.
+    let many: String = (0..80).map(|n| format!("X-Filler-{n}: x\r\n")).collect();
+    let answer = raw_public(
+        &node,
+        &format!("GET /api/3/action/package_list HTTP/1.1\r\nHost: x\r\n{many}\r\n"),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(answer.contains("request.headers_too_large"), "{answer}");
+    let long = "a".repeat(10 * 1024);
+    let answer = raw_public(
+        &node,
+        &format!("GET /api/3/action/package_show?id={long} HTTP/1.1\r\nHost: x\r\n\r\n"),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 414"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    served().await;
+
+    // A duplicated resource_id: whichever is read, the members tier stays hidden.
+    for order in [
+        "resource_id=internal-units&resource_id=units",
+        "resource_id=units&resource_id=internal-units",
+    ] {
+        let body: serde_json::Value = reqwest::get(public_url(
+            &node,
+            &format!("/api/3/action/datastore_search?{order}&limit=1"),
+        ))
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("json");
+        assert!(
+            !body.to_string().contains("internal-units\",\"fields"),
+            "{order}: {body}"
+        );
+        assert_ne!(body["result"]["resource_id"], "internal-units", "{order}");
+    }
+
+    // Flood: three bare connections from one address hold its allowance; a fourth is
+    // closed before any HTTP, another address is served.
+    let flooder: std::net::IpAddr = "127.0.0.2".parse().expect("ip");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tcp_connect(public, Some(flooder)).await.expect("tcp"));
+    }
+    let mut fourth = tcp_connect(public, Some(flooder)).await.expect("tcp");
+    let _ = fourth.write_all(head.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        fourth.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(
+        !answer.starts_with(b"HTTP/1.1 200"),
+        "a fourth connection from one address was served"
+    );
+    served().await;
+    drop(held);
+}
