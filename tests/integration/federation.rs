@@ -1459,7 +1459,8 @@ async fn a_hub_that_cannot_journal_relays_nothing() {
 /// 000 Điều 24 k3b; issue 10 §6: the consumer's gateway caches what the owner's published
 /// contract allows (a hit is journaled as leg `cache`, with `Age`); the owner's gateway
 /// pushes "record changed" and the next lookup asks the owner again. Only a secure
-/// server of the service's owner may invalidate.
+/// server of the service's owner may invalidate, and only with a well-formed message of at
+/// most 4 KiB.
 #[tokio::test]
 async fn the_owners_invalidation_drops_the_consumer_gateways_cached_answer() {
     let federation = Federation::start(Layout {
@@ -1520,6 +1521,57 @@ async fn the_owners_invalidation_drops_the_consumer_gateways_cached_answer() {
     }
     assert_eq!(federation.lookup().await.status(), 200);
     assert_eq!(federation._upstream.hits(), 1, "still cached");
+
+    // The owner's own malformed or oversized messages drop nothing.
+    let oversized = json!({"service": CITIZEN_SERVICE, "subject": "9".repeat(5000)}).to_string();
+    for (why, content, status, code) in [
+        (
+            "oversized",
+            oversized.as_str(),
+            413,
+            "request.body_too_large",
+        ),
+        ("not JSON", "service=all", 400, "request.body_invalid"),
+        (
+            "an unknown field",
+            r#"{"service": "x", "everything": true}"#,
+            400,
+            "request.body_invalid",
+        ),
+        (
+            "not a service id",
+            r#"{"service": "../*"}"#,
+            400,
+            "request.body_invalid",
+        ),
+    ] {
+        let refused = federation
+            .node_a
+            .client(&federation.b.certificate)
+            .post(&exchange)
+            .header("content-type", "application/json")
+            .body(content.to_owned())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(refused.status(), status, "{why}");
+        assert_eq!(
+            refused
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/problem+json"),
+            "{why}"
+        );
+        let problem: Value = refused.json().await.expect("problem");
+        assert_eq!(problem["code"], code, "{why}");
+    }
+    assert_eq!(federation.lookup().await.status(), 200);
+    assert_eq!(
+        federation._upstream.hits(),
+        1,
+        "still cached after bad invalidations"
+    );
 
     let invalidated = federation
         .node_a
