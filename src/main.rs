@@ -27,6 +27,10 @@ enum Command {
         /// Node configuration (TOML).
         #[arg(long, env = "DATAGATE_CONFIG")]
         config: PathBuf,
+        /// Worker threads of the async runtime (default: the cores this process may run
+        /// on). 1 runs a single-threaded scheduler.
+        #[arg(long, env = "DATAGATE_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        workers: Option<u16>,
     },
     /// Validate a configuration and every contract, registry entry and adapter; print every error.
     Check {
@@ -341,7 +345,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_INVALID_CONFIG)
             }
         },
-        Command::Serve { config } => {
+        Command::Serve { config, workers } => {
             let loaded = match datagate::config::load(&config) {
                 Ok(loaded) => loaded,
                 Err(errors) => {
@@ -352,7 +356,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_INVALID_CONFIG);
                 }
             };
-            block_on(datagate::gateway::server::serve(loaded))
+            block_on_workers(
+                datagate::gateway::server::serve(loaded),
+                workers.map(usize::from),
+            )
         }
         #[cfg(feature = "dev")]
         Command::Demo {
@@ -394,13 +401,24 @@ fn main() -> ExitCode {
 
 /// Runs a node's future to completion on a runtime sized to the machine.
 fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    block_on_workers(future, None)
+}
+
+/// Runs a node's future on `workers` threads, or as many as the cores it may run on.
+fn block_on_workers(
+    future: impl std::future::Future<Output = anyhow::Result<()>>,
+    workers: Option<usize>,
+) -> ExitCode {
     // One core available (e.g. pinned with taskset or a 1-CPU container): a single-threaded
     // scheduler avoids cross-thread wake-ups that buy nothing there.
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let mut builder = if cores == 1 {
+    let workers =
+        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let mut builder = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
     };
     match builder.enable_all().build() {
         Ok(runtime) => report(runtime.block_on(future)),

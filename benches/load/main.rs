@@ -25,6 +25,7 @@ mod federation;
 #[path = "../common/federation_crypto.rs"]
 mod federation_crypto;
 mod flood;
+mod instructions;
 mod measure;
 mod procs;
 mod report;
@@ -63,6 +64,9 @@ usage: cargo bench --bench load -- [--quick | --full] [options]
   --flood              only the flood run: 20 000 idle connections from 127.0.0.2 against
                        a gateway with default limits, a second consumer served from
                        127.0.0.3 meanwhile, /readyz, RSS before, during and after
+  --instructions N     only the instruction count: gateway (a) and nginx under callgrind,
+                       N sequential keep-alive requests each after a warm-up; user-space
+                       instructions per request and the top functions (valgrind)
   --perf               record `perf record -g` of each TLS target during its keep-alive
                        run and write `perf report` summaries next to the results
   --out DIR            where results go (default: target/bench-load)
@@ -116,6 +120,8 @@ pub struct Options {
     pub flood: bool,
     /// Whether to record perf profiles.
     pub perf: bool,
+    /// Only the instruction count: requests counted under callgrind per target.
+    pub instructions: Option<usize>,
     /// Where results go.
     pub out: PathBuf,
 }
@@ -141,6 +147,7 @@ impl Options {
                 idle_deadline: 120.0,
                 targets: Vec::new(),
                 perf: false,
+                instructions: None,
                 flood: false,
                 out: PathBuf::new(),
             }
@@ -162,6 +169,7 @@ impl Options {
                 idle_deadline: 30.0,
                 targets: Vec::new(),
                 perf: false,
+                instructions: None,
                 flood: false,
                 out: PathBuf::new(),
             }
@@ -202,6 +210,9 @@ impl Options {
                 }
                 "--perf" => options.perf = true,
                 "--flood" => options.flood = true,
+                "--instructions" => {
+                    options.instructions = Some(number(iter.next(), "--instructions")? as usize)
+                }
                 "--out" => {
                     options.out = PathBuf::from(iter.next().context("--out needs a directory")?)
                 }
@@ -401,6 +412,15 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
         pinning,
         nginx,
     };
+    if let Some(requests) = options.instructions {
+        let markdown = instructions::run(&harness, requests).await?;
+        println!("{markdown}");
+        std::fs::write(options.out.join("instructions.md"), &markdown)?;
+        eprintln!("load: wrote {}/instructions.md", options.out.display());
+        harness.stub.stop();
+        drop(temp);
+        return Ok(());
+    }
     if options.flood {
         let markdown = flood::run(&harness).await?;
         println!("{markdown}");

@@ -9,7 +9,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use time::{Date, OffsetDateTime};
 
@@ -62,8 +62,52 @@ pub struct QuotaSettings {
     pub daily: Option<u64>,
 }
 
-/// (the local day counted, requests that day); no day before the first request.
-type DailyCount = (Option<Date>, u64);
+/// The daily count packed in one word, so that taking a place is one compare-and-swap
+/// and no lock is shared by the threads serving one contract (issue 12): the local day
+/// (its Julian day number, 24 bits) above the requests counted that day (40 bits). Zero
+/// is "no request yet": Julian day 0 is in 4713 BC.
+struct DailyCount(AtomicU64);
+
+const COUNT_BITS: u32 = 40;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+const DAY_MASK: u64 = (1 << (64 - COUNT_BITS)) - 1;
+
+impl std::fmt::Debug for DailyCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let word = self.0.load(Ordering::Relaxed);
+        f.debug_struct("DailyCount")
+            .field("day", &(word >> COUNT_BITS))
+            .field("count", &(word & COUNT_MASK))
+            .finish()
+    }
+}
+
+impl DailyCount {
+    /// Counts one request on `day` unless `limit` requests were counted that day already.
+    fn take(&self, day: Date, limit: u64) -> bool {
+        let day = u64::try_from(day.to_julian_day()).unwrap_or(0) & DAY_MASK;
+        let mut word = self.0.load(Ordering::Acquire);
+        loop {
+            let count = if word >> COUNT_BITS == day {
+                word & COUNT_MASK
+            } else {
+                0
+            };
+            if count >= limit {
+                return false;
+            }
+            // A limit above 2^40 per day is never reached; the count stops there.
+            let next = (day << COUNT_BITS) | (count + 1).min(COUNT_MASK);
+            match self
+                .0
+                .compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(current) => word = current,
+            }
+        }
+    }
+}
 
 /// The runtime limits of one contract.
 #[derive(Debug)]
@@ -71,7 +115,7 @@ pub struct ContractQuota {
     settings: QuotaSettings,
     limiter: Option<RateLimiter<NotKeyed, InMemoryState, DefaultClock, NoOpMiddleware>>,
     /// The daily limit and its count.
-    daily: Option<(u64, Mutex<DailyCount>)>,
+    daily: Option<(u64, DailyCount)>,
 }
 
 impl ContractQuota {
@@ -85,7 +129,7 @@ impl ContractQuota {
                 .allow_burst(burst.unwrap_or(rate.requests));
             RateLimiter::direct(quota)
         });
-        let daily = daily.map(|limit| (limit, Mutex::new((None, 0))));
+        let daily = daily.map(|limit| (limit, DailyCount(AtomicU64::new(0))));
         ContractQuota {
             settings: QuotaSettings {
                 rate,
@@ -111,13 +155,7 @@ impl ContractQuota {
         }
         if let Some((limit, state)) = &self.daily {
             let local = now.to_offset(crate::base::clock::VIETNAM_OFFSET);
-            let mut guard = state
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if guard.0 != Some(local.date()) {
-                *guard = (Some(local.date()), 0);
-            }
-            if guard.1 >= *limit {
+            if !state.take(local.date(), *limit) {
                 let midnight = local.date().next_day().map_or(local, |d| {
                     d.with_hms(0, 0, 0)
                         .map_or(local, |dt| dt.assume_offset(local.offset()))
@@ -127,7 +165,6 @@ impl ContractQuota {
                     .unwrap_or(Duration::from_secs(60));
                 return Err(QuotaRefusal::Daily(wait));
             }
-            guard.1 += 1;
         }
         Ok(())
     }
@@ -177,5 +214,27 @@ mod tests {
         }
         let next_morning = time::macros::datetime!(2026-11-24 00:30 +7);
         assert!(quota.check(next_morning).is_ok());
+    }
+
+    /// Design §5 (no article): threads counting one contract's day at once take exactly
+    /// its daily quota, no more and no fewer.
+    #[test]
+    fn concurrent_requests_take_exactly_the_daily_quota() {
+        let quota = ContractQuota::new(None, None, Some(1_234));
+        let noon = time::macros::datetime!(2026-11-23 12:00 +7);
+        let admitted = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..1_000 {
+                        if quota.check(noon).is_ok() {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(admitted.load(Ordering::Relaxed), 1_234);
+        assert!(matches!(quota.check(noon), Err(QuotaRefusal::Daily(_))));
     }
 }

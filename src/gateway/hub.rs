@@ -117,7 +117,8 @@ struct RelayTrail {
 
 /// Relays one exchange (see the module doc), on a task of its own.
 pub async fn relay(gateway: Arc<Gateway>, request: Request) -> Response {
-    match tokio::spawn(relay_journaled(gateway, request)).await {
+    // Boxed, as an exchange's task is (`exchange::spawn_exchange`): the task then moves a pointer.
+    match tokio::spawn(Box::pin(relay_journaled(gateway, request))).await {
         Ok(response) => response,
         Err(_) => GatewayError::new(
             ErrorCode::InternalUnexpected,

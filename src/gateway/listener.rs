@@ -292,9 +292,11 @@ impl Drop for ActivityGuard {
 
 /// The connection's byte stream, telling [`Activity`] when bytes arrive, so the
 /// HTTP/1 request-head deadline starts at a head's first byte rather than at the
-/// end of the previous request (which is the idle deadline's business).
+/// end of the previous request (which is the idle deadline's business). Bytes read
+/// before a hibernation and not yet parsed (`pending`) are read again first.
 struct WatchedIo<T> {
     inner: T,
+    pending: bytes::Bytes,
     activity: Option<Arc<Activity>>,
 }
 
@@ -305,6 +307,14 @@ impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WatchedIo<T> {
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if !this.pending.is_empty() {
+            let take = this.pending.len().min(buf.remaining());
+            buf.put_slice(&this.pending.split_to(take));
+            if let Some(activity) = &this.activity {
+                activity.received();
+            }
+            return std::task::Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
         if let (std::task::Poll::Ready(Ok(())), Some(activity)) = (&polled, &this.activity)
@@ -458,19 +468,32 @@ async fn serve_connection(
         return;
     }
     // HTTP/2 frames (PINGs, SETTINGS) are not request heads: only HTTP/1 gets the head deadline.
-    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-    serve_http(
-        tls,
-        http2,
-        remote,
-        peer,
-        slot,
-        router,
-        limits,
-        shutdown,
-        accepted_at,
-    )
-    .await;
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice()) {
+        serve_http(
+            tls,
+            true,
+            remote,
+            peer,
+            slot,
+            router,
+            limits,
+            shutdown,
+            accepted_at,
+        )
+        .await;
+    } else {
+        serve_http1(
+            tls,
+            remote,
+            peer,
+            slot,
+            router,
+            limits,
+            shutdown,
+            accepted_at,
+        )
+        .await;
+    }
 }
 
 /// The client address of a request's connection: the TCP peer, or on a listener behind a
@@ -480,7 +503,151 @@ async fn serve_connection(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemoteAddr(pub SocketAddr);
 
-/// HTTP on an established connection (TLS or plain), with the connection's deadlines.
+/// After this long without a request, an HTTP/1 connection over TLS hibernates: hyper's
+/// connection and its read and write buffers (8 KiB each) are released and only the TLS
+/// session is kept, until the peer sends again (issue 12: memory per idle keep-alive
+/// connection). A client that sends more often than this never pays for the hibernation.
+pub const HIBERNATE_AFTER: Duration = Duration::from_millis(250);
+
+/// The boxed answer of one request: boxed so that hyper's HTTP/1 connection can be
+/// polled without being pinned, and taken apart when it hibernates.
+type Answer = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
+>;
+type Response = axum::response::Response;
+
+/// The service hyper calls for each request of one connection: the connection's identity
+/// and address as extensions, and the request counted in the connection's [`Activity`].
+fn connection_service(
+    activity: &Arc<Activity>,
+    peer: Option<PeerCertificate>,
+    remote: SocketAddr,
+    router: Router,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = Answer,
+> + Clone
++ Send
++ Unpin
++ 'static {
+    let activity = activity.clone();
+    hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        let guard = activity.begin();
+        if let Some(peer) = &peer {
+            request.extensions_mut().insert(peer.clone());
+        }
+        request.extensions_mut().insert(RemoteAddr(remote));
+        let call = router.clone().oneshot(request.map(axum::body::Body::new));
+        Box::pin(async move {
+            let response = call.await;
+            drop(guard);
+            response
+        }) as Answer
+    })
+}
+
+/// hyper's HTTP/1 settings, on hyper's own builder or the auto builder's: its limits sit
+/// above ours (checked in the exchange's head phase), so a request a little over our limits
+/// is answered by us with problem+json; only far larger ones are refused by hyper itself,
+/// and those are counted.
+macro_rules! configure_http1 {
+    ($builder:expr, $limits:expr) => {{
+        let limits: &Limits = $limits;
+        let head_bytes = limits.max_uri_bytes + limits.max_header_bytes;
+        $builder
+            .timer(TokioTimer::new())
+            // hyper starts this timer whenever it waits for a head, idle keep-alive included,
+            // so it is the idle bound here; the receive deadline of a head that has begun is ours.
+            .header_read_timeout(limits.idle_timeout)
+            .max_headers(limits.max_headers * 2)
+            .max_buf_size((head_bytes * 2).max(128 * 1024));
+    }};
+}
+
+/// What the connection's watchdog found when it woke.
+enum Watch {
+    /// Nothing due yet.
+    Nothing,
+    /// The close grace ran out: drop the connection.
+    Close,
+    /// A request head was still incomplete at its receive deadline: drop the connection.
+    HeadTimeout,
+    /// Idle past `idle_timeout`: close gracefully.
+    Idle,
+    /// Idle past [`HIBERNATE_AFTER`] with no head begun: hibernate.
+    Hibernate,
+}
+
+/// When the watchdog must wake next: the close deadline, the head deadline, the idle
+/// deadline, the hibernation (when the connection can hibernate), or a recheck while a
+/// request runs (its end restarts the idle clock).
+fn next_wake(
+    activity: &Activity,
+    limits: &Limits,
+    closing: Option<Instant>,
+    hibernates: bool,
+) -> Instant {
+    let idle = activity.idle_deadline(limits.idle_timeout);
+    let head = activity.head_deadline(limits.request_receive_timeout);
+    match (closing, idle) {
+        (Some(close), _) => close,
+        (None, Some(idle)) => match head {
+            Some(head) => head.min(idle),
+            None if hibernates => activity
+                .idle_deadline(HIBERNATE_AFTER)
+                .map_or(idle, |hibernate| hibernate.min(idle)),
+            None => idle,
+        },
+        (None, None) if hibernates => Instant::now() + HIBERNATE_AFTER,
+        (None, None) => Instant::now() + limits.idle_timeout.min(limits.request_receive_timeout),
+    }
+}
+
+/// The watchdog's verdict when it wakes (see [`next_wake`]).
+fn watch(activity: &Activity, limits: &Limits, closing: Option<Instant>, hibernates: bool) -> Watch {
+    if closing.is_some() {
+        // It did not finish in time: dropping the connection closes the socket.
+        return Watch::Close;
+    }
+    let now = Instant::now();
+    if activity
+        .head_deadline(limits.request_receive_timeout)
+        .is_some_and(|deadline| deadline <= now)
+    {
+        // A head still incomplete at the receive deadline: the sender's fault. No answer
+        // can be framed in the middle of a head; the connection is closed.
+        metrics::counter!("datagate_refusals_total", "code" => "http.header_timeout").increment(1);
+        return Watch::HeadTimeout;
+    }
+    if activity
+        .idle_deadline(limits.idle_timeout)
+        .is_some_and(|deadline| deadline <= now)
+    {
+        metrics::counter!("datagate_connections_idle_closed_total").increment(1);
+        return Watch::Idle;
+    }
+    if hibernates
+        && activity.head_deadline(limits.request_receive_timeout).is_none()
+        && activity
+            .idle_deadline(HIBERNATE_AFTER)
+            .is_some_and(|deadline| deadline <= now)
+    {
+        return Watch::Hibernate;
+    }
+    Watch::Nothing
+}
+
+fn count_connection_error(error: &(dyn std::error::Error + 'static)) {
+    if let Some(code) = hyper_refusal(error) {
+        metrics::counter!("datagate_refusals_total", "code" => code).increment(1);
+    }
+    tracing::debug!(error = %error, "connection ended with an error");
+}
+
+/// HTTP on an established connection (HTTP/2 over TLS, or plain TCP where a client may
+/// speak either), with the connection's deadlines.
 #[allow(clippy::too_many_arguments)]
 async fn serve_http<IO>(
     io: IO,
@@ -496,35 +663,10 @@ async fn serve_http<IO>(
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Activity::new(accepted_at);
-    let service = {
-        let activity = activity.clone();
-        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            let guard = activity.begin();
-            if let Some(peer) = &peer {
-                request.extensions_mut().insert(peer.clone());
-            }
-            request.extensions_mut().insert(RemoteAddr(remote));
-            let call = router.clone().oneshot(request.map(axum::body::Body::new));
-            async move {
-                let response = call.await;
-                drop(guard);
-                response
-            }
-        })
-    };
+    let service = connection_service(&activity, peer, remote, router);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    // hyper's limits sit above ours (checked in the exchange's head phase), so a request
-    // a little over our limits is answered by us with problem+json; only far larger ones
-    // are refused by hyper itself, and those are counted below.
+    configure_http1!(builder.http1(), &limits);
     let head_bytes = limits.max_uri_bytes + limits.max_header_bytes;
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // hyper starts this timer whenever it waits for a head, idle keep-alive included, so
-        // it is the idle bound here; the receive deadline of a head that has begun is ours.
-        .header_read_timeout(limits.idle_timeout)
-        .max_headers(limits.max_headers * 2)
-        .max_buf_size((head_bytes * 2).max(128 * 1024));
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -538,6 +680,7 @@ async fn serve_http<IO>(
         );
     let io = WatchedIo {
         inner: io,
+        pending: bytes::Bytes::new(),
         activity: (!http2).then(|| activity.clone()),
     };
     let connection = builder.serve_connection(TokioIo::new(io), service);
@@ -549,24 +692,11 @@ async fn serve_http<IO>(
         closing = Some(Instant::now() + CLOSE_GRACE);
     }
     loop {
-        let idle = activity.idle_deadline(limits.idle_timeout);
-        let head = activity.head_deadline(limits.request_receive_timeout);
-        // Wake for whichever comes first: the close deadline, the head deadline, the idle
-        // deadline, or a recheck while a request runs (its end restarts the idle clock).
-        let wake = match (closing, idle) {
-            (Some(close), _) => close,
-            (None, Some(idle)) => head.map_or(idle, |head| head.min(idle)),
-            (None, None) => {
-                Instant::now() + limits.idle_timeout.min(limits.request_receive_timeout)
-            }
-        };
+        let wake = next_wake(&activity, &limits, closing, false);
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
-                    if let Some(code) = hyper_refusal(error.as_ref()) {
-                        metrics::counter!("datagate_refusals_total", "code" => code).increment(1);
-                    }
-                    tracing::debug!(error = %error, "connection ended with an error");
+                    count_connection_error(error.as_ref());
                 }
                 break;
             }
@@ -577,28 +707,122 @@ async fn serve_http<IO>(
                 connection.as_mut().graceful_shutdown();
                 closing = Some(Instant::now() + CLOSE_GRACE);
             }
-            _ = tokio::time::sleep_until(wake) => {
-                if closing.is_some() {
-                    // It did not finish in time: dropping the connection closes the socket.
-                    break;
-                }
-                if activity
-                    .head_deadline(limits.request_receive_timeout)
-                    .is_some_and(|deadline| deadline <= Instant::now())
-                {
-                    // A head still incomplete at the receive deadline: the sender's fault. No
-                    // answer can be framed in the middle of a head; the connection is closed.
-                    metrics::counter!("datagate_refusals_total", "code" => "http.header_timeout")
-                        .increment(1);
-                    break;
-                }
-                if activity
-                    .idle_deadline(limits.idle_timeout)
-                    .is_some_and(|deadline| deadline <= Instant::now())
-                {
-                    metrics::counter!("datagate_connections_idle_closed_total").increment(1);
+            _ = tokio::time::sleep_until(wake) => match watch(&activity, &limits, closing, false) {
+                Watch::Close | Watch::HeadTimeout => break,
+                Watch::Idle => {
                     connection.as_mut().graceful_shutdown();
                     closing = Some(Instant::now() + CLOSE_GRACE);
+                }
+                Watch::Nothing | Watch::Hibernate => {}
+            },
+        }
+    }
+    drop(slot);
+}
+
+/// A TLS connection to a listener.
+type TlsConnection = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+/// HTTP/1 over TLS, with the connection's deadlines, hibernating when idle: after
+/// [`HIBERNATE_AFTER`] without a request, hyper's connection is closed between requests
+/// (no bytes are sent: it is idle), its buffers freed, and the TLS session waits for the
+/// socket to be readable; then a new hyper connection picks up, the bytes hyper had read
+/// but not parsed handed to it first. To the peer it is one keep-alive connection.
+#[allow(clippy::too_many_arguments)]
+async fn serve_http1(
+    mut tls: TlsConnection,
+    remote: SocketAddr,
+    peer: Option<PeerCertificate>,
+    slot: Slot,
+    router: Router,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+    accepted_at: Instant,
+) {
+    let activity = Activity::new(accepted_at);
+    let mut service = connection_service(&activity, peer, remote, router);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    configure_http1!(builder, &limits);
+    let mut pending = bytes::Bytes::new();
+    let mut closing: Option<Instant> = None;
+    let mut shutting_down = *shutdown.borrow();
+    loop {
+        // Awake: hyper serves requests until the connection ends, or hibernates.
+        let io = WatchedIo {
+            inner: tls,
+            pending,
+            activity: Some(activity.clone()),
+        };
+        let mut connection = builder.serve_connection(TokioIo::new(io), service);
+        let mut hibernating = false;
+        if shutting_down {
+            std::pin::Pin::new(&mut connection).graceful_shutdown();
+            closing.get_or_insert_with(|| Instant::now() + CLOSE_GRACE);
+        }
+        let ended = loop {
+            let wake = next_wake(&activity, &limits, closing, !hibernating);
+            tokio::select! {
+                result = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => break result,
+                // A head began: loop to arm its deadline.
+                _ = activity.head_begun.notified(), if closing.is_none() => {}
+                _ = shutdown.changed(), if !shutting_down => {
+                    shutting_down = true;
+                    std::pin::Pin::new(&mut connection).graceful_shutdown();
+                    closing = Some(Instant::now() + CLOSE_GRACE);
+                }
+                _ = tokio::time::sleep_until(wake) => match watch(&activity, &limits, closing, !hibernating) {
+                    // Dropping the connection closes the socket.
+                    Watch::Close | Watch::HeadTimeout => return,
+                    Watch::Idle => {
+                        std::pin::Pin::new(&mut connection).graceful_shutdown();
+                        closing = Some(Instant::now() + CLOSE_GRACE);
+                    }
+                    Watch::Hibernate => {
+                        // Idle: hyper closes its side at once, without a byte to the peer.
+                        hibernating = true;
+                        std::pin::Pin::new(&mut connection).graceful_shutdown();
+                    }
+                    Watch::Nothing => {}
+                },
+            }
+        };
+        if let Err(error) = &ended {
+            count_connection_error(error);
+        }
+        let parts = connection.into_parts();
+        let io = parts.io.into_inner();
+        service = parts.service;
+        tls = io.inner;
+        pending = if io.pending.is_empty() {
+            parts.read_buf
+        } else {
+            [parts.read_buf, io.pending].concat().into()
+        };
+        if ended.is_err() || !hibernating || closing.is_some() || shutting_down {
+            // Over: close_notify and FIN, within the close grace.
+            let deadline = closing.unwrap_or_else(|| Instant::now() + CLOSE_GRACE);
+            let _ = tokio::time::timeout_at(deadline, tokio::io::AsyncWriteExt::shutdown(&mut tls)).await;
+            break;
+        }
+        // Hibernating: the TLS session, this task and the caps' slot are all that is held.
+        if pending.is_empty() && tls.get_ref().1.wants_read() {
+            let Some(idle) = activity.idle_deadline(limits.idle_timeout) else {
+                continue;
+            };
+            tokio::select! {
+                readable = tls.get_ref().0.readable() => {
+                    if readable.is_err() {
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep_until(idle) => {
+                    metrics::counter!("datagate_connections_idle_closed_total").increment(1);
+                    let _ = tokio::time::timeout(CLOSE_GRACE, tokio::io::AsyncWriteExt::shutdown(&mut tls)).await;
+                    break;
+                }
+                _ = shutdown.changed(), if !shutting_down => {
+                    let _ = tokio::time::timeout(CLOSE_GRACE, tokio::io::AsyncWriteExt::shutdown(&mut tls)).await;
+                    break;
                 }
             }
         }
