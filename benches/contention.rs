@@ -118,16 +118,24 @@ fn main() {
     let _recorder = datagate::observe::metrics_handle().expect("recorder");
     let service = "VN/GOV/000.00.00.G10/bench-db".to_owned();
     let consumer = "VN/GOV/000.00.00.H29/dvc-portal".to_owned();
-    part(&mut rows, "request metrics (counter + histogram)", &|_, i| {
-        metrics::counter!("datagate_requests_total", "service" => service.clone(), "consumer" => consumer.clone(), "status" => "200", "leg" => "local").increment(1);
-        metrics::histogram!("datagate_request_duration_seconds", "service" => service.clone())
-            .record((i % 1000) as f64 * 1e-6);
-    });
+    part(
+        &mut rows,
+        "request metrics (counter + histogram)",
+        &|_, i| {
+            metrics::counter!("datagate_requests_total", "service" => service.clone(), "consumer" => consumer.clone(), "status" => "200", "leg" => "local").increment(1);
+            metrics::histogram!("datagate_request_duration_seconds", "service" => service.clone())
+                .record((i % 1000) as f64 * 1e-6);
+        },
+    );
 
     let shared = arc_swap::ArcSwap::from_pointee(limits.clone());
-    part(&mut rows, "configuration snapshot (ArcSwap load_full)", &|_, _| {
-        black_box(shared.load_full());
-    });
+    part(
+        &mut rows,
+        "configuration snapshot (ArcSwap load_full)",
+        &|_, _| {
+            black_box(shared.load_full());
+        },
+    );
     let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
     part(&mut rows, "reference: one shared atomic add", &|_, _| {
         counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel);

@@ -80,7 +80,8 @@ pub(super) async fn spawn_exchange(
     // value, so every move and every stage change of the task (spawn, completion, reading the
     // output) would copy all of it; boxed, they copy a pointer (issue 12: a callgrind count
     // showed about 240 KB of `memcpy` per request before).
-    match tokio::spawn(Box::pin(exchange(gateway, request, arrival))).await {
+    let task = tokio::spawn(Box::pin(exchange(gateway, request, arrival)));
+    match task.await {
         Ok(response) => response,
         // A panic in the pipeline: the task is gone, the answer is still ours.
         Err(_) => GatewayError::new(
@@ -423,11 +424,9 @@ async fn admit_and_run(
 
     let ticket: Ticket = gateway.admission().admit(&ctx.client, &runtime.limits)?;
     // Boxed for the same reason as the exchange's task: `timeout_at` takes the future by value.
-    let outcome = tokio::time::timeout_at(
-        ctx.deadline,
-        Box::pin(run(gateway, runtime, ctx, parts, body)),
-    )
-    .await;
+    let deadline = ctx.deadline;
+    let boxed = Box::pin(run(gateway, runtime, ctx, parts, body));
+    let outcome = tokio::time::timeout_at(deadline, boxed).await;
     drop(ticket);
     match outcome {
         Ok(outcome) => outcome,
@@ -795,7 +794,13 @@ async fn run(
 
     // Body (opened from its JWE between gateways) and request schema.
     let (bytes, content_type) = match ctx.leg {
-        Leg::ProviderSide => super::inbound::open_body(gateway, runtime, ctx, parts, body).await?,
+        Leg::ProviderSide => {
+            // Boxed: opening a JWE is a large future, and only the exchange listener needs it.
+            let open = Box::pin(super::inbound::open_body(
+                gateway, runtime, ctx, parts, body,
+            ));
+            open.await?
+        }
         _ => (
             read_body(
                 parts,
@@ -870,7 +875,12 @@ async fn run(
                 Ok((body, gateway.clock().now()))
             };
             let contract = contract.clone();
-            let (cached, source) = gateway.cache().get_or_fetch(key, ttl, now, fetch).await?;
+            let (cached, source) = {
+                // Boxed: the cache's future is large, and sized inline it would be carried
+                // (and copied) by every exchange, cached or not.
+                let cached = Box::pin(gateway.cache().get_or_fetch(key, ttl, now, fetch));
+                cached.await?
+            };
             if source == super::cache::Source::Cached {
                 ctx.leg = Leg::Cache;
             }

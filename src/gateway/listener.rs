@@ -606,7 +606,12 @@ fn next_wake(
 }
 
 /// The watchdog's verdict when it wakes (see [`next_wake`]).
-fn watch(activity: &Activity, limits: &Limits, closing: Option<Instant>, hibernates: bool) -> Watch {
+fn watch(
+    activity: &Activity,
+    limits: &Limits,
+    closing: Option<Instant>,
+    hibernates: bool,
+) -> Watch {
     if closing.is_some() {
         // It did not finish in time: dropping the connection closes the socket.
         return Watch::Close;
@@ -629,7 +634,9 @@ fn watch(activity: &Activity, limits: &Limits, closing: Option<Instant>, hiberna
         return Watch::Idle;
     }
     if hibernates
-        && activity.head_deadline(limits.request_receive_timeout).is_none()
+        && activity
+            .head_deadline(limits.request_receive_timeout)
+            .is_none()
         && activity
             .idle_deadline(HIBERNATE_AFTER)
             .is_some_and(|deadline| deadline <= now)
@@ -801,7 +808,8 @@ async fn serve_http1(
         if ended.is_err() || !hibernating || closing.is_some() || shutting_down {
             // Over: close_notify and FIN, within the close grace.
             let deadline = closing.unwrap_or_else(|| Instant::now() + CLOSE_GRACE);
-            let _ = tokio::time::timeout_at(deadline, tokio::io::AsyncWriteExt::shutdown(&mut tls)).await;
+            let _ = tokio::time::timeout_at(deadline, tokio::io::AsyncWriteExt::shutdown(&mut tls))
+                .await;
             break;
         }
         // Hibernating: the TLS session, this task and the caps' slot are all that is held.

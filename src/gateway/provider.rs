@@ -150,10 +150,11 @@ impl Provider {
                     error.to_gateway_error()
                 })
             }
+            // Boxed: signing, encryption and fail-over make this future large, and unboxed it
+            // would size (and be copied with) every local call's future too.
             Provider::Remote(remote) => {
-                remote
-                    .call(gateway, ctx, &routed.query, body, content_type)
-                    .await
+                let call = Box::pin(remote.call(gateway, ctx, &routed.query, body, content_type));
+                call.await
             }
         }
     }
