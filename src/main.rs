@@ -9,6 +9,13 @@ use datagate::trust::global::SigningAlg;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// jemalloc rather than glibc's allocator (decision 0013, issue 12): about a sixth of the
+/// proxy path's user-space instructions were glibc's `malloc` and `free`, and glibc keeps
+/// the pages of freed buffers (hibernated connections') resident, where jemalloc reuses
+/// them by size class and returns what stays unused.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "datagate",

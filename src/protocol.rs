@@ -49,6 +49,11 @@ fn check_segment(segment: &str) -> Result<(), GatewayError> {
     }
     let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b);
     let bytes = segment.as_bytes();
+    // Unreserved characters alone (ids, most paths) decode to themselves: nothing to check
+    // further, nothing to allocate (issue 12).
+    if bytes.iter().all(|&b| unreserved(b)) {
+        return Ok(());
+    }
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
