@@ -136,8 +136,7 @@ async fn one(harness: &Harness, plan: &Plan) -> anyhow::Result<Overload> {
                 Some(ports.ops),
                 format!(
                     "max_concurrent_requests {total}{}, max_in_flight_per_consumer {share}{} \
-                     (one consumer: its share is the limit that bites); connection caps wide; \
-                     adapter max_in_flight 8192",
+                     ({}); connection caps wide; adapter max_in_flight 8192",
                     if o.overload_max_concurrent.is_none() {
                         " (node default)"
                     } else {
@@ -147,6 +146,11 @@ async fn one(harness: &Harness, plan: &Plan) -> anyhow::Result<Overload> {
                         " (node default: a quarter)"
                     } else {
                         ""
+                    },
+                    if share < total {
+                        "one consumer: its share is the limit that bites, refusals are 429"
+                    } else {
+                        "one consumer at the node's total: refusals are 503"
                     },
                 ),
             )

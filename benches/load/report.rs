@@ -533,13 +533,27 @@ fn overload_checks(targets: &[TargetResult]) -> Vec<Check> {
             false,
             false,
         ));
+        // At 50 % no request should wait 10 ms for one of the pool's connections: if some
+        // did, the target stalled for over 100 ms during the reference run (on this shared
+        // machine, usually other work on core 0), and the reference is not a steady one.
+        let unsteady = o.reference.not_sent > 0;
         out.push(check(
-            &format!("{name} overload: p99 admitted ≤ 2× p99 at 50% load"),
+            &format!(
+                "{name} overload: p99 admitted ≤ 2× p99 at 50% load{}",
+                if unsteady {
+                    format!(
+                        " (the 50 % run was not steady: {} requests found no free connection)",
+                        o.reference.not_sent
+                    )
+                } else {
+                    String::new()
+                }
+            ),
             p99(&o.overload),
             p99(&o.reference).map(|p| 2.0 * p),
             "ms",
             false,
-            false,
+            unsteady,
         ));
         out.push(check(
             &format!("{name} overload: RSS growth < 50 MB"),
