@@ -1,6 +1,6 @@
 //! Load harness: the gateway against nginx and the direct call, on loopback.
 //!
-//! `cargo bench --bench load -- --quick` (under 2 minutes) or `-- --full`.
+//! `cargo bench --bench load -- --quick` (about 3 minutes), `-- --full`, or `-- --overload`.
 //! It generates a PKI, starts a stub upstream (core 1), nginx as a
 //! single-worker TLS 1.3 mTLS reverse proxy (core 0), and the gateway
 //! (`datagate serve`, core 0) in its pass-through and full-pipeline
@@ -10,7 +10,8 @@
 //! saturation, and peak RSS, including with many idle keep-alive connections.
 //! Scenario (c) runs two (or three, with the hub) gateways with `[federation]`
 //! configurations and compares each one's CPU per request with nginx's plus its
-//! role's cryptographic floor, measured in the same run.
+//! role's cryptographic floor, measured in the same run. Last, the overload phase
+//! (`overload.rs`): each proxy past its saturation rate, in a process of its own.
 //! Results: `target/bench-load/results.{json,md}`; method and figures in
 //! `docs/BENCHMARKS.md` (`## Load harness`). The targets of the issue are
 //! reported as met or missed; the harness exits 0 either way.
@@ -43,8 +44,8 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "\
 usage: cargo bench --bench load -- [--quick | --full] [options]
 
-  --quick              ~10 s runs at 1 000 req/s, 1 000 idle connections (default; < 2 min)
-  --full               ~30 s runs at 2 000 req/s, 10 000 idle connections (~6 min;
+  --quick              ~10 s runs at 1 000 req/s, 1 000 idle connections (default; ~3 min)
+  --full               ~30 s runs at 2 000 req/s, 10 000 idle connections (~8 min;
                        needs ~25 000 open files: run under `prlimit --nofile=65536`)
   --targets LIST       comma-separated subset of
                        direct,nginx,gateway-a,gateway-b,gateway-b0,fed-direct,fed-hub
