@@ -314,7 +314,7 @@ pub async fn closed_loop(
 }
 
 /// Connects and completes the mTLS handshake.
-async fn connect_tls(
+pub async fn connect_tls(
     connector: &tokio_rustls::TlsConnector,
     endpoint: &Endpoint,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
@@ -356,6 +356,38 @@ async fn exchange<S>(stream: &mut S, request: &[u8]) -> Result<usize, String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let response = exchange_raw(stream, request).await?;
+    if response.status != 200 {
+        return Err(format!(
+            "status {}: {}",
+            response.status,
+            String::from_utf8_lossy(&response.body_start)
+        ));
+    }
+    Ok(response.body_len)
+}
+
+/// One HTTP/1.1 response, whatever its status.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// The status code (0 when the status line cannot be parsed).
+    pub status: u16,
+    /// Length of the body.
+    pub body_len: usize,
+    /// The first 300 bytes of the body of a non-200 answer (empty on a 200).
+    pub body_start: Vec<u8>,
+    /// The `code` member of a problem+json body (non-200 answers only).
+    pub code: Option<String>,
+    /// Whether the server said `Connection: close` (the connection cannot be reused).
+    pub close: bool,
+}
+
+/// Writes a request head and reads one HTTP/1.1 response (Content-Length or chunked),
+/// whatever its status.
+pub async fn exchange_raw<S>(stream: &mut S, request: &[u8]) -> Result<RawResponse, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     stream
         .write_all(request)
         .await
@@ -392,6 +424,9 @@ where
     let chunked = head
         .lines()
         .any(|line| line.starts_with("transfer-encoding:") && line.contains("chunked"));
+    let close = head
+        .lines()
+        .any(|line| line.starts_with("connection:") && line.contains("close"));
     loop {
         let body = &buffer[head_end..];
         let complete = match content_length {
@@ -411,13 +446,22 @@ where
         }
         buffer.extend_from_slice(&chunk[..n]);
     }
-    let body_len = buffer.len() - head_end;
-    if status != 200 {
-        let text = String::from_utf8_lossy(&buffer[head_end..buffer.len().min(head_end + 300)])
-            .into_owned();
-        return Err(format!("status {status}: {text}"));
-    }
-    Ok(body_len)
+    let body = &buffer[head_end..];
+    let (body_start, code) = if status == 200 {
+        (Vec::new(), None)
+    } else {
+        let code = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("code")?.as_str().map(str::to_owned));
+        (body[..body.len().min(300)].to_vec(), code)
+    };
+    Ok(RawResponse {
+        status,
+        body_len: body.len(),
+        body_start,
+        code,
+        close,
+    })
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

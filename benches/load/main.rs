@@ -1,6 +1,6 @@
 //! Load harness: the gateway against nginx and the direct call, on loopback.
 //!
-//! `cargo bench --bench load -- --quick` (under 2 minutes) or `-- --full`.
+//! `cargo bench --bench load -- --quick` (about 3 minutes), `-- --full`, or `-- --overload`.
 //! It generates a PKI, starts a stub upstream (core 1), nginx as a
 //! single-worker TLS 1.3 mTLS reverse proxy (core 0), and the gateway
 //! (`datagate serve`, core 0) in its pass-through and full-pipeline
@@ -10,7 +10,8 @@
 //! saturation, and peak RSS, including with many idle keep-alive connections.
 //! Scenario (c) runs two (or three, with the hub) gateways with `[federation]`
 //! configurations and compares each one's CPU per request with nginx's plus its
-//! role's cryptographic floor, measured in the same run.
+//! role's cryptographic floor, measured in the same run. Last, the overload phase
+//! (`overload.rs`): each proxy past its saturation rate, in a process of its own.
 //! Results: `target/bench-load/results.{json,md}`; method and figures in
 //! `docs/BENCHMARKS.md` (`## Load harness`). The targets of the issue are
 //! reported as met or missed; the harness exits 0 either way.
@@ -27,6 +28,7 @@ mod federation_crypto;
 mod flood;
 mod instructions;
 mod measure;
+mod overload;
 mod procs;
 mod report;
 mod setup;
@@ -43,8 +45,8 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "\
 usage: cargo bench --bench load -- [--quick | --full] [options]
 
-  --quick              ~10 s runs at 1 000 req/s, 1 000 idle connections (default; < 2 min)
-  --full               ~30 s runs at 2 000 req/s, 10 000 idle connections (~6 min;
+  --quick              ~10 s runs at 1 000 req/s, 1 000 idle connections (default; ~3 min)
+  --full               ~30 s runs at 2 000 req/s, 10 000 idle connections (~8 min;
                        needs ~25 000 open files: run under `prlimit --nofile=65536`)
   --targets LIST       comma-separated subset of
                        direct,nginx,gateway-a,gateway-b,gateway-b0,fed-direct,fed-hub
@@ -67,6 +69,18 @@ usage: cargo bench --bench load -- [--quick | --full] [options]
   --instructions N     only the instruction count: gateway (a) and nginx under callgrind,
                        N sequential keep-alive requests each after a warm-up; user-space
                        instructions per request and the top functions (valgrind)
+  --overload           only the overload phase (targets nginx,gateway-a unless --targets):
+                       each target's saturation rate, then 50 % of it (reference) and
+                       2 × it for 10 s over a pool of keep-alive connections; admitted
+                       throughput, shed answers by code, p99 of admitted, peak RSS
+  --no-overload        leave the overload phase out of --quick / --full
+  --overload-seconds N seconds at 2 × saturation (default 5 in --quick, 10 otherwise)
+  --overload-connections N
+                       keep-alive connections of the overload phase (default 512: twice
+                       the gateway's default in-flight share of one consumer)
+  --overload-max-concurrent N, --overload-share N
+                       the gateway's max_concurrent_requests and max_in_flight_per_consumer
+                       in the overload phase (default: the node's defaults, 1024 and 256)
   --perf               record `perf record -g` of each TLS target during its keep-alive
                        run and write `perf report` summaries next to the results
   --out DIR            where results go (default: target/bench-load)
@@ -118,6 +132,22 @@ pub struct Options {
     targets: Vec<String>,
     /// Only the flood run.
     pub flood: bool,
+    /// Whether the overload phase runs.
+    pub overload: bool,
+    /// Only the overload phase (`--overload`).
+    pub overload_only: bool,
+    /// Keep-alive connections of the overload phase.
+    pub overload_connections: usize,
+    /// Seconds at 2 × saturation.
+    pub overload_seconds: f64,
+    /// Seconds of the reference run at 50 %.
+    pub overload_reference_seconds: f64,
+    /// Seconds of warm-up at 50 %.
+    pub overload_warmup_seconds: f64,
+    /// The gateway's `max_concurrent_requests` in the overload phase (default: the node's).
+    pub overload_max_concurrent: Option<usize>,
+    /// The gateway's `max_in_flight_per_consumer` in the overload phase (default: the node's).
+    pub overload_share: Option<usize>,
     /// Whether to record perf profiles.
     pub perf: bool,
     /// Only the instruction count: requests counted under callgrind per target.
@@ -149,6 +179,14 @@ impl Options {
                 perf: false,
                 instructions: None,
                 flood: false,
+                overload: true,
+                overload_only: false,
+                overload_connections: 512,
+                overload_seconds: 10.0,
+                overload_reference_seconds: 10.0,
+                overload_warmup_seconds: 2.0,
+                overload_max_concurrent: None,
+                overload_share: None,
                 out: PathBuf::new(),
             }
         } else {
@@ -171,6 +209,14 @@ impl Options {
                 perf: false,
                 instructions: None,
                 flood: false,
+                overload: true,
+                overload_only: false,
+                overload_connections: 512,
+                overload_seconds: 5.0,
+                overload_reference_seconds: 3.0,
+                overload_warmup_seconds: 1.0,
+                overload_max_concurrent: None,
+                overload_share: None,
                 out: PathBuf::new(),
             }
         };
@@ -183,10 +229,13 @@ impl Options {
                 .filter(|v| v.is_finite() && *v > 0.0)
                 .with_context(|| format!("{name} needs a positive number"))
         };
+        let mut targets_given = false;
+        let mut overload_seconds = None;
         while let Some(arg) = iter.next() {
             match arg.as_str() {
                 "--quick" | "--full" | "--bench" => {}
                 "--targets" => {
+                    targets_given = true;
                     let list = iter.next().context("--targets needs a list")?;
                     options.targets = list.split(',').map(|t| t.trim().to_owned()).collect();
                     for t in &options.targets {
@@ -194,6 +243,8 @@ impl Options {
                     }
                 }
                 "--federation" => {
+                    targets_given = true;
+                    options.overload = false;
                     options.targets = ["direct", "nginx", "gateway-a", "fed-direct", "fed-hub"]
                         .map(String::from)
                         .to_vec();
@@ -213,12 +264,43 @@ impl Options {
                 "--instructions" => {
                     options.instructions = Some(number(iter.next(), "--instructions")? as usize)
                 }
+                "--overload" => options.overload_only = true,
+                "--no-overload" => options.overload = false,
+                "--overload-seconds" => {
+                    overload_seconds = Some(number(iter.next(), "--overload-seconds")?)
+                }
+                "--overload-connections" => {
+                    options.overload_connections =
+                        number(iter.next(), "--overload-connections")? as usize
+                }
+                "--overload-max-concurrent" => {
+                    options.overload_max_concurrent =
+                        Some(number(iter.next(), "--overload-max-concurrent")? as usize)
+                }
+                "--overload-share" => {
+                    options.overload_share = Some(number(iter.next(), "--overload-share")? as usize)
+                }
                 "--out" => {
                     options.out = PathBuf::from(iter.next().context("--out needs a directory")?)
                 }
                 "--help" | "-h" => anyhow::bail!("{USAGE}"),
                 other => eprintln!("load: ignoring argument {other:?}"),
             }
+        }
+        if options.overload_only {
+            options.overload = true;
+            if !targets_given {
+                options.targets = ["nginx", "gateway-a"].map(String::from).to_vec();
+            }
+            // Alone, the phase runs the issue's 10 s at 2 × saturation in either mode.
+            if !full {
+                options.overload_seconds = 10.0;
+                options.overload_reference_seconds = 5.0;
+                options.overload_warmup_seconds = 2.0;
+            }
+        }
+        if let Some(seconds) = overload_seconds {
+            options.overload_seconds = seconds;
         }
         Ok(options)
     }
@@ -382,7 +464,7 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
         datagate: version(&dir, Command::new(&datagate).arg("--version")),
         git: git_state(&dir),
     };
-    let settings = report::Settings {
+    let mut settings = report::Settings {
         mode: if options.full { "full" } else { "quick" }.into(),
         rate: options.rate,
         seconds: options.seconds,
@@ -394,6 +476,8 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
         saturation_seconds: options.saturation_seconds,
         idle_connections: options.idle,
         record_bytes: stub::record().len(),
+        overload: None,
+        overload_only: options.overload_only,
     };
     eprintln!(
         "load: {} mode; {}; results in {}",
@@ -430,10 +514,75 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
         drop(temp);
         return Ok(());
     }
-    // Scenario (c): the role floors first (this core is idle now), then its gateways.
     let wants = |id: &str| options.targets.iter().any(|t| t == id);
-    let with_federation = wants("fed-direct") || wants("fed-hub");
+    let mut targets = Vec::new();
     let mut floors = None;
+    if !options.overload_only {
+        floors = cost_phases(&harness, &idle_note, &mut targets).await;
+    }
+    // The overload phase: each proxy in a process of its own, after the other runs.
+    if options.overload {
+        let plans: Vec<overload::Plan> = overload::TARGETS
+            .iter()
+            .filter(|id| wants(id))
+            .map(|id| overload::Plan {
+                id: (*id).to_owned(),
+                saturation_rps: targets
+                    .iter()
+                    .find(|t: &&TargetResult| t.id == *id)
+                    .and_then(|t| t.saturation.as_ref())
+                    .map(|s| s.rps)
+                    .filter(|rps| *rps > 0.0),
+            })
+            .collect();
+        if !plans.is_empty() {
+            settings.overload = Some(overload::settings(&harness));
+            overload::run(&harness, plans, &mut targets).await;
+        }
+    }
+    let order = |id: &str| TARGETS.iter().position(|o| *o == id);
+    targets.sort_by_key(|t| order(&t.id));
+
+    let checks = report::checks(
+        &targets,
+        options.idle,
+        floors.as_ref(),
+        options.overload_only,
+    );
+    let run = report::Run {
+        date,
+        environment,
+        settings,
+        targets,
+        floors,
+        checks,
+        total_seconds: started.elapsed().as_secs_f64(),
+    };
+    let markdown = report::markdown(&run);
+    println!("{markdown}");
+    std::fs::write(
+        options.out.join("results.json"),
+        serde_json::to_vec_pretty(&run)?,
+    )?;
+    std::fs::write(options.out.join("results.md"), &markdown)?;
+    eprintln!("load: wrote {}/results.{{json,md}}", options.out.display());
+    harness.stub.stop();
+    drop(temp);
+    Ok(())
+}
+
+/// The cost comparison: every target started, then measured side by side (keep-alive,
+/// new connections, saturation, memory); the federation's crypto floors around them.
+async fn cost_phases(
+    harness: &Harness,
+    idle_note: &Option<String>,
+    targets: &mut Vec<TargetResult>,
+) -> Option<federation::Floors> {
+    let options = &harness.options;
+    let wants = |id: &str| options.targets.iter().any(|t| t == id);
+    let mut floors = None;
+    // Scenario (c): the role floors first (this core is idle now), then its gateways.
+    let with_federation = wants("fed-direct") || wants("fed-hub");
     let mut federation = None;
     let mut federation_error = None;
     if with_federation {
@@ -443,7 +592,7 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
             Err(error) => eprintln!("load: crypto floor: {error:#}"),
         }
         eprintln!("load: starting the federation's gateways");
-        match federation::start(&harness, wants("fed-hub")) {
+        match federation::start(harness, wants("fed-hub")) {
             Ok(running) => federation = Some(running),
             Err(error) => {
                 eprintln!("load: federation: {error:#}");
@@ -452,7 +601,6 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
         }
     }
     // Start every target, then measure them side by side.
-    let mut targets = Vec::new();
     let mut lives = Vec::new();
     for id in TARGETS {
         if !wants(id) {
@@ -464,14 +612,14 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
         }
         let started = if id.starts_with("fed-") {
             start_federation_target(
-                &harness,
+                harness,
                 federation.as_ref(),
                 &federation_error,
                 result.clone(),
             )
             .await
         } else {
-            start(&harness, result.clone()).await
+            start(harness, result.clone()).await
         };
         match started {
             Ok(Some(live)) => lives.push(live),
@@ -488,7 +636,7 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
             }
         }
     }
-    measure::measure_all(&harness, &mut lives).await;
+    measure::measure_all(harness, &mut lives).await;
     let federation_exits = federation.as_mut().map(|f| f.exits()).unwrap_or_default();
     if let Some(running) = federation.as_mut() {
         running.stop();
@@ -515,30 +663,7 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
         }
         targets.push(live.result);
     }
-    let order = |id: &str| TARGETS.iter().position(|o| *o == id);
-    targets.sort_by_key(|t| order(&t.id));
-
-    let checks = report::checks(&targets, options.idle, floors.as_ref());
-    let run = report::Run {
-        date,
-        environment,
-        settings,
-        targets,
-        floors,
-        checks,
-        total_seconds: started.elapsed().as_secs_f64(),
-    };
-    let markdown = report::markdown(&run);
-    println!("{markdown}");
-    std::fs::write(
-        options.out.join("results.json"),
-        serde_json::to_vec_pretty(&run)?,
-    )?;
-    std::fs::write(options.out.join("results.md"), &markdown)?;
-    eprintln!("load: wrote {}/results.{{json,md}}", options.out.display());
-    harness.stub.stop();
-    drop(temp);
-    Ok(())
+    floors
 }
 
 fn label(id: &str) -> &'static str {
@@ -593,7 +718,7 @@ async fn start(harness: &Harness, result: TargetResult) -> anyhow::Result<Option
             let Some(nginx) = harness.nginx.clone() else {
                 return Ok(None);
             };
-            let (proc, port) = start_nginx(harness, &nginx)?;
+            let (proc, port) = start_nginx(harness, &nginx, "nginx", harness.options.idle)?;
             (proc.pid(), client::Endpoint::new(port, true), Some(proc))
         }
         _ => {
@@ -618,8 +743,15 @@ async fn start(harness: &Harness, result: TargetResult) -> anyhow::Result<Option
         .map(Some)
 }
 
-fn start_nginx(harness: &Harness, nginx: &Path) -> anyhow::Result<(Proc, u16)> {
-    let prefix = harness.dir.join("nginx");
+/// Starts nginx with its files under the run's directory `name`, for up to
+/// `max_connections` client connections.
+fn start_nginx(
+    harness: &Harness,
+    nginx: &Path,
+    name: &str,
+    max_connections: usize,
+) -> anyhow::Result<(Proc, u16)> {
+    let prefix = harness.dir.join(name);
     std::fs::create_dir_all(&prefix)?;
     let port = procs::free_port()?;
     let conf = setup::write_nginx(
@@ -627,7 +759,7 @@ fn start_nginx(harness: &Harness, nginx: &Path) -> anyhow::Result<(Proc, u16)> {
         &harness.pki,
         port,
         harness.stub_port,
-        harness.options.idle,
+        max_connections,
     )?;
     let mut command = procs::pinned(harness.pinning.target, nginx);
     command

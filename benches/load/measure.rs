@@ -107,7 +107,7 @@ impl Live {
 }
 
 /// Waits until the target answers 200 through `client` (20 s at most).
-async fn wait_answering(client: &reqwest::Client, endpoint: &Endpoint) -> anyhow::Result<()> {
+pub async fn wait_answering(client: &reqwest::Client, endpoint: &Endpoint) -> anyhow::Result<()> {
     let until = Instant::now() + Duration::from_secs(20);
     loop {
         let last = match tokio::time::timeout(

@@ -11,6 +11,8 @@ use std::fmt::Write as _;
 pub const FEDERATION_CPU_FACTOR: f64 = 1.25;
 /// The limit of the federation's added p99 over the unsigned exchange (gateway (a)), ms.
 pub const FEDERATION_ADDED_P99_MS: f64 = 1.0;
+/// The limit of the RSS growth during the overload run, MB.
+pub const OVERLOAD_RSS_GROWTH_MB: f64 = 50.0;
 
 /// Latency percentiles, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -180,6 +182,106 @@ pub struct Memory {
     pub extrapolated_rss_mb_at_10000: Option<f64>,
 }
 
+/// One open loop of the overload phase, as the load generator saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverloadRun {
+    /// Requests scheduled per second (the asked-for offered rate).
+    pub scheduled_rps: f64,
+    /// Seconds of the schedule.
+    pub seconds: f64,
+    /// Requests scheduled.
+    pub scheduled: u64,
+    /// Requests written on a connection (the rest waited longer than the client's queue
+    /// deadline for a free connection).
+    pub sent: u64,
+    /// Requests written on a connection during the schedule, per second: the offered rate
+    /// the target actually received.
+    pub sent_rps: f64,
+    /// Scheduled requests dropped by the generator: no free connection within the
+    /// client's queue deadline. Never reached the target.
+    pub not_sent: u64,
+    /// 2xx answers.
+    pub admitted: u64,
+    /// 2xx answers completed during the schedule, per second.
+    pub admitted_rps: f64,
+    /// Answers with the node's load-shedding codes (`gateway.overloaded`,
+    /// `ratelimit.in_flight_share_exceeded`).
+    pub shed: u64,
+    /// Every other failure: other statuses, timeouts, connection errors.
+    pub other_errors: u64,
+    /// Requests without an answer within the request deadline.
+    pub timeouts: u64,
+    /// Requests that failed on the connection (reset, closed, handshake of a reconnection).
+    pub connection_errors: u64,
+    /// Connections the generator had to open again during the run (the target closed one).
+    pub reconnects: u64,
+    /// Answers by status and problem+json `code` (`"200"`, `"503 gateway.overloaded"`, …).
+    pub statuses: std::collections::BTreeMap<String, u64>,
+    /// Latency of admitted (2xx) requests, from the first byte written to the last byte read.
+    pub admitted_latency: Option<Latency>,
+    /// The same for refused (shed) requests.
+    pub refused_latency: Option<Latency>,
+    /// Time sent requests waited in the generator for a free connection (scheduled → written).
+    pub client_wait: Option<Latency>,
+    /// Target CPU seconds per wall second during the run.
+    pub target_core_share: f64,
+    /// Load generator CPU seconds per wall second (core 1).
+    pub loadgen_core_share: f64,
+    /// Stub CPU seconds per wall second (core 1).
+    pub stub_core_share: f64,
+    /// The first failure other than a shed answer.
+    pub first_error: Option<String>,
+}
+
+/// A latency histogram of the gateway's own `/metrics` over one run (the difference of
+/// two scrapes): how long the node itself held requests, to set beside what the load
+/// generator saw. The node's buckets are coarse (0.5, 1, 2.5, 5, 10, 25, 50, 100, 250 ms,
+/// …), so a percentile is the bucket's upper bound: "at most".
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerTiming {
+    /// What the histogram times.
+    pub what: String,
+    /// Observations during the run.
+    pub count: f64,
+    /// Upper bound of the bucket holding the median, ms (`None`: above the last bucket).
+    pub p50_at_most_ms: Option<f64>,
+    /// Upper bound of the bucket holding the 99th percentile, ms.
+    pub p99_at_most_ms: Option<f64>,
+}
+
+/// The overload phase of one target: 50 % of its saturation rate (the reference), then
+/// twice its saturation rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overload {
+    /// The limits the target ran with in this phase.
+    pub limits: String,
+    /// Keep-alive connections the load generator held.
+    pub connections: usize,
+    /// The saturation rate the two runs are fractions and multiples of (req/s).
+    pub saturation_rps: f64,
+    /// Where it comes from (this run's saturation phase, or measured in this phase).
+    pub saturation_source: String,
+    /// The open loop at 50 % of saturation.
+    pub reference: OverloadRun,
+    /// The open loop at 2 × saturation.
+    pub overload: OverloadRun,
+    /// VmRSS just before the overload run (after the reference run), MB.
+    pub rss_mb_before: Option<f64>,
+    /// Peak RSS during the overload run (VmRSS sampled every 50 ms, and VmHWM when it
+    /// rose during the run), MB.
+    pub rss_mb_peak: Option<f64>,
+    /// VmRSS a second after the overload run, MB.
+    pub rss_mb_after: Option<f64>,
+    /// Peak − before, MB.
+    pub rss_growth_mb: Option<f64>,
+    /// The gateway's own timings during the reference run (from its `/metrics`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub server_reference: Vec<ServerTiming>,
+    /// The gateway's own timings during the overload run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub server_overload: Vec<ServerTiming>,
+}
+
 /// Everything measured for one target.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetResult {
@@ -203,6 +305,8 @@ pub struct TargetResult {
     pub memory: Option<Memory>,
     /// `perf report` summary file, when `--perf` was given.
     pub profile: Option<String>,
+    /// The overload phase (its own process of the target).
+    pub overload: Option<Overload>,
 }
 
 impl TargetResult {
@@ -219,6 +323,7 @@ impl TargetResult {
             saturation: None,
             memory: None,
             profile: None,
+            overload: None,
         }
     }
 }
@@ -290,6 +395,27 @@ pub struct Settings {
     pub idle_connections: usize,
     /// Size of the stub's record.
     pub record_bytes: usize,
+    /// The overload phase's settings, when it ran.
+    pub overload: Option<OverloadSettings>,
+    /// Whether only the overload phase ran (`--overload`).
+    pub overload_only: bool,
+}
+
+/// Settings of the overload phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverloadSettings {
+    /// Keep-alive mTLS connections the generator holds (opened before the runs).
+    pub connections: usize,
+    /// Seconds of the run at 2 × saturation.
+    pub seconds: f64,
+    /// Seconds of the reference run at 50 % of saturation.
+    pub reference_seconds: f64,
+    /// Seconds of warm-up at 50 % before the reference run.
+    pub warmup_seconds: f64,
+    /// How long a scheduled request may wait for a free connection, ms.
+    pub client_queue_deadline_ms: f64,
+    /// Deadline of one request, s.
+    pub request_timeout_seconds: f64,
 }
 
 /// The whole run.
@@ -369,8 +495,80 @@ fn check(
     }
 }
 
-/// The targets, evaluated on `targets`.
+/// The targets, evaluated on `targets` (only the overload phase's with
+/// `overload_only`).
 pub fn checks(
+    targets: &[TargetResult],
+    idle_connections: usize,
+    floors: Option<&Floors>,
+    overload_only: bool,
+) -> Vec<Check> {
+    let mut out = if overload_only {
+        Vec::new()
+    } else {
+        cost_checks(targets, idle_connections, floors)
+    };
+    out.extend(overload_checks(targets));
+    out
+}
+
+/// The overload phase's targets: only the shedding codes, p99 of admitted requests within
+/// 2 × its value at 50 % load, RSS growth under 50 MB; nginx's beside for comparison.
+fn overload_checks(targets: &[TargetResult]) -> Vec<Check> {
+    let mut out = Vec::new();
+    for (name, id) in [
+        ("(a)", "gateway-a"),
+        ("nginx (comparison)", "nginx"),
+        ("(b)", "gateway-b"),
+    ] {
+        let Some(o) = target(targets, id).and_then(|t| t.overload.as_ref()) else {
+            continue;
+        };
+        let p99 = |run: &OverloadRun| run.admitted_latency.as_ref().map(|l| l.p99_ms);
+        out.push(check(
+            &format!("{name} overload: only overload / fair-share refusals (other errors)"),
+            Some(o.overload.other_errors as f64),
+            Some(0.0),
+            "errors",
+            false,
+            false,
+        ));
+        // At 50 % no request should wait 10 ms for one of the pool's connections: if some
+        // did, the target stalled for over 100 ms during the reference run (on this shared
+        // machine, usually other work on core 0), and the reference is not a steady one.
+        let unsteady = o.reference.not_sent > 0;
+        out.push(check(
+            &format!(
+                "{name} overload: p99 admitted ≤ 2× p99 at 50% load{}",
+                if unsteady {
+                    format!(
+                        " (the 50 % run was not steady: {} requests found no free connection)",
+                        o.reference.not_sent
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+            p99(&o.overload),
+            p99(&o.reference).map(|p| 2.0 * p),
+            "ms",
+            false,
+            unsteady,
+        ));
+        out.push(check(
+            &format!("{name} overload: RSS growth < 50 MB"),
+            o.rss_growth_mb,
+            Some(OVERLOAD_RSS_GROWTH_MB),
+            "MB",
+            true,
+            false,
+        ));
+    }
+    out
+}
+
+/// The cost comparison's targets.
+fn cost_checks(
     targets: &[TargetResult],
     idle_connections: usize,
     floors: Option<&Floors>,
@@ -649,6 +847,18 @@ pub fn markdown(run: &Run) -> String {
         e.rustc,
         e.git
     );
+    if !s.overload_only {
+        cost_markdown(&mut md, run);
+    }
+    overload_markdown(&mut md, run);
+    targets_markdown(&mut md, run);
+    let _ = writeln!(md, "\nWhole run: {:.0} s.", run.total_seconds);
+    md
+}
+
+/// The keep-alive, federation, new-connection, saturation and memory tables.
+fn cost_markdown(md: &mut String, run: &Run) {
+    let s = &run.settings;
     let direct = target(&run.targets, "direct");
     let nginx = target(&run.targets, "nginx");
 
@@ -708,7 +918,7 @@ pub fn markdown(run: &Run) -> String {
         );
     }
 
-    federation_markdown(&mut md, run);
+    federation_markdown(md, run);
 
     let _ = writeln!(
         md,
@@ -780,12 +990,131 @@ pub fn markdown(run: &Run) -> String {
             f(at_10000, 1),
         );
     }
+}
 
+/// The overload phase's tables.
+fn overload_markdown(md: &mut String, run: &Run) {
+    let Some(settings) = &run.settings.overload else {
+        return;
+    };
+    let measured: Vec<(&TargetResult, &Overload)> = run
+        .targets
+        .iter()
+        .filter_map(|t| Some((t, t.overload.as_ref()?)))
+        .collect();
+    if measured.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n**Overload** (each target in a process of its own; {} keep-alive mTLS connections opened beforehand; open loop at 50 % of the target's saturation rate for {:.0} s after {:.0} s of warm-up, then at 2 × its saturation rate for {:.0} s; latency from the request's first byte written on a connection to the last byte of the answer; a request that waits more than {:.0} ms in the generator for a free connection is not sent; request deadline {:.0} s):\n",
+        settings.connections,
+        settings.reference_seconds,
+        settings.warmup_seconds,
+        settings.seconds,
+        settings.client_queue_deadline_ms,
+        settings.request_timeout_seconds,
+    );
+    md.push_str("| target | saturation req/s | scheduled req/s | sent req/s | sent ÷ saturation | not sent | admitted req/s | shed (503 / 429) | other errors | of which timeouts / connection | core 0 (target) | core 1 (load gen. + stub) |\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (t, o) in &measured {
+        let r = &o.overload;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {:.0}% | {:.0}% |",
+            t.label,
+            f(Some(o.saturation_rps), 0),
+            f(Some(r.scheduled_rps), 0),
+            f(Some(r.sent_rps), 0),
+            x(ratio(Some(r.sent_rps), Some(o.saturation_rps))),
+            r.not_sent,
+            f(Some(r.admitted_rps), 0),
+            r.shed,
+            r.other_errors,
+            r.timeouts,
+            r.connection_errors,
+            r.target_core_share * 100.0,
+            (r.loadgen_core_share + r.stub_core_share) * 100.0,
+        );
+    }
+    md.push_str("\n| target | p50 admitted ms | p99 admitted ms | p99 at 50 % load ms | p99 ÷ p99 at 50 % | p99.9 admitted ms | p99 of shed answers ms | RSS before MB | peak MB | growth MB | a second after MB |\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (t, o) in &measured {
+        let l = o.overload.admitted_latency.as_ref();
+        let reference = o.reference.admitted_latency.as_ref().map(|l| l.p99_ms);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            t.label,
+            f(l.map(|l| l.p50_ms), 3),
+            f(l.map(|l| l.p99_ms), 3),
+            f(reference, 3),
+            x(ratio(l.map(|l| l.p99_ms), reference)),
+            f(l.map(|l| l.p999_ms), 3),
+            f(o.overload.refused_latency.as_ref().map(|l| l.p99_ms), 3),
+            f(o.rss_mb_before, 1),
+            f(o.rss_mb_peak, 1),
+            f(o.rss_growth_mb, 1),
+            f(o.rss_mb_after, 1),
+        );
+    }
+    let with_view: Vec<&(&TargetResult, &Overload)> = measured
+        .iter()
+        .filter(|(_, o)| !o.server_overload.is_empty())
+        .collect();
+    if !with_view.is_empty() {
+        md.push_str("\nThe gateway's own view (histograms of its `/metrics` over each run; its buckets are 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250 ms, …, so each figure is the upper bound of the bucket: *at most*):\n\n");
+        md.push_str("| target | run | timed span | count | p50 ≤ ms | p99 ≤ ms |\n|---|---|---|---:|---:|---:|\n");
+        for (t, o) in with_view {
+            for (run, timings) in [("50 %", &o.server_reference), ("2 ×", &o.server_overload)] {
+                for timing in timings.iter().filter(|t| t.count > 0.0) {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {run} | {} | {:.0} | {} | {} |",
+                        t.label,
+                        timing.what,
+                        timing.count,
+                        f(timing.p50_at_most_ms, 1),
+                        f(timing.p99_at_most_ms, 1),
+                    );
+                }
+            }
+        }
+    }
+    md.push('\n');
+    for (t, o) in &measured {
+        let answers = |run: &OverloadRun| {
+            run.statuses
+                .iter()
+                .map(|(k, v)| format!("`{k}` {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            md,
+            "- {}: limits: {}. Saturation from {}. At 2 ×: answers {}; {} reconnections; {} not sent. At 50 %: {} sent, answers {}, {} other errors, {} not sent.",
+            t.label,
+            o.limits,
+            o.saturation_source,
+            answers(&o.overload),
+            o.overload.reconnects,
+            o.overload.not_sent,
+            o.reference.sent,
+            answers(&o.reference),
+            o.reference.other_errors,
+            o.reference.not_sent,
+        );
+    }
+}
+
+/// The targets table and the notes.
+fn targets_markdown(md: &mut String, run: &Run) {
     md.push_str("\n**Targets** (benchmarks, not assertions):\n\n| criterion | measured | limit | verdict |\n|---|---:|---:|---|\n");
     for c in &run.checks {
         let digits = match c.unit.as_str() {
             "×" => 2,
             "ms" => 3,
+            "errors" => 0,
             _ => 1,
         };
         let _ = writeln!(
@@ -831,6 +1160,18 @@ pub fn markdown(run: &Run) -> String {
                     "idle connections",
                     t.memory.as_ref().and_then(|m| m.idle_first_error.clone()),
                 ),
+                (
+                    "overload (at 50 %)",
+                    t.overload
+                        .as_ref()
+                        .and_then(|o| o.reference.first_error.clone()),
+                ),
+                (
+                    "overload (at 2 ×)",
+                    t.overload
+                        .as_ref()
+                        .and_then(|o| o.overload.first_error.clone()),
+                ),
             ] {
                 if let Some(first) = first {
                     parts.push(format!(
@@ -847,6 +1188,4 @@ pub fn markdown(run: &Run) -> String {
         md.push_str(&notes.join("\n"));
         md.push('\n');
     }
-    let _ = writeln!(md, "\nWhole run: {:.0} s.", run.total_seconds);
-    md
 }

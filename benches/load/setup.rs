@@ -216,6 +216,17 @@ pub enum GatewayLimits {
     },
     /// The node's defaults, as an operator gets them (the flood run).
     Defaults,
+    /// The overload phase: connection caps as wide as [`GatewayLimits::Wide`] (so the
+    /// generator's connections are never refused), admission (`max_concurrent_requests`,
+    /// `max_in_flight_per_consumer`) at the node's defaults unless given, so the node sheds.
+    Overload {
+        /// Connections the run holds open at most.
+        connections: usize,
+        /// `max_concurrent_requests`; `None`: the node's default (1 024).
+        max_concurrent_requests: Option<usize>,
+        /// `max_in_flight_per_consumer`; `None`: the node's default (a quarter of the above).
+        max_in_flight_per_consumer: Option<usize>,
+    },
 }
 
 impl GatewayLimits {
@@ -234,6 +245,27 @@ impl GatewayLimits {
                 )
             }
             GatewayLimits::Defaults => "shutdown_grace_ms = 1000\n".to_owned(),
+            GatewayLimits::Overload {
+                connections,
+                max_concurrent_requests,
+                max_in_flight_per_consumer,
+            } => {
+                let connections = connections + 4096;
+                let mut text = format!(
+                    "max_connections = {connections}\nmax_connections_per_ip = {connections}\n\
+                     max_connections_per_certificate = {connections}\n\
+                     max_new_connections_per_ip_per_second = 0\nmax_pending_handshakes = {connections}\n\
+                     idle_timeout_ms = 300000\n\
+                     shutdown_grace_ms = 1000\n"
+                );
+                if let Some(total) = max_concurrent_requests {
+                    text.push_str(&format!("max_concurrent_requests = {total}\n"));
+                }
+                if let Some(share) = max_in_flight_per_consumer {
+                    text.push_str(&format!("max_in_flight_per_consumer = {share}\n"));
+                }
+                text
+            }
         }
     }
 }
