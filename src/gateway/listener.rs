@@ -377,10 +377,47 @@ fn hyper_refusal(error: &(dyn std::error::Error + 'static)) -> Option<&'static s
     }
 }
 
+/// What serves a connection once it is established: its HTTP stage, boxed.
+type HttpStage = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// One connection: the PROXY header (when the listener expects one), handshake and
 /// identity (TLS modes), then HTTP, bounded in time from accept.
+///
+/// Two stages, each boxed: a connection's task holds the largest of its states for the
+/// whole connection, so the handshake's state (the TLS stream mid-handshake, the PROXY
+/// header) lives in its own future, done with before the HTTP stage begins, and the HTTP
+/// stage lives in its own allocation (issue 12: memory per idle connection).
 #[allow(clippy::too_many_arguments)]
 async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    slot: Slot,
+    proxy_protocol: bool,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    router: Router,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) {
+    let established = Box::pin(establish(
+        stream,
+        remote,
+        slot,
+        proxy_protocol,
+        acceptor,
+        router,
+        limits,
+        shutdown,
+    ))
+    .await;
+    if let Some(stage) = established {
+        stage.await;
+    }
+}
+
+/// The PROXY header, the handshake and the identity of a connection; its HTTP stage, or
+/// `None` when the connection was refused (and is closed).
+#[allow(clippy::too_many_arguments)]
+async fn establish(
     mut stream: tokio::net::TcpStream,
     mut remote: SocketAddr,
     mut slot: Slot,
@@ -389,7 +426,7 @@ async fn serve_connection(
     router: Router,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
-) {
+) -> Option<HttpStage> {
     let _ = stream.set_nodelay(true);
     let accepted_at = Instant::now();
     // One deadline for everything before HTTP: the PROXY header and the TLS handshake share
@@ -406,19 +443,19 @@ async fn serve_connection(
                 // No HTTP has been spoken: there is nothing to answer, only a socket to close.
                 tracing::debug!(remote = %remote.ip(), reason = refusal.as_str(), "PROXY header refused");
                 refusal.count();
-                return;
+                return None;
             }
         };
         remote = source.client(remote);
         if let Err(refusal) = slot.attribute(remote.ip(), &limits) {
             metrics::counter!("datagate_connections_refused_total", "reason" => refusal.as_str())
                 .increment(1);
-            return;
+            return None;
         }
     }
     let Some(acceptor) = acceptor else {
         slot.handshake_done();
-        serve_http(
+        return Some(Box::pin(serve_http(
             stream,
             false,
             remote,
@@ -428,11 +465,12 @@ async fn serve_connection(
             limits,
             shutdown,
             accepted_at,
-        )
-        .await;
-        return;
+        )));
     };
-    let handshake = tokio::time::timeout_at(handshake_deadline, acceptor.accept(stream)).await;
+    // Boxed, as the HTTP stages below are: what a connection's task holds for its whole life
+    // is the largest of its stages, and the handshake's state is only needed for the handshake.
+    let handshake = Box::pin(acceptor.accept(stream));
+    let handshake = tokio::time::timeout_at(handshake_deadline, handshake).await;
     slot.handshake_done();
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
@@ -441,12 +479,12 @@ async fn serve_connection(
             tracing::info!(remote = %remote.ip(), reason, "TLS handshake refused");
             metrics::counter!("datagate_tls_handshake_failures_total", "reason" => reason)
                 .increment(1);
-            return;
+            return None;
         }
         Err(_) => {
             metrics::counter!("datagate_tls_handshake_failures_total", "reason" => "timeout")
                 .increment(1);
-            return;
+            return None;
         }
     };
     let peer = tls
@@ -465,11 +503,11 @@ async fn serve_connection(
     {
         metrics::counter!("datagate_connections_refused_total", "reason" => refusal.as_str())
             .increment(1);
-        return;
+        return None;
     }
     // HTTP/2 frames (PINGs, SETTINGS) are not request heads: only HTTP/1 gets the head deadline.
     if tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice()) {
-        serve_http(
+        Some(Box::pin(serve_http(
             tls,
             true,
             remote,
@@ -479,10 +517,9 @@ async fn serve_connection(
             limits,
             shutdown,
             accepted_at,
-        )
-        .await;
+        )))
     } else {
-        serve_http1(
+        Some(Box::pin(serve_http1(
             tls,
             remote,
             peer,
@@ -491,8 +528,7 @@ async fn serve_connection(
             limits,
             shutdown,
             accepted_at,
-        )
-        .await;
+        )))
     }
 }
 
@@ -754,16 +790,21 @@ async fn serve_http1(
     let mut closing: Option<Instant> = None;
     let mut shutting_down = *shutdown.borrow();
     loop {
-        // Awake: hyper serves requests until the connection ends, or hibernates.
-        let io = WatchedIo {
-            inner: tls,
-            pending,
-            activity: Some(activity.clone()),
-        };
-        let mut connection = builder.serve_connection(TokioIo::new(io), service);
+        // Awake: hyper serves requests until the connection ends, or hibernates. Boxed:
+        // hibernating frees it, where a connection held in the task's own state would keep
+        // its size allocated for the connection's life (and no named local holds the TLS
+        // stream on its way in or out, for the same reason).
+        let mut connection = Box::new(builder.serve_connection(
+            TokioIo::new(WatchedIo {
+                inner: tls,
+                pending,
+                activity: Some(activity.clone()),
+            }),
+            service,
+        ));
         let mut hibernating = false;
         if shutting_down {
-            std::pin::Pin::new(&mut connection).graceful_shutdown();
+            std::pin::Pin::new(&mut *connection).graceful_shutdown();
             closing.get_or_insert_with(|| Instant::now() + CLOSE_GRACE);
         }
         let ended = loop {
@@ -774,20 +815,20 @@ async fn serve_http1(
                 _ = activity.head_begun.notified(), if closing.is_none() => {}
                 _ = shutdown.changed(), if !shutting_down => {
                     shutting_down = true;
-                    std::pin::Pin::new(&mut connection).graceful_shutdown();
+                    std::pin::Pin::new(&mut *connection).graceful_shutdown();
                     closing = Some(Instant::now() + CLOSE_GRACE);
                 }
                 _ = tokio::time::sleep_until(wake) => match watch(&activity, &limits, closing, !hibernating) {
                     // Dropping the connection closes the socket.
                     Watch::Close | Watch::HeadTimeout => return,
                     Watch::Idle => {
-                        std::pin::Pin::new(&mut connection).graceful_shutdown();
+                        std::pin::Pin::new(&mut *connection).graceful_shutdown();
                         closing = Some(Instant::now() + CLOSE_GRACE);
                     }
                     Watch::Hibernate => {
                         // Idle: hyper closes its side at once, without a byte to the peer.
                         hibernating = true;
-                        std::pin::Pin::new(&mut connection).graceful_shutdown();
+                        std::pin::Pin::new(&mut *connection).graceful_shutdown();
                     }
                     Watch::Nothing => {}
                 },
@@ -796,14 +837,15 @@ async fn serve_http1(
         if let Err(error) = &ended {
             count_connection_error(error);
         }
-        let parts = connection.into_parts();
-        let io = parts.io.into_inner();
-        service = parts.service;
-        tls = io.inner;
-        pending = if io.pending.is_empty() {
-            parts.read_buf
-        } else {
-            [parts.read_buf, io.pending].concat().into()
+        (tls, pending, service) = {
+            let parts = (*connection).into_parts();
+            let io = parts.io.into_inner();
+            let pending = if io.pending.is_empty() {
+                parts.read_buf
+            } else {
+                [parts.read_buf, io.pending].concat().into()
+            };
+            (io.inner, pending, parts.service)
         };
         if ended.is_err() || !hibernating || closing.is_some() || shutting_down {
             // Over: close_notify and FIN, within the close grace.
