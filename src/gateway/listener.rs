@@ -50,6 +50,24 @@ const ACCEPT_BURST: usize = 128;
 /// How long a connection told to close may take to finish its last answer.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// hyper's HTTP/1 settings, on hyper's own builder or the auto builder's: its limits sit
+/// above ours (checked in the exchange's head phase), so a request a little over our limits
+/// is answered by us with problem+json; only far larger ones are refused by hyper itself,
+/// and those are counted.
+macro_rules! configure_http1 {
+    ($builder:expr, $limits:expr) => {{
+        let limits: &Limits = $limits;
+        let head_bytes = limits.max_uri_bytes + limits.max_header_bytes;
+        $builder
+            .timer(TokioTimer::new())
+            // hyper starts this timer whenever it waits for a head, idle keep-alive included,
+            // so it is the idle bound here; the receive deadline of a head that has begun is ours.
+            .header_read_timeout(limits.idle_timeout)
+            .max_headers(limits.max_headers * 2)
+            .max_buf_size((head_bytes * 2).max(128 * 1024));
+    }};
+}
+
 /// How a listener secures its connections.
 #[derive(Clone)]
 pub enum TlsMode {
@@ -519,13 +537,15 @@ async fn establish(
             accepted_at,
         )))
     } else {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        configure_http1!(builder, &limits);
         Some(Box::pin(serve_http1(
             tls,
             remote,
             peer,
             slot,
             router,
-            limits,
+            (builder, Deadlines::of(&limits)),
             shutdown,
             accepted_at,
         )))
@@ -539,11 +559,11 @@ async fn establish(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemoteAddr(pub SocketAddr);
 
-/// After this long without a request, an HTTP/1 connection over TLS hibernates: hyper's
+/// After this long without a request (100 ms), an HTTP/1 connection over TLS hibernates: hyper's
 /// connection and its read and write buffers (8 KiB each) are released and only the TLS
 /// session is kept, until the peer sends again (issue 12: memory per idle keep-alive
 /// connection). A client that sends more often than this never pays for the hibernation.
-pub const HIBERNATE_AFTER: Duration = Duration::from_millis(250);
+pub const HIBERNATE_AFTER: Duration = Duration::from_millis(100);
 
 /// The boxed answer of one request: boxed so that hyper's HTTP/1 connection can be
 /// polled without being pinned, and taken apart when it hibernates.
@@ -584,24 +604,6 @@ fn connection_service(
     })
 }
 
-/// hyper's HTTP/1 settings, on hyper's own builder or the auto builder's: its limits sit
-/// above ours (checked in the exchange's head phase), so a request a little over our limits
-/// is answered by us with problem+json; only far larger ones are refused by hyper itself,
-/// and those are counted.
-macro_rules! configure_http1 {
-    ($builder:expr, $limits:expr) => {{
-        let limits: &Limits = $limits;
-        let head_bytes = limits.max_uri_bytes + limits.max_header_bytes;
-        $builder
-            .timer(TokioTimer::new())
-            // hyper starts this timer whenever it waits for a head, idle keep-alive included,
-            // so it is the idle bound here; the receive deadline of a head that has begun is ours.
-            .header_read_timeout(limits.idle_timeout)
-            .max_headers(limits.max_headers * 2)
-            .max_buf_size((head_bytes * 2).max(128 * 1024));
-    }};
-}
-
 /// What the connection's watchdog found when it woke.
 enum Watch {
     /// Nothing due yet.
@@ -616,17 +618,36 @@ enum Watch {
     Hibernate,
 }
 
+/// The two deadlines the connection's watchdog enforces, copied out of the limits so that a
+/// hibernating connection does not hold the whole `Limits` in its state.
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    /// `limits.idle_timeout`.
+    idle: Duration,
+    /// `limits.request_receive_timeout`.
+    receive: Duration,
+}
+
+impl Deadlines {
+    fn of(limits: &Limits) -> Self {
+        Deadlines {
+            idle: limits.idle_timeout,
+            receive: limits.request_receive_timeout,
+        }
+    }
+}
+
 /// When the watchdog must wake next: the close deadline, the head deadline, the idle
 /// deadline, the hibernation (when the connection can hibernate), or a recheck while a
 /// request runs (its end restarts the idle clock).
 fn next_wake(
     activity: &Activity,
-    limits: &Limits,
+    deadlines: Deadlines,
     closing: Option<Instant>,
     hibernates: bool,
 ) -> Instant {
-    let idle = activity.idle_deadline(limits.idle_timeout);
-    let head = activity.head_deadline(limits.request_receive_timeout);
+    let idle = activity.idle_deadline(deadlines.idle);
+    let head = activity.head_deadline(deadlines.receive);
     match (closing, idle) {
         (Some(close), _) => close,
         (None, Some(idle)) => match head {
@@ -637,14 +658,14 @@ fn next_wake(
             None => idle,
         },
         (None, None) if hibernates => Instant::now() + HIBERNATE_AFTER,
-        (None, None) => Instant::now() + limits.idle_timeout.min(limits.request_receive_timeout),
+        (None, None) => Instant::now() + deadlines.idle.min(deadlines.receive),
     }
 }
 
 /// The watchdog's verdict when it wakes (see [`next_wake`]).
 fn watch(
     activity: &Activity,
-    limits: &Limits,
+    deadlines: Deadlines,
     closing: Option<Instant>,
     hibernates: bool,
 ) -> Watch {
@@ -654,7 +675,7 @@ fn watch(
     }
     let now = Instant::now();
     if activity
-        .head_deadline(limits.request_receive_timeout)
+        .head_deadline(deadlines.receive)
         .is_some_and(|deadline| deadline <= now)
     {
         // A head still incomplete at the receive deadline: the sender's fault. No answer
@@ -663,16 +684,14 @@ fn watch(
         return Watch::HeadTimeout;
     }
     if activity
-        .idle_deadline(limits.idle_timeout)
+        .idle_deadline(deadlines.idle)
         .is_some_and(|deadline| deadline <= now)
     {
         metrics::counter!("datagate_connections_idle_closed_total").increment(1);
         return Watch::Idle;
     }
     if hibernates
-        && activity
-            .head_deadline(limits.request_receive_timeout)
-            .is_none()
+        && activity.head_deadline(deadlines.receive).is_none()
         && activity
             .idle_deadline(HIBERNATE_AFTER)
             .is_some_and(|deadline| deadline <= now)
@@ -735,7 +754,7 @@ async fn serve_http<IO>(
         closing = Some(Instant::now() + CLOSE_GRACE);
     }
     loop {
-        let wake = next_wake(&activity, &limits, closing, false);
+        let wake = next_wake(&activity, Deadlines::of(&limits), closing, false);
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
@@ -750,7 +769,7 @@ async fn serve_http<IO>(
                 connection.as_mut().graceful_shutdown();
                 closing = Some(Instant::now() + CLOSE_GRACE);
             }
-            _ = tokio::time::sleep_until(wake) => match watch(&activity, &limits, closing, false) {
+            _ = tokio::time::sleep_until(wake) => match watch(&activity, Deadlines::of(&limits), closing, false) {
                 Watch::Close | Watch::HeadTimeout => break,
                 Watch::Idle => {
                     connection.as_mut().graceful_shutdown();
@@ -778,14 +797,12 @@ async fn serve_http1(
     peer: Option<PeerCertificate>,
     slot: Slot,
     router: Router,
-    limits: Limits,
+    (builder, deadlines): (hyper::server::conn::http1::Builder, Deadlines),
     mut shutdown: watch::Receiver<bool>,
     accepted_at: Instant,
 ) {
     let activity = Activity::new(accepted_at);
     let mut service = connection_service(&activity, peer, remote, router);
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    configure_http1!(builder, &limits);
     let mut pending = bytes::Bytes::new();
     let mut closing: Option<Instant> = None;
     let mut shutting_down = *shutdown.borrow();
@@ -808,7 +825,7 @@ async fn serve_http1(
             closing.get_or_insert_with(|| Instant::now() + CLOSE_GRACE);
         }
         let ended = loop {
-            let wake = next_wake(&activity, &limits, closing, !hibernating);
+            let wake = next_wake(&activity, deadlines, closing, !hibernating);
             tokio::select! {
                 result = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => break result,
                 // A head began: loop to arm its deadline.
@@ -818,7 +835,7 @@ async fn serve_http1(
                     std::pin::Pin::new(&mut *connection).graceful_shutdown();
                     closing = Some(Instant::now() + CLOSE_GRACE);
                 }
-                _ = tokio::time::sleep_until(wake) => match watch(&activity, &limits, closing, !hibernating) {
+                _ = tokio::time::sleep_until(wake) => match watch(&activity, deadlines, closing, !hibernating) {
                     // Dropping the connection closes the socket.
                     Watch::Close | Watch::HeadTimeout => return,
                     Watch::Idle => {
@@ -856,7 +873,7 @@ async fn serve_http1(
         }
         // Hibernating: the TLS session, this task and the caps' slot are all that is held.
         if pending.is_empty() && tls.get_ref().1.wants_read() {
-            let Some(idle) = activity.idle_deadline(limits.idle_timeout) else {
+            let Some(idle) = activity.idle_deadline(deadlines.idle) else {
                 continue;
             };
             tokio::select! {
