@@ -12,6 +12,8 @@
 // A benchmark measures real time.
 #![allow(clippy::disallowed_methods)]
 
+// Only its CPU reader is used here.
+#[allow(dead_code)]
 #[path = "common/proc_self.rs"]
 mod proc_self;
 

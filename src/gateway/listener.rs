@@ -844,6 +844,7 @@ async fn serve_http1(
                     }
                     Watch::Hibernate => {
                         // Idle: hyper closes its side at once, without a byte to the peer.
+                        metrics::counter!("datagate_connections_hibernated_total").increment(1);
                         hibernating = true;
                         std::pin::Pin::new(&mut *connection).graceful_shutdown();
                     }

@@ -981,3 +981,79 @@ async fn body_on_a_get_never_reaches_the_backend() {
     expect_problem(response, 400, "request.body_not_allowed").await;
     assert_eq!(upstream.hits(), 0);
 }
+
+/// Issue 12 (decision 0013): an idle HTTP/1 keep-alive connection hibernates (hyper's
+/// buffers freed, the TLS session kept) and wakes for the next request on the same
+/// connection; requests written back to back after a hibernation are both answered; a head
+/// that has begun is never cut by a hibernation, only by its own receive deadline.
+/// 002 Điều 26 khoản 2: idle connections cannot exhaust the node's memory, and the
+/// connections a peer keeps stay usable.
+#[tokio::test]
+async fn idle_keep_alive_connections_hibernate_and_wake_on_the_same_connection() {
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .limit("request_receive_timeout_ms = 3000")
+        .limit("idle_timeout_ms = 10000")
+        .start()
+        .await;
+    let counter = "datagate_connections_hibernated_total";
+    let before = sample(&metrics(&node).await, counter);
+    let mut tls = node
+        .tls_connect(Some(&pki.portal), None)
+        .await
+        .expect("connect");
+    let head = format!(
+        "{}\r\n\r\n",
+        lookup_head(&format!("/r1/{CITIZEN_SERVICE}/{CITIZEN_ID}"))
+    );
+    // Reads until `answers` complete answers (each ends with the record's closing brace).
+    async fn answers(tls: &mut (impl AsyncReadExt + Unpin), answers: usize) -> String {
+        let mut text = String::new();
+        let mut buffer = vec![0u8; 16 * 1024];
+        while text.matches("HTTP/1.1 ").count() < answers || !text.trim_end().ends_with('}') {
+            let read = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buffer))
+                .await
+                .expect("an answer in time")
+                .expect("read");
+            assert!(read > 0, "the node closed the connection: {text}");
+            text.push_str(&String::from_utf8_lossy(&buffer[..read]));
+        }
+        text
+    }
+
+    tls.write_all(head.as_bytes()).await.expect("write");
+    let first = answers(&mut tls, 1).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+
+    // Idle long enough to hibernate, then two requests at once on the same connection.
+    eventually_async("the connection to hibernate", || async {
+        sample(&metrics(&node).await, counter) > before
+    })
+    .await;
+    tls.write_all(format!("{head}{head}").as_bytes())
+        .await
+        .expect("write");
+    let both = answers(&mut tls, 2).await;
+    assert_eq!(
+        both.matches("HTTP/1.1 200").count(),
+        2,
+        "both pipelined requests answered after waking: {both}"
+    );
+
+    // A head begun before the connection went quiet: half now, the rest after several
+    // hibernation periods (but inside the receive deadline).
+    let hibernated = sample(&metrics(&node).await, counter);
+    let (start, rest) = head.split_at(head.len() / 2);
+    tls.write_all(start.as_bytes()).await.expect("write");
+    tls.flush().await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    tls.write_all(rest.as_bytes()).await.expect("write");
+    let split = answers(&mut tls, 1).await;
+    assert!(split.starts_with("HTTP/1.1 200"), "{split}");
+    assert!(
+        sample(&metrics(&node).await, counter) <= hibernated + 1.0,
+        "a connection with a head under way hibernated repeatedly"
+    );
+}
