@@ -130,7 +130,7 @@ fn main() {
         },
     );
 
-    let shared = arc_swap::ArcSwap::from_pointee(limits.clone());
+    let shared = arc_swap::ArcSwap::from_pointee(limits);
     part(
         &mut rows,
         "configuration snapshot (ArcSwap load_full)",

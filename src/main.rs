@@ -372,7 +372,7 @@ fn main() -> ExitCode {
         Command::Demo {
             state_dir,
             project_dir,
-        } => block_on(datagate::demo::run(&project_dir, &state_dir)),
+        } => block_on_workers(datagate::demo::run(&project_dir, &state_dir), None),
         #[cfg(feature = "dev")]
         Command::Certs { dir } => match datagate::pki::write_dev_pki(&dir) {
             Ok(pki) => {
@@ -404,11 +404,6 @@ fn main() -> ExitCode {
             }
         },
     }
-}
-
-/// Runs a node's future to completion on a runtime sized to the machine.
-fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    block_on_workers(future, None)
 }
 
 /// Runs a node's future on `workers` threads, or as many as the cores it may run on.
