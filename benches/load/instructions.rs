@@ -71,14 +71,8 @@ pub async fn run(harness: &Harness, requests: usize) -> anyhow::Result<String> {
         let port = procs::free_port()?;
         let conf = setup::write_nginx(&prefix, &harness.pki, port, harness.stub_port, 64)?;
         let mut command = callgrind(harness, &dir, "nginx");
-        command
-            .arg(nginx)
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(prefix.join("error.log"));
+        command.arg(nginx);
+        crate::nginx_args(&mut command, &prefix, &conf);
         counts.push(measure(harness, &dir, "nginx", ("nginx", command, port), requests).await?);
     }
     Ok(render(&counts))

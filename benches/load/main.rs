@@ -745,6 +745,17 @@ async fn start(harness: &Harness, result: TargetResult) -> anyhow::Result<Option
 
 /// Starts nginx with its files under the run's directory `name`, for up to
 /// `max_connections` client connections.
+/// nginx's arguments: its prefix, its configuration and its error log in the prefix.
+fn nginx_args(command: &mut Command, prefix: &Path, conf: &Path) {
+    command
+        .arg("-p")
+        .arg(prefix)
+        .arg("-c")
+        .arg(conf)
+        .arg("-e")
+        .arg(prefix.join("error.log"));
+}
+
 fn start_nginx(
     harness: &Harness,
     nginx: &Path,
@@ -762,13 +773,7 @@ fn start_nginx(
         max_connections,
     )?;
     let mut command = procs::pinned(harness.pinning.target, nginx);
-    command
-        .arg("-p")
-        .arg(&prefix)
-        .arg("-c")
-        .arg(&conf)
-        .arg("-e")
-        .arg(prefix.join("error.log"));
+    nginx_args(&mut command, &prefix, &conf);
     let mut proc = Proc::spawn("nginx", command, &prefix.join("stderr.log"), false)?;
     procs::wait_listening(&mut proc, port, Duration::from_secs(15)).map_err(|e| {
         anyhow::anyhow!(

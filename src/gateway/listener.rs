@@ -867,9 +867,11 @@ async fn serve_http1(
         };
         if ended.is_err() || !hibernating || closing.is_some() || shutting_down {
             // Over: close_notify and FIN, within the close grace.
-            let deadline = closing.unwrap_or_else(|| Instant::now() + CLOSE_GRACE);
-            let _ = tokio::time::timeout_at(deadline, tokio::io::AsyncWriteExt::shutdown(&mut tls))
-                .await;
+            close_tls(
+                &mut tls,
+                closing.unwrap_or_else(|| Instant::now() + CLOSE_GRACE),
+            )
+            .await;
             break;
         }
         // Hibernating: the TLS session, this task and the caps' slot are all that is held.
@@ -885,17 +887,22 @@ async fn serve_http1(
                 }
                 _ = tokio::time::sleep_until(idle) => {
                     metrics::counter!("datagate_connections_idle_closed_total").increment(1);
-                    let _ = tokio::time::timeout(CLOSE_GRACE, tokio::io::AsyncWriteExt::shutdown(&mut tls)).await;
+                    close_tls(&mut tls, Instant::now() + CLOSE_GRACE).await;
                     break;
                 }
                 _ = shutdown.changed(), if !shutting_down => {
-                    let _ = tokio::time::timeout(CLOSE_GRACE, tokio::io::AsyncWriteExt::shutdown(&mut tls)).await;
+                    close_tls(&mut tls, Instant::now() + CLOSE_GRACE).await;
                     break;
                 }
             }
         }
     }
     drop(slot);
+}
+
+/// Ends a TLS connection that hyper no longer holds: `close_notify` and FIN, by `deadline`.
+async fn close_tls(tls: &mut TlsConnection, deadline: Instant) {
+    let _ = tokio::time::timeout_at(deadline, tokio::io::AsyncWriteExt::shutdown(tls)).await;
 }
 
 fn handshake_reason(error: &std::io::Error) -> &'static str {
