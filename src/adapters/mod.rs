@@ -4,7 +4,7 @@
 //! (kind, address, credentials reference, timeouts, retries, health check,
 //! operations with their field mapping). The adapter *kinds* are code here:
 //! [`rest`] (REST/JSON) and [`soap`] (SOAP/XML, mapped by [`soap_mapping`]).
-//! Both share [`transport`]: a pooled reqwest client, per-try deadlines inside
+//! Both share [`transport`]: hyper's pooled client, per-try deadlines inside
 //! the exchange's deadline, retries of idempotent calls, a bulkhead and capped
 //! body reads.
 //!
@@ -575,9 +575,6 @@ impl Adapter {
 
     /// Runs the health check once; adapters without one are healthy.
     pub async fn check_health(&self) -> bool {
-        match &self.spec.health {
-            None => true,
-            Some((url, _)) => self.transport.probe(url).await,
-        }
+        self.transport.probe().await
     }
 }

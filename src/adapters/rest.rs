@@ -7,10 +7,13 @@
 //! the backend's JSON (source pointers) to the service's record (target
 //! pointers); without it the backend's document is the record.
 
-use super::transport::Transport;
+use super::transport::{Call, Transport};
 use super::{AdapterError, AdapterRequest, AdapterResponse, Record};
 use crate::base::json_pointer::{insert_at, pointer_tokens};
 use crate::pattern::OperationPattern;
+use bytes::Bytes;
+use http::Method;
+use http::header::{CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -43,7 +46,7 @@ impl RestMapping {
             problems.push("path must start with '/'".into());
         }
         if let Some(method) = &self.method
-            && reqwest::Method::from_bytes(method.as_bytes()).is_err()
+            && Method::from_bytes(method.as_bytes()).is_err()
         {
             problems.push("method must be an HTTP method".into());
         }
@@ -52,11 +55,23 @@ impl RestMapping {
                 .param_names()
                 .map(|n| (n.to_owned(), "x".to_owned()))
                 .collect();
-            if OperationPattern::fill(&self.path, &params).is_none() {
-                problems.push(
+            match OperationPattern::fill(&self.path, &params) {
+                None => problems.push(
                     "path uses a {parameter} that the operation's path pattern does not name"
                         .into(),
-                );
+                ),
+                // The transport puts the filled path into the request line as it is.
+                Some(filled)
+                    if filled.contains(['?', '#'])
+                        || filled.parse::<http::uri::PathAndQuery>().is_err() =>
+                {
+                    problems.push(
+                        "path must be a URI path: no query, no fragment, characters outside \
+                         A-Z a-z 0-9 - . _ ~ ! $ & ' ( ) * + , ; = : @ / percent-encoded"
+                            .into(),
+                    );
+                }
+                Some(_) => {}
             }
         }
         for (target, source) in &self.fields {
@@ -98,30 +113,35 @@ pub async fn call(
             "the operation's path parameters do not fill the backend path".into(),
         )
     })?;
-    let mut url = transport.endpoint(&path)?;
-    if !request.query.is_empty() {
-        // Only the operation's declared parameters, as the gateway re-encoded them.
-        url.query_pairs_mut().extend_pairs(request.query);
-    }
+    // Only the operation's declared parameters, as the gateway re-encoded them.
+    let query = (!request.query.is_empty()).then(|| {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(request.query)
+            .finish()
+    });
+    let uri = transport.endpoint(&path, query.as_deref())?;
     let method = match &mapping.method {
-        Some(method) => {
-            reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET)
-        }
+        Some(method) => Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET),
         None => request.operation.pattern.method().clone(),
     };
     let idempotent = method.is_idempotent();
+    let (headers, body) = match request.body {
+        Some(body) => (
+            vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            serde_json::to_vec(body)
+                .map(Bytes::from)
+                .map_err(|_| AdapterError::Malformed("the body does not serialise".into()))?,
+        ),
+        None => (Vec::new(), Bytes::new()),
+    };
+    let call = Call {
+        method,
+        uri,
+        headers,
+        body,
+    };
     let answer = transport
-        .execute(
-            || {
-                let builder = transport.request(method.clone(), url.clone(), request.message_id);
-                match request.body {
-                    Some(body) => builder.json(body),
-                    None => builder,
-                }
-            },
-            idempotent,
-            request.deadline,
-        )
+        .execute(call, request.message_id, idempotent, request.deadline)
         .await?;
     if mapping.not_found_statuses.contains(&answer.status) {
         return Err(AdapterError::NotFound);
@@ -137,4 +157,35 @@ pub async fn call(
         Record::Value(mapping.map(Record::Json(answer.body).into_value()?))
     };
     Ok(AdapterResponse { record, bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(path: &str) -> RestMapping {
+        RestMapping {
+            method: None,
+            path: path.to_owned(),
+            fields: BTreeMap::new(),
+            not_found_statuses: default_not_found(),
+        }
+    }
+
+    /// `datagate check` refuses a backend path the transport could not put in a request
+    /// line as it is, rather than failing each call.
+    #[test]
+    fn a_backend_path_must_be_a_uri_path() {
+        let pattern = OperationPattern::parse("get", "/{id}").expect("pattern");
+        assert!(mapping("/api/v1/x/{id}").validate(Some(&pattern)).is_empty());
+        assert!(mapping("/api/v1/urn:x/{id};v=1").validate(Some(&pattern)).is_empty());
+        for bad in ["/api v1/{id}", "/api/{id}?full=1", "/api/{id}#top", "/api/\u{1}/{id}"] {
+            let problems = mapping(bad).validate(Some(&pattern));
+            assert!(
+                problems.iter().any(|p| p.starts_with("path must be a URI path")),
+                "{bad:?} was accepted: {problems:?}"
+            );
+        }
+        assert!(!mapping("/api/{other}").validate(Some(&pattern)).is_empty());
+    }
 }

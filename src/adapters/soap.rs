@@ -6,7 +6,10 @@
 //! (answers) and 500 (SOAP 1.1 faults), and hand the body to the real XML parser.
 
 use super::soap_mapping::{self, ParamSource, SoapError, SoapOperation};
-use super::transport::Transport;
+use super::transport::{Call, Transport};
+use bytes::Bytes;
+use http::Method;
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use super::{AdapterError, AdapterRequest, AdapterResponse, Record};
 use std::collections::BTreeMap;
 
@@ -55,20 +58,23 @@ pub async fn call(
             }
             other => to_adapter_error(other),
         })?;
-    let url = transport.endpoint("")?;
+    let action = HeaderValue::try_from(format!("\"{}\"", operation.action))
+        .map_err(|_| AdapterError::Malformed("the SOAP action is not a header value".into()))?;
+    let call = Call {
+        method: Method::POST,
+        uri: transport.endpoint("", None)?,
+        headers: vec![
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/xml; charset=utf-8"),
+            ),
+            (HeaderName::from_static("soapaction"), action),
+        ],
+        body: Bytes::from(envelope),
+    };
+    // Lookups are read-only, so a retry cannot change anything.
     let answer = transport
-        .execute(
-            || {
-                transport
-                    .request(reqwest::Method::POST, url.clone(), request.message_id)
-                    .header("content-type", "text/xml; charset=utf-8")
-                    .header("soapaction", format!("\"{}\"", operation.action))
-                    .body(envelope.clone())
-            },
-            // Lookups are read-only, so a retry cannot change anything.
-            true,
-            request.deadline,
-        )
+        .execute(call, request.message_id, true, request.deadline)
         .await?;
     if answer.status != 200 && answer.status != 500 {
         return Err(AdapterError::Status(answer.status));

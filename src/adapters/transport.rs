@@ -2,16 +2,40 @@
 //!
 //! Order of the client stack, outermost first: the exchange's overall deadline
 //! → retry (idempotent calls only, retryable failures only, with backoff) →
-//! per-try deadline → bulkhead (fail fast when full, never queue) → reqwest's
+//! per-try deadline → bulkhead (fail fast when full, never queue) → hyper's
 //! pooled client → capped body read (Content-Length checked first, then the
 //! stream counted, so an oversized answer is never buffered whole).
+//!
+//! Owns: the backend's connection pool and TLS, the backend URI of each call, the
+//! classification of transport failures. Does not own: what a call means (the adapter
+//! kinds), or whether a failure reaches the consumer and how (the gateway).
+//!
+//! The client is hyper's own pool (decision 0014), not reqwest: the backend address is
+//! fixed, so its scheme, authority and base path are split once here and a call's URI is
+//! one string put together, not a URL parsed, joined and re-serialised. Deliberately:
+//! - **no proxy from the environment**: `HTTP_PROXY`/`HTTPS_PROXY` are not read, so an
+//!   inherited variable cannot route citizen data through a host the adapter file does
+//!   not name;
+//! - **no redirects**: a 3xx is the backend's answer, handed to the adapter kind;
+//! - **TLS to `https://` backends** trusts the platform's roots through the same
+//!   verifier reqwest used (`rustls-platform-verifier`), with aws-lc-rs; HTTP/2 only
+//!   when the backend offers it by ALPN.
 
 use super::{AdapterError, AdapterSpec, TransportCause};
 use bytes::{Bytes, BytesMut};
+use http::header::{AUTHORIZATION, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// What a backend sent back.
 #[derive(Debug)]
@@ -22,14 +46,34 @@ pub struct RawAnswer {
     pub body: Bytes,
 }
 
+/// One call's request, before the transport adds its own headers (`X-Road-Id`,
+/// `Authorization`). Cheap to clone, so each try sends a fresh copy.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Backend method.
+    pub method: Method,
+    /// Backend URI, from [`Transport::endpoint`].
+    pub uri: Uri,
+    /// Extra headers (content type, SOAP action).
+    pub headers: Vec<(http::HeaderName, HeaderValue)>,
+    /// Body (empty: none).
+    pub body: Bytes,
+}
+
 /// A pooled HTTP client with the adapter's limits.
 #[derive(Debug)]
 pub struct Transport {
-    address: url::Url,
-    client: reqwest::Client,
+    scheme: Scheme,
+    authority: Authority,
+    /// The address's path, ending with `/`.
+    base_path: String,
+    /// The address's own query, kept only when a call addresses the base itself.
+    base_query: Option<String>,
+    health: Option<Uri>,
+    client: Client<Connector, Full<Bytes>>,
     /// `Authorization: Bearer …`, rendered once (marked sensitive, so it is never logged
     /// by the HTTP stack) rather than formatted per call.
-    bearer: Option<reqwest::header::HeaderValue>,
+    bearer: Option<HeaderValue>,
     bulkhead: Arc<Semaphore>,
     timeout: Duration,
     retries: u32,
@@ -37,8 +81,12 @@ pub struct Transport {
 }
 
 /// Classifies a client error by walking its chain of sources, so the log can
-/// tell DNS from a refused connection from TLS.
-fn cause_of(error: &reqwest::Error) -> TransportCause {
+/// tell DNS from a refused connection from TLS. `otherwise` is the cause when the
+/// chain names none (a failure while reading the body is [`TransportCause::Body`]).
+fn cause_of(
+    error: &(dyn std::error::Error + 'static),
+    otherwise: TransportCause,
+) -> TransportCause {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     let mut text = String::new();
     while let Some(current) = source {
@@ -64,64 +112,105 @@ fn cause_of(error: &reqwest::Error) -> TransportCause {
         TransportCause::Dns
     } else if text.contains("tls") || text.contains("certificate") {
         TransportCause::Tls
-    } else if error.is_connect() && text.contains("timed out") {
+    } else if text.contains("connect") && text.contains("timed out") {
         TransportCause::ConnectTimeout
-    } else if error.is_body() || error.is_decode() {
-        TransportCause::Body
     } else {
-        TransportCause::Other
+        otherwise
     }
 }
 
-fn describe(error: &reqwest::Error) -> AdapterError {
-    if error.is_timeout() && !error.is_connect() {
-        return AdapterError::Timeout;
-    }
-    let cause = cause_of(error);
+fn describe(error: &(dyn std::error::Error + 'static), otherwise: TransportCause) -> AdapterError {
+    let cause = cause_of(error, otherwise);
     tracing::debug!(cause = cause.as_str(), error = %error, "backend call failed");
     AdapterError::Unavailable(cause)
+}
+
+/// The backend's TLS: the platform's roots, aws-lc-rs, TLS 1.2 and 1.3, and ALPN for
+/// HTTP/2 and HTTP/1.1.
+fn backend_tls(name: &str) -> Result<rustls::ClientConfig, String> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| builder.with_platform_verifier())
+        .map_err(|e| format!("adapter {name}: cannot set up TLS to the backend: {e}"))?
+        .with_no_client_auth())
+}
+
+/// hyper's pooled client over plain TCP or TLS, keeping up to `max_idle` idle
+/// connections (as many as calls may be in flight, so bursts do not churn connections
+/// and leave sockets in TIME_WAIT).
+fn pooled_client(
+    name: &str,
+    connect_timeout: Duration,
+    max_idle: usize,
+) -> Result<Client<Connector, Full<Bytes>>, String> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(backend_tls(name)?)
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(max_idle)
+        .build(connector))
 }
 
 impl Transport {
     /// Builds the client for an adapter.
     pub fn new(spec: &AdapterSpec) -> Result<Self, String> {
+        let name = &spec.name;
         let bearer = match &spec.credentials_env {
             None => None,
             Some(var) => {
                 let token = std::env::var(var).map_err(|_| {
                     format!(
-                        "adapter {}: environment variable {var} (its credentials) is not set",
-                        spec.name
+                        "adapter {name}: environment variable {var} (its credentials) is not set"
                     )
                 })?;
-                let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {token}"))
-                    .map_err(|_| {
-                        format!(
-                            "adapter {}: the token in {var} (its credentials) is not a valid header value",
-                            spec.name
-                        )
-                    })?;
+                let mut value = HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
+                    format!(
+                        "adapter {name}: the token in {var} (its credentials) is not a valid header value"
+                    )
+                })?;
                 value.set_sensitive(true);
                 Some(value)
             }
         };
-        let client = reqwest::Client::builder()
-            .connect_timeout(spec.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            // Keep as many idle connections as calls may be in flight, so bursts do not
-            // churn connections (and leave sockets in TIME_WAIT).
-            .pool_max_idle_per_host(spec.max_in_flight)
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("adapter {}: cannot build HTTP client: {e}", spec.name))?;
-        let mut address = spec.address.clone();
-        if !address.path().ends_with('/') {
-            let path = format!("{}/", address.path());
-            address.set_path(&path);
+        let client = pooled_client(name, spec.connect_timeout, spec.max_in_flight)?;
+        let address = &spec.address;
+        let scheme = match address.scheme() {
+            "https" => Scheme::HTTPS,
+            _ => Scheme::HTTP,
+        };
+        let authority = address[url::Position::BeforeHost..url::Position::AfterPort]
+            .parse::<Authority>()
+            .map_err(|_| format!("adapter {name}: the address has no usable host"))?;
+        let mut base_path = address.path().to_owned();
+        if !base_path.ends_with('/') {
+            base_path.push('/');
         }
+        let health = spec
+            .health
+            .as_ref()
+            .map(|(url, _)| {
+                url.as_str()
+                    .parse::<Uri>()
+                    .map_err(|_| format!("adapter {name}: the health URL is not a URI"))
+            })
+            .transpose()?;
         Ok(Transport {
-            address,
+            scheme,
+            authority,
+            base_path,
+            base_query: address.query().map(str::to_owned),
+            health,
             client,
             bearer,
             bulkhead: Arc::new(Semaphore::new(spec.max_in_flight)),
@@ -131,48 +220,73 @@ impl Transport {
         })
     }
 
-    /// The backend URL of `path` (relative to the adapter's address; empty: the address).
-    pub fn endpoint(&self, path: &str) -> Result<url::Url, AdapterError> {
+    /// The backend URI of `path` (relative to the adapter's address, already
+    /// percent-encoded; empty: the address itself) with an optional encoded query.
+    pub fn endpoint(&self, path: &str, query: Option<&str>) -> Result<Uri, AdapterError> {
         let relative = path.trim_start_matches('/');
+        let mut target = String::with_capacity(
+            self.base_path.len() + relative.len() + query.map_or(0, |q| q.len() + 1),
+        );
         if relative.is_empty() {
-            let mut url = self.address.clone();
-            let trimmed = url.path().trim_end_matches('/').to_owned();
-            url.set_path(&trimmed);
-            return Ok(url);
+            let base = self.base_path.trim_end_matches('/');
+            target.push_str(if base.is_empty() { "/" } else { base });
+        } else {
+            target.push_str(&self.base_path);
+            target.push_str(relative);
         }
-        self.address
-            .join(relative)
-            .map_err(|_| AdapterError::Malformed("the backend path does not form a URL".into()))
+        match (query, &self.base_query) {
+            (Some(query), _) => {
+                target.push('?');
+                target.push_str(query);
+            }
+            (None, Some(own)) if relative.is_empty() => {
+                target.push('?');
+                target.push_str(own);
+            }
+            _ => {}
+        }
+        let path_and_query = PathAndQuery::from_maybe_shared(Bytes::from(target))
+            .map_err(|_| AdapterError::Malformed("the backend path does not form a URI".into()))?;
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|_| AdapterError::Malformed("the backend path does not form a URI".into()))
     }
 
-    /// A request builder with credentials and the message id set.
-    pub fn request(
-        &self,
-        method: reqwest::Method,
-        url: url::Url,
-        message_id: &str,
-    ) -> reqwest::RequestBuilder {
+    fn request(&self, call: Call, message_id: &HeaderValue) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(call.body));
+        *request.method_mut() = call.method;
+        *request.uri_mut() = call.uri;
+        let headers = request.headers_mut();
+        headers.reserve(call.headers.len() + 2);
         // A static header name: no parsing of "x-road-id" per call.
-        let mut builder = self
-            .client
-            .request(method, url)
-            .header(crate::protocol::X_ROAD_ID, message_id);
+        headers.insert(crate::protocol::X_ROAD_ID, message_id.clone());
         if let Some(bearer) = &self.bearer {
-            builder = builder.header(reqwest::header::AUTHORIZATION, bearer.clone());
+            headers.insert(AUTHORIZATION, bearer.clone());
         }
-        builder
+        for (name, value) in call.headers {
+            headers.insert(name, value);
+        }
+        request
     }
 
-    /// Sends with retries and deadlines; `build` makes a fresh request for each try.
+    /// Sends with retries and deadlines; each try sends a fresh copy of `call`.
     pub async fn execute(
         &self,
-        build: impl Fn() -> reqwest::RequestBuilder,
+        call: Call,
+        message_id: &str,
         idempotent: bool,
         deadline: Instant,
     ) -> Result<RawAnswer, AdapterError> {
+        let message_id = HeaderValue::from_str(message_id)
+            .map_err(|_| AdapterError::Malformed("the message id is not a header value".into()))?;
         let mut attempt = 0u32;
         loop {
-            let outcome = self.try_once(build(), deadline).await;
+            let outcome = self
+                .try_once(self.request(call.clone(), &message_id), deadline)
+                .await;
             let retry = match &outcome {
                 Ok(answer) => matches!(answer.status, 502..=504),
                 Err(error) => error.retryable(),
@@ -192,7 +306,7 @@ impl Transport {
 
     async fn try_once(
         &self,
-        request: reqwest::RequestBuilder,
+        request: Request<Full<Bytes>>,
         deadline: Instant,
     ) -> Result<RawAnswer, AdapterError> {
         let _permit = self
@@ -210,34 +324,62 @@ impl Transport {
             .unwrap_or(Err(AdapterError::Timeout))
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<RawAnswer, AdapterError> {
-        let mut response = request.send().await.map_err(|e| describe(&e))?;
+    async fn send(&self, request: Request<Full<Bytes>>) -> Result<RawAnswer, AdapterError> {
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| describe(&e, TransportCause::Other))?;
         let status = response.status().as_u16();
         let cap = self.max_response_bytes;
-        if response
-            .content_length()
-            .is_some_and(|len| len > cap as u64)
-        {
+        let declared = response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > cap as u64) {
             return Err(AdapterError::BodyTooLarge(cap));
         }
+        let mut incoming = response.into_body();
+        // One chunk is the whole body of most answers: keep it without copying.
+        let mut first: Option<Bytes> = None;
         let mut body = BytesMut::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
-            if body.len() + chunk.len() > cap {
+        let mut total = 0usize;
+        while let Some(frame) = incoming.frame().await {
+            let frame = frame.map_err(|e| describe(&e, TransportCause::Body))?;
+            let Ok(chunk) = frame.into_data() else {
+                continue; // trailers
+            };
+            total += chunk.len();
+            if total > cap {
                 return Err(AdapterError::BodyTooLarge(cap));
             }
-            body.extend_from_slice(&chunk);
+            match first.take() {
+                None if body.is_empty() => first = Some(chunk),
+                None => body.extend_from_slice(&chunk),
+                Some(earlier) => {
+                    body.reserve(earlier.len() + chunk.len());
+                    body.extend_from_slice(&earlier);
+                    body.extend_from_slice(&chunk);
+                }
+            }
         }
         Ok(RawAnswer {
             status,
-            body: body.freeze(),
+            body: first.unwrap_or_else(|| body.freeze()),
         })
     }
 
-    /// One health probe: 2xx within the per-try deadline.
-    pub async fn probe(&self, url: &url::Url) -> bool {
-        let request = self.client.get(url.clone());
+    /// One health probe: 2xx within the per-try deadline. Adapters without a health
+    /// URL are healthy.
+    pub async fn probe(&self) -> bool {
+        let Some(uri) = &self.health else {
+            return true;
+        };
+        let mut request = Request::new(Full::new(Bytes::new()));
+        *request.uri_mut() = uri.clone();
         matches!(
-            tokio::time::timeout(self.timeout, request.send()).await,
+            tokio::time::timeout(self.timeout, self.client.request(request)).await,
             Ok(Ok(response)) if response.status().is_success()
         )
     }
@@ -247,6 +389,32 @@ impl Transport {
 mod tests {
     use super::*;
 
+    fn transport(address: &str) -> Transport {
+        let raw: super::super::RawAdapter = toml::from_str(&format!(
+            r#"
+            name = "t"
+            kind = "rest"
+            address = "{address}"
+            [[operations]]
+            name = "get"
+            method = "GET"
+            path = "/{{id}}"
+            [operations.rest]
+            path = "/x/{{id}}"
+            "#
+        ))
+        .expect("adapter file");
+        let spec = super::super::AdapterSpec::validate(raw, std::path::Path::new("t.toml"))
+            .expect("valid adapter");
+        Transport::new(&spec).expect("transport")
+    }
+
+    async fn get(client: &Client<Connector, Full<Bytes>>, uri: &str) -> hyper_util::client::legacy::Error {
+        let mut request = Request::new(Full::new(Bytes::new()));
+        *request.uri_mut() = uri.parse().expect("uri");
+        client.request(request).await.expect_err("the call fails")
+    }
+
     /// Issue 7, finding 13: the log can tell a refused connection from a name that does
     /// not resolve.
     #[tokio::test]
@@ -254,25 +422,80 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let dead = listener.local_addr().expect("address");
         drop(listener);
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
-        let refused = client
-            .get(format!("http://{dead}/"))
-            .send()
-            .await
-            .expect_err("nothing listens");
-        assert_eq!(cause_of(&refused), TransportCause::Refused);
-        let unresolvable = client
-            .get("http://no-such-host.invalid/")
-            .send()
-            .await
-            .expect_err("the name does not resolve");
-        assert_eq!(cause_of(&unresolvable), TransportCause::Dns);
+        let client = pooled_client("t", Duration::from_secs(1), 4).expect("client");
+        let refused = get(&client, &format!("http://{dead}/")).await;
+        assert_eq!(cause_of(&refused, TransportCause::Other), TransportCause::Refused);
         assert!(matches!(
-            describe(&refused),
+            describe(&refused, TransportCause::Other),
             AdapterError::Unavailable(TransportCause::Refused)
+        ));
+        let unresolvable = get(&client, "http://no-such-host.invalid/").await;
+        assert_eq!(cause_of(&unresolvable, TransportCause::Other), TransportCause::Dns);
+    }
+
+    /// No control fails open: an `https://` backend whose certificate the platform's
+    /// roots do not vouch for is never spoken to, and the cause says TLS.
+    #[cfg(feature = "dev")]
+    #[tokio::test]
+    async fn a_backend_certificate_the_platform_does_not_trust_is_refused() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![certificate.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            // The client must abort the handshake: no request ever arrives.
+            acceptor.accept(stream).await.is_ok()
+        });
+        let client = pooled_client("t", Duration::from_secs(1), 4).expect("client");
+        let error = get(&client, &format!("https://localhost:{port}/")).await;
+        assert_eq!(cause_of(&error, TransportCause::Other), TransportCause::Tls);
+        assert!(!server.await.expect("server task"), "the handshake must not complete");
+    }
+
+    #[test]
+    fn the_backend_uri_is_the_address_joined_with_the_encoded_path_and_query() {
+        let api = transport("http://backend.internal:8080/api/v1");
+        let uri = |t: &Transport, path: &str, query: Option<&str>| {
+            t.endpoint(path, query).expect("uri").to_string()
+        };
+        assert_eq!(
+            uri(&api, "/citizens/001", None),
+            "http://backend.internal:8080/api/v1/citizens/001"
+        );
+        assert_eq!(
+            uri(&api, "/citizens/a%20b", Some("year=2024&name=L%C3%AA")),
+            "http://backend.internal:8080/api/v1/citizens/a%20b?year=2024&name=L%C3%AA"
+        );
+        assert_eq!(uri(&api, "", None), "http://backend.internal:8080/api/v1");
+        // A first segment with a colon stays a path (a URL join would read a scheme).
+        assert_eq!(
+            uri(&api, "/urn:x/1", None),
+            "http://backend.internal:8080/api/v1/urn:x/1"
+        );
+        let root = transport("https://backend.internal/");
+        assert_eq!(uri(&root, "/x", None), "https://backend.internal/x");
+        assert_eq!(uri(&root, "", None), "https://backend.internal/");
+        let soap = transport("http://soap.internal/service.asmx?v=2");
+        assert_eq!(uri(&soap, "", None), "http://soap.internal/service.asmx?v=2");
+        assert!(matches!(
+            api.endpoint("/bad path", None),
+            Err(AdapterError::Malformed(_))
         ));
     }
 }
