@@ -49,3 +49,104 @@ pub fn init_tracing() {
         builder.try_init()
     };
 }
+
+/// The statuses the node answers with, each a static label; the slot of a status is its
+/// index here.
+const STATUSES: [(u16, &str); 15] = [
+    (200, "200"),
+    (400, "400"),
+    (401, "401"),
+    (403, "403"),
+    (404, "404"),
+    (408, "408"),
+    (413, "413"),
+    (414, "414"),
+    (415, "415"),
+    (429, "429"),
+    (431, "431"),
+    (500, "500"),
+    (502, "502"),
+    (503, "503"),
+    (504, "504"),
+];
+
+/// The status as a metric label: the codes the node answers with are static text, so
+/// the label costs no formatting or allocation per request (issue 12); any other code
+/// is formatted.
+pub fn status_label(status: u16) -> metrics::SharedString {
+    match STATUSES.iter().find(|(code, _)| *code == status) {
+        Some((_, text)) => metrics::SharedString::const_str(text),
+        None => metrics::SharedString::from(status.to_string()),
+    }
+}
+
+/// How many legs [`ExchangeMetrics::record`] keeps a handle for.
+pub const LEGS: usize = 8;
+
+/// The exchange metrics of one (service, consumer) pair, which a contract fixes:
+/// `datagate_requests_total` per status and leg, and `datagate_request_duration_seconds`.
+///
+/// Each handle is registered on first use and kept, so an answered exchange costs an
+/// atomic add, not the recorder's look-up (hashing the name and four labels) and two
+/// label strings formatted (issue 12). The recorder never evicts (no idle timeout is
+/// set in [`metrics_handle`]), so a kept handle stays the one `/metrics` renders.
+pub struct ExchangeMetrics {
+    service: std::sync::Arc<str>,
+    consumer: std::sync::Arc<str>,
+    requests: Box<[OnceLock<metrics::Counter>]>,
+    duration: OnceLock<metrics::Histogram>,
+}
+
+impl std::fmt::Debug for ExchangeMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangeMetrics")
+            .field("service", &self.service)
+            .field("consumer", &self.consumer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExchangeMetrics {
+    /// The handles of `service` called by `consumer` (both as the labels read them).
+    pub fn new(service: &str, consumer: &str) -> Self {
+        ExchangeMetrics {
+            service: service.into(),
+            consumer: consumer.into(),
+            requests: (0..STATUSES.len() * LEGS)
+                .map(|_| OnceLock::new())
+                .collect(),
+            duration: OnceLock::new(),
+        }
+    }
+
+    /// Counts one answered exchange with `status` on leg `leg` (its slot below
+    /// [`LEGS`], and its label), and records how long it took.
+    pub fn record(&self, status: u16, leg: (usize, &'static str), elapsed_seconds: f64) {
+        let slot = STATUSES
+            .iter()
+            .position(|(code, _)| *code == status)
+            .filter(|_| leg.0 < LEGS)
+            .map(|index| index * LEGS + leg.0);
+        let register = || {
+            metrics::counter!(
+                "datagate_requests_total",
+                "service" => self.service.clone(),
+                "consumer" => self.consumer.clone(),
+                "status" => status_label(status),
+                "leg" => leg.1
+            )
+        };
+        match slot {
+            Some(slot) => self.requests[slot].get_or_init(register).increment(1),
+            None => register().increment(1),
+        }
+        self.duration
+            .get_or_init(|| {
+                metrics::histogram!(
+                    "datagate_request_duration_seconds",
+                    "service" => self.service.clone()
+                )
+            })
+            .record(elapsed_seconds);
+    }
+}

@@ -15,9 +15,30 @@ pub use crate::base::headers::*;
 pub struct Target {
     /// The addressed service.
     pub service: ServiceId,
-    /// The rest of the path after the service code in its one canonical
-    /// spelling, always starting with `/` (`/` alone when there is none).
-    pub path: String,
+    /// `/r1/{service}{path}`, kept as one string so that the digests' target, the
+    /// `X-Road-Service` header and the metric label are slices of it, not formatted
+    /// per request (issue 12).
+    canonical: String,
+    /// Where the service id ends in `canonical`.
+    service_end: usize,
+}
+
+impl Target {
+    /// The rest of the path after the service code in its one canonical spelling,
+    /// always starting with `/` (`/` alone when there is none).
+    pub fn path(&self) -> &str {
+        &self.canonical[self.service_end..]
+    }
+
+    /// The service id as written: the same text as the [`ServiceId`]'s `Display`.
+    pub fn service_text(&self) -> &str {
+        &self.canonical["/r1/".len()..self.service_end]
+    }
+
+    /// `/r1/{service}{path}` without the query: what the digests and signatures cover.
+    pub fn canonical(&self) -> &str {
+        &self.canonical
+    }
 }
 
 fn path_invalid(detail: &'static str) -> GatewayError {
@@ -113,9 +134,11 @@ pub fn parse_target(path: &str) -> Result<Target, GatewayError> {
     })?;
     let mut segments = rest.split('/');
     let mut ids = [""; 5];
-    for id in &mut ids {
+    let mut service_end = "/r1/".len();
+    for (index, id) in ids.iter_mut().enumerate() {
         *id = segments.next().unwrap_or("");
         check_segment(id)?;
+        service_end += id.len() + usize::from(index > 0);
     }
     let service = ServiceId::from_parts(ids).map_err(|error| {
         GatewayError::new(
@@ -123,18 +146,21 @@ pub fn parse_target(path: &str) -> Result<Target, GatewayError> {
             format!("the service id in the path is invalid: {error}"),
         )
     })?;
-    let mut tail = String::with_capacity(path.len());
+    // The accepted path is its own canonical spelling; only a missing tail becomes `/`.
+    let mut canonical = String::with_capacity(path.len() + 1);
+    canonical.push_str(&path[..service_end]);
     for segment in segments {
         check_segment(segment)?;
-        tail.push('/');
-        tail.push_str(segment);
+        canonical.push('/');
+        canonical.push_str(segment);
     }
-    if tail.is_empty() {
-        tail.push('/');
+    if canonical.len() == service_end {
+        canonical.push('/');
     }
     Ok(Target {
         service,
-        path: tail,
+        canonical,
+        service_end,
     })
 }
 
@@ -331,9 +357,21 @@ mod tests {
             t.service.to_string(),
             "VN/GOV/000.00.00.G10/population-db/citizen"
         );
-        assert_eq!(t.path, "/001085012345");
+        assert_eq!(t.path(), "/001085012345");
+        assert_eq!(
+            t.service_text(),
+            "VN/GOV/000.00.00.G10/population-db/citizen"
+        );
+        assert_eq!(
+            t.canonical(),
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/001085012345"
+        );
         let t = parse_target("/r1/VN/GOV/000.00.00.G10/population-db/citizen").expect("valid");
-        assert_eq!(t.path, "/");
+        assert_eq!(t.path(), "/");
+        assert_eq!(
+            t.canonical(),
+            "/r1/VN/GOV/000.00.00.G10/population-db/citizen/"
+        );
     }
 
     #[test]
@@ -389,11 +427,11 @@ mod tests {
                 "{bad}"
             );
         }
-        assert_eq!(parse_target(base).expect("bare service").path, "/");
+        assert_eq!(parse_target(base).expect("bare service").path(), "/");
         assert_eq!(
             parse_target(&format!("{base}/a%20b"))
                 .expect("escaped space")
-                .path,
+                .path(),
             "/a%20b"
         );
     }

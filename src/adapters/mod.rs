@@ -556,13 +556,26 @@ pub struct Adapter {
     /// The validated spec.
     pub spec: AdapterSpec,
     transport: transport::Transport,
+    /// `datagate_upstream_duration_seconds{adapter}`, registered on first use and kept.
+    upstream_duration: std::sync::OnceLock<metrics::Histogram>,
 }
 
 impl Adapter {
     /// Builds the HTTP client; fails when a credentials variable is unset.
     pub fn build(spec: AdapterSpec) -> Result<Self, String> {
         let transport = transport::Transport::new(&spec)?;
-        Ok(Adapter { spec, transport })
+        Ok(Adapter {
+            spec,
+            transport,
+            upstream_duration: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The histogram of this backend's call durations.
+    pub fn upstream_duration(&self) -> &metrics::Histogram {
+        self.upstream_duration.get_or_init(|| {
+            metrics::histogram!("datagate_upstream_duration_seconds", "adapter" => self.spec.name.clone())
+        })
     }
 
     /// Calls the backend.

@@ -177,12 +177,27 @@ mod tests {
     #[test]
     fn a_backend_path_must_be_a_uri_path() {
         let pattern = OperationPattern::parse("get", "/{id}").expect("pattern");
-        assert!(mapping("/api/v1/x/{id}").validate(Some(&pattern)).is_empty());
-        assert!(mapping("/api/v1/urn:x/{id};v=1").validate(Some(&pattern)).is_empty());
-        for bad in ["/api v1/{id}", "/api/{id}?full=1", "/api/{id}#top", "/api/\u{1}/{id}"] {
+        assert!(
+            mapping("/api/v1/x/{id}")
+                .validate(Some(&pattern))
+                .is_empty()
+        );
+        assert!(
+            mapping("/api/v1/urn:x/{id};v=1")
+                .validate(Some(&pattern))
+                .is_empty()
+        );
+        for bad in [
+            "/api v1/{id}",
+            "/api/{id}?full=1",
+            "/api/{id}#top",
+            "/api/\u{1}/{id}",
+        ] {
             let problems = mapping(bad).validate(Some(&pattern));
             assert!(
-                problems.iter().any(|p| p.starts_with("path must be a URI path")),
+                problems
+                    .iter()
+                    .any(|p| p.starts_with("path must be a URI path")),
                 "{bad:?} was accepted: {problems:?}"
             );
         }

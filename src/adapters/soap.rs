@@ -7,10 +7,10 @@
 
 use super::soap_mapping::{self, ParamSource, SoapError, SoapOperation};
 use super::transport::{Call, Transport};
+use super::{AdapterError, AdapterRequest, AdapterResponse, Record};
 use bytes::Bytes;
 use http::Method;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use super::{AdapterError, AdapterRequest, AdapterResponse, Record};
 use std::collections::BTreeMap;
 
 fn to_adapter_error(error: SoapError) -> AdapterError {

@@ -69,7 +69,9 @@ pub struct Transport {
     base_path: String,
     /// The address's own query, kept only when a call addresses the base itself.
     base_query: Option<String>,
-    health: Option<Uri>,
+    /// `Host`, rendered once: the address's host and its port unless it is the default.
+    host: HeaderValue,
+    health: Option<(Uri, HeaderValue)>,
     client: Client<Connector, Full<Bytes>>,
     /// `Authorization: Bearer …`, rendered once (marked sensitive, so it is never logged
     /// by the HTTP stack) rather than formatted per call.
@@ -159,7 +161,16 @@ fn pooled_client(
         .timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(max_idle)
+        // `Host` is rendered once per transport (see `Transport::host`), not formatted
+        // from the URI on every call.
+        .set_host(false)
         .build(connector))
+}
+
+/// The `Host` header of a URL: its host, and its port when not the scheme's default
+/// (the URL parser already leaves a default port out).
+fn host_header(url: &url::Url) -> Option<HeaderValue> {
+    HeaderValue::from_str(&url[url::Position::BeforeHost..url::Position::AfterPort]).ok()
 }
 
 impl Transport {
@@ -196,13 +207,15 @@ impl Transport {
         if !base_path.ends_with('/') {
             base_path.push('/');
         }
+        let host = host_header(address)
+            .ok_or_else(|| format!("adapter {name}: the address has no usable host"))?;
         let health = spec
             .health
             .as_ref()
             .map(|(url, _)| {
-                url.as_str()
-                    .parse::<Uri>()
-                    .map_err(|_| format!("adapter {name}: the health URL is not a URI"))
+                let uri = url.as_str().parse::<Uri>().ok();
+                uri.zip(host_header(url))
+                    .ok_or_else(|| format!("adapter {name}: the health URL is not a URI"))
             })
             .transpose()?;
         Ok(Transport {
@@ -210,6 +223,7 @@ impl Transport {
             authority,
             base_path,
             base_query: address.query().map(str::to_owned),
+            host,
             health,
             client,
             bearer,
@@ -260,7 +274,8 @@ impl Transport {
         *request.method_mut() = call.method;
         *request.uri_mut() = call.uri;
         let headers = request.headers_mut();
-        headers.reserve(call.headers.len() + 2);
+        headers.reserve(call.headers.len() + 3);
+        headers.insert(http::header::HOST, self.host.clone());
         // A static header name: no parsing of "x-road-id" per call.
         headers.insert(crate::protocol::X_ROAD_ID, message_id.clone());
         if let Some(bearer) = &self.bearer {
@@ -373,11 +388,14 @@ impl Transport {
     /// One health probe: 2xx within the per-try deadline. Adapters without a health
     /// URL are healthy.
     pub async fn probe(&self) -> bool {
-        let Some(uri) = &self.health else {
+        let Some((uri, host)) = &self.health else {
             return true;
         };
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.uri_mut() = uri.clone();
+        request
+            .headers_mut()
+            .insert(http::header::HOST, host.clone());
         matches!(
             tokio::time::timeout(self.timeout, self.client.request(request)).await,
             Ok(Ok(response)) if response.status().is_success()
@@ -409,7 +427,10 @@ mod tests {
         Transport::new(&spec).expect("transport")
     }
 
-    async fn get(client: &Client<Connector, Full<Bytes>>, uri: &str) -> hyper_util::client::legacy::Error {
+    async fn get(
+        client: &Client<Connector, Full<Bytes>>,
+        uri: &str,
+    ) -> hyper_util::client::legacy::Error {
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.uri_mut() = uri.parse().expect("uri");
         client.request(request).await.expect_err("the call fails")
@@ -424,13 +445,19 @@ mod tests {
         drop(listener);
         let client = pooled_client("t", Duration::from_secs(1), 4).expect("client");
         let refused = get(&client, &format!("http://{dead}/")).await;
-        assert_eq!(cause_of(&refused, TransportCause::Other), TransportCause::Refused);
+        assert_eq!(
+            cause_of(&refused, TransportCause::Other),
+            TransportCause::Refused
+        );
         assert!(matches!(
             describe(&refused, TransportCause::Other),
             AdapterError::Unavailable(TransportCause::Refused)
         ));
         let unresolvable = get(&client, "http://no-such-host.invalid/").await;
-        assert_eq!(cause_of(&unresolvable, TransportCause::Other), TransportCause::Dns);
+        assert_eq!(
+            cause_of(&unresolvable, TransportCause::Other),
+            TransportCause::Dns
+        );
     }
 
     /// No control fails open: an `https://` backend whose certificate the platform's
@@ -455,7 +482,9 @@ mod tests {
         )
         .expect("server config");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let port = listener.local_addr().expect("address").port();
         let server = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.expect("accept");
@@ -465,7 +494,10 @@ mod tests {
         let client = pooled_client("t", Duration::from_secs(1), 4).expect("client");
         let error = get(&client, &format!("https://localhost:{port}/")).await;
         assert_eq!(cause_of(&error, TransportCause::Other), TransportCause::Tls);
-        assert!(!server.await.expect("server task"), "the handshake must not complete");
+        assert!(
+            !server.await.expect("server task"),
+            "the handshake must not complete"
+        );
     }
 
     #[test]
@@ -492,10 +524,36 @@ mod tests {
         assert_eq!(uri(&root, "/x", None), "https://backend.internal/x");
         assert_eq!(uri(&root, "", None), "https://backend.internal/");
         let soap = transport("http://soap.internal/service.asmx?v=2");
-        assert_eq!(uri(&soap, "", None), "http://soap.internal/service.asmx?v=2");
+        assert_eq!(
+            uri(&soap, "", None),
+            "http://soap.internal/service.asmx?v=2"
+        );
         assert!(matches!(
             api.endpoint("/bad path", None),
             Err(AdapterError::Malformed(_))
         ));
+    }
+
+    /// `Host` is the address's host with its port, and without the scheme's default port.
+    #[test]
+    fn every_call_carries_the_host_and_the_message_id() {
+        let id = HeaderValue::from_static("msg-1");
+        for (address, host) in [
+            ("http://backend.internal:8080/api", "backend.internal:8080"),
+            ("https://backend.internal:443/api", "backend.internal"),
+            ("http://127.0.0.1:18081", "127.0.0.1:18081"),
+        ] {
+            let t = transport(address);
+            let call = Call {
+                method: Method::GET,
+                uri: t.endpoint("/x", None).expect("uri"),
+                headers: Vec::new(),
+                body: Bytes::new(),
+            };
+            let request = t.request(call, &id);
+            assert_eq!(request.headers()[http::header::HOST], host, "{address}");
+            assert_eq!(request.headers()[crate::protocol::X_ROAD_ID], "msg-1");
+            assert!(request.headers().get(AUTHORIZATION).is_none());
+        }
     }
 }

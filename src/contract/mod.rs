@@ -22,7 +22,7 @@ use axum::http::Method;
 use projection::Projection;
 use quota::{ContractQuota, QuotaRefusal, Rate};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
@@ -181,7 +181,7 @@ pub struct CompiledContract {
     /// Allowed operations.
     pub operations: Vec<OperationPattern>,
     /// Allowed purposes (empty: no purpose required).
-    pub purposes: HashSet<String>,
+    pub purposes: foldhash::HashSet<String>,
     /// Legal basis.
     pub legal_basis: String,
     /// Classification.
@@ -212,6 +212,8 @@ pub struct CompiledContract {
     /// The contract as written, schemas inline: what the owner's gateway publishes to
     /// the consumer member's gateway.
     pub published: RawContract,
+    /// The exchange metrics of its (service, consumer) pair, registered once.
+    pub metrics: crate::observe::ExchangeMetrics,
 }
 
 /// The maximum number of schema violations reported in one answer.
@@ -540,6 +542,10 @@ pub fn compile(
     match (consumer, service, projection) {
         (Some(consumer), Some(service), Some(projection)) if errors.is_empty() => {
             Ok(CompiledContract {
+                metrics: crate::observe::ExchangeMetrics::new(
+                    &service.to_string(),
+                    &consumer.to_string(),
+                ),
                 id: raw.id.clone(),
                 version: raw.version,
                 consumer,
@@ -579,7 +585,7 @@ pub struct Grant {
 #[derive(Debug, Default)]
 pub struct ContractSet {
     /// consumer → service → contracts; nested so a lookup borrows instead of cloning keys.
-    by_pair: HashMap<ClientId, HashMap<ServiceId, Vec<Arc<CompiledContract>>>>,
+    by_pair: foldhash::HashMap<ClientId, foldhash::HashMap<ServiceId, Vec<Arc<CompiledContract>>>>,
     ids: BTreeMap<String, Arc<CompiledContract>>,
 }
 

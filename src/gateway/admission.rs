@@ -32,7 +32,7 @@ pub struct Admission {
     total: AtomicUsize,
     /// Authenticated consumers only (the registry bounds the keys); an entry stays when its
     /// count returns to zero, so its atomic is not re-created per exchange.
-    per_consumer: DashMap<ClientId, Arc<AtomicUsize>>,
+    per_consumer: DashMap<ClientId, Arc<AtomicUsize>, foldhash::fast::RandomState>,
 }
 
 /// One admitted exchange; dropping it frees its place.

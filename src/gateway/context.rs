@@ -69,6 +69,12 @@ pub enum Leg {
 }
 
 impl Leg {
+    /// The leg's slot among the metric handles a contract keeps (below
+    /// [`crate::observe::LEGS`]), with its name.
+    pub fn metric_slot(self) -> (usize, &'static str) {
+        (self as usize, self.as_str())
+    }
+
     /// The stable name, for the journal and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -86,7 +92,7 @@ impl Leg {
 #[derive(Debug, Default)]
 pub struct Trail {
     /// The contract that allowed the exchange.
-    pub contract_id: Option<String>,
+    pub contract: Option<std::sync::Arc<crate::contract::CompiledContract>>,
     /// The adapter operation (local provider).
     pub operation: Option<String>,
     /// `/r1/{service}{path}[?{sorted query}]`: what the digests cover.

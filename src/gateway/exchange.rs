@@ -173,11 +173,11 @@ async fn exchange(gateway: Arc<Gateway>, request: Request, arrival: Arrival) -> 
             // The authenticated subsystem once the peer was vouched for; before that
             // (refusals), the subsystem the caller claimed.
             client: ctx.map(|ctx| ctx.client.to_string()),
-            service: ctx.map(|ctx| ctx.target.service.to_string()),
+            service: ctx.map(|ctx| ctx.target.service_text().to_owned()),
             method: parts.method.to_string(),
             operation: ctx.and_then(|ctx| ctx.trail.operation.clone()),
             purpose: ctx.and_then(|ctx| ctx.purpose.as_ref().map(|p| p.as_str().to_owned())),
-            contract_id: ctx.and_then(|ctx| ctx.trail.contract_id.clone()),
+            contract_id: ctx.and_then(|ctx| ctx.trail.contract.as_ref().map(|c| c.id.clone())),
             peer_fingerprint: certificate.map(|p| p.fingerprint_sha256),
             status: response.status().as_u16(),
             error_code: error_code.map(|c| c.as_str().to_owned()),
@@ -220,61 +220,42 @@ async fn exchange(gateway: Arc<Gateway>, request: Request, arrival: Arrival) -> 
         }
     }
 
-    let status = status_label(response.status());
+    let status = response.status().as_u16();
     // Labels only from values configuration bounds: the authenticated client (one of
-    // the registry's bindings, or a signed sender) and the service only once a contract matched.
+    // the registry's bindings, or a signed sender) and the service only once a contract
+    // matched; a matched contract keeps its pair's handles.
     let ctx = context.as_ref();
-    let consumer = ctx
-        .and_then(ExchangeContext::authenticated_client)
-        .map_or_else(|| "unauthenticated".to_owned(), ToString::to_string);
-    let service = ctx
-        .filter(|ctx| ctx.trail.contract_id.is_some())
-        .map_or_else(
-            || "unknown".to_owned(),
-            |ctx| ctx.target.service.to_string(),
-        );
+    let contract = ctx.and_then(|ctx| ctx.trail.contract.as_deref());
     let leg = ctx.map_or("none", |ctx| ctx.leg.as_str());
     let elapsed = started.elapsed().as_secs_f64();
-    metrics::counter!("datagate_requests_total", "service" => service.clone(), "consumer" => consumer, "status" => status.clone(), "leg" => leg).increment(1);
+    match (ctx, contract) {
+        (Some(ctx), Some(contract)) => {
+            contract
+                .metrics
+                .record(status, ctx.leg.metric_slot(), elapsed);
+        }
+        _ => {
+            let consumer = ctx
+                .and_then(ExchangeContext::authenticated_client)
+                .map_or_else(|| "unauthenticated".to_owned(), ToString::to_string);
+            metrics::counter!("datagate_requests_total", "service" => "unknown", "consumer" => consumer, "status" => crate::observe::status_label(status), "leg" => leg).increment(1);
+            metrics::histogram!("datagate_request_duration_seconds", "service" => "unknown")
+                .record(elapsed);
+        }
+    }
     if let Some(code) = error_code {
         metrics::counter!("datagate_refusals_total", "code" => code.as_str()).increment(1);
     }
-    metrics::histogram!("datagate_request_duration_seconds", "service" => service).record(elapsed);
     tracing::info!(
         message_id = %message_id,
         status = %status,
         code = error_code.map(|c| c.as_str()).unwrap_or("-"),
-        contract = ctx.and_then(|ctx| ctx.trail.contract_id.as_deref()).unwrap_or("-"),
+        contract = contract.map_or("-", |contract| contract.id.as_str()),
         leg,
         elapsed_ms = elapsed * 1000.0,
         "exchange"
     );
     response
-}
-
-/// The status as a metric label: the codes the node answers with are static text, so
-/// the label costs no formatting or allocation per request (issue 12); any other code
-/// is formatted.
-fn status_label(status: axum::http::StatusCode) -> metrics::SharedString {
-    let text = match status.as_u16() {
-        200 => "200",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        408 => "408",
-        413 => "413",
-        414 => "414",
-        415 => "415",
-        429 => "429",
-        431 => "431",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        other => return metrics::SharedString::from(other.to_string()),
-    };
-    metrics::SharedString::const_str(text)
 }
 
 /// Refuses, before any work, an exchange (or a hub's relay) whose record the journal
@@ -698,7 +679,7 @@ async fn run(
         &ctx.client,
         &ctx.target.service,
         &ctx.method,
-        &ctx.target.path,
+        ctx.target.path(),
         ctx.purpose.as_ref().map(Purpose::as_str),
         now,
     ) {
@@ -718,7 +699,7 @@ async fn run(
                             &ctx.client,
                             &ctx.target.service,
                             &ctx.method,
-                            &ctx.target.path,
+                            ctx.target.path(),
                             ctx.purpose.as_ref().map(Purpose::as_str),
                             now,
                         )?
@@ -751,7 +732,7 @@ async fn run(
         None => None,
     };
     if let Some(contract) = &contract {
-        ctx.trail.contract_id = Some(contract.id.clone());
+        ctx.trail.contract = Some(contract.clone());
         // Quota: after the contract, because the quota is the contract's.
         contract.take_quota(now)?;
     }
@@ -775,7 +756,7 @@ async fn run(
         .operation
         .as_ref()
         .map(|operation| operation.name.clone());
-    let mut canonical_target = format!("/r1/{}{}", ctx.target.service, ctx.target.path);
+    let mut canonical_target = ctx.target.canonical().to_owned();
     if !routed.query.is_empty() {
         canonical_target.push('?');
         canonical_target.push_str(&protocol::canonical_query(&routed.query));
@@ -929,7 +910,7 @@ async fn run(
     if let Ok(value) = HeaderValue::from_str(&ctx.message_id) {
         headers.insert(X_ROAD_ID, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&ctx.target.service.to_string()) {
+    if let Ok(value) = HeaderValue::from_str(ctx.target.service_text()) {
         headers.insert(X_ROAD_SERVICE, value);
     }
     if let Some(value) = contract

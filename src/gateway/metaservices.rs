@@ -170,7 +170,7 @@ fn metadata_answer(gateway: &Gateway, parts: &Parts) -> Result<Value, GatewayErr
     let caller = caller(gateway, &runtime, parts)?;
     // The path in its one canonical spelling, as every `/r1/…` request.
     let target = protocol::parse_target(parts.uri.path())?;
-    if target.path != "/" {
+    if target.path() != "/" {
         return Err(GatewayError::new(
             ErrorCode::RequestRouteNotFound,
             "a metadata call takes nothing after its name",

@@ -56,7 +56,6 @@ use crate::identity::{MemberId, ServiceId};
 use crate::journal::Journal;
 use crate::trust::registry::SecureServerRegistry;
 use arc_swap::ArcSwap;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -79,9 +78,9 @@ pub struct Runtime {
     /// Compiled contracts.
     pub contracts: ContractSet,
     /// Service → backend.
-    pub services: HashMap<ServiceId, Arc<Backend>>,
+    pub services: foldhash::HashMap<ServiceId, Arc<Backend>>,
     /// All backends by adapter name.
-    pub backends: HashMap<String, Arc<Backend>>,
+    pub backends: foldhash::HashMap<String, Arc<Backend>>,
     /// Request limits.
     pub limits: Limits,
     /// Who may call the admin listener, by certificate (empty without `[admin]`).
@@ -96,7 +95,7 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the runtime from a validated configuration (HTTP clients: I/O).
     pub fn build(config: &mut NodeConfig) -> Result<Self, String> {
-        let mut backends = HashMap::new();
+        let mut backends = foldhash::HashMap::default();
         for (name, spec) in std::mem::take(&mut config.adapters) {
             let adapter = Adapter::build(spec)?;
             backends.insert(
@@ -107,7 +106,7 @@ impl Runtime {
                 }),
             );
         }
-        let mut services = HashMap::new();
+        let mut services = foldhash::HashMap::default();
         for (service, adapter) in &config.services {
             let backend = backends
                 .get(adapter)

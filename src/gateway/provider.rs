@@ -85,7 +85,7 @@ impl Provider {
                 let (operation, params) = backend
                     .adapter
                     .spec
-                    .route(&ctx.method, &ctx.target.path)
+                    .route(&ctx.method, ctx.target.path())
                     .ok_or_else(|| {
                         GatewayError::new(
                             ErrorCode::ServiceUnknown,
@@ -141,7 +141,9 @@ impl Provider {
                     })
                     .await;
                 ctx.trail.response_in_at = Some(gateway.clock().now());
-                metrics::histogram!("datagate_upstream_duration_seconds", "adapter" => backend.adapter.spec.name.clone())
+                backend
+                    .adapter
+                    .upstream_duration()
                     .record(started.elapsed().as_secs_f64());
                 answer.map(|answer| answer.record).map_err(|error| {
                     if let AdapterError::Unavailable(cause) = &error {

@@ -93,7 +93,7 @@ impl RemoteProvider {
                 "the global configuration lists no secure server for the provider",
             ));
         }
-        let mut canonical = format!("/r1/{}{}", self.service, ctx.target.path);
+        let mut canonical = format!("/r1/{}{}", self.service, ctx.target.path());
         if !query.is_empty() {
             canonical.push('?');
             canonical.push_str(&crate::protocol::canonical_query(query));

@@ -22,7 +22,6 @@ use crate::base::clock::VIETNAM_OFFSET;
 use crate::error::{ErrorCode, GatewayError};
 use crate::identity::{ClientId, MemberId};
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -126,7 +125,7 @@ pub struct Authenticated {
 /// The loaded registry: fingerprint → registration.
 #[derive(Debug, Clone, Default)]
 pub struct SecureServerRegistry {
-    by_fingerprint: HashMap<String, Registration>,
+    by_fingerprint: foldhash::HashMap<String, Registration>,
 }
 
 pub use crate::base::hex::normalise_fingerprint;
@@ -154,7 +153,7 @@ fn member_and_fingerprint(
 
 /// Adds a registration; a fingerprint registered twice (in either section) is an error.
 fn register_once(
-    by_fingerprint: &mut HashMap<String, Registration>,
+    by_fingerprint: &mut foldhash::HashMap<String, Registration>,
     fingerprint: String,
     registration: Registration,
     at: &dyn Fn(&str) -> String,
@@ -175,7 +174,7 @@ impl SecureServerRegistry {
         calendar: &WorkingCalendar,
     ) -> Result<Self, Vec<(String, String)>> {
         let mut errors = Vec::new();
-        let mut by_fingerprint = HashMap::new();
+        let mut by_fingerprint = foldhash::HashMap::default();
         for (index, entry) in raw.secure_servers.iter().enumerate() {
             let at = |field: &str| format!("secure_servers[{index}].{field}");
             let (member, fingerprint) =

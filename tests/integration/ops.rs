@@ -151,6 +151,26 @@ async fn metrics_count_requests_by_service_consumer_and_status_without_citizen_i
             .find_map(|line| line.rsplit(' ').next()?.parse().ok())
     };
     assert_eq!(sample("200", CITIZEN_SERVICE), Some(2.0), "{text}");
+    // Kept handles (the contract's) carry the same labels as the first registration.
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("datagate_requests_total{")
+                && line.contains(&format!("consumer=\"{consumer}\""))
+                && line.contains("leg=\"local\"")
+                && line.ends_with(" 2")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|line| line.starts_with(&format!(
+            "datagate_request_duration_seconds_count{{service=\"{CITIZEN_SERVICE}\"}}"
+        ))),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("datagate_upstream_duration_seconds_count{adapter=")),
+        "{text}"
+    );
     // Refused before a contract matched: the service label stays bounded.
     assert_eq!(sample("403", "unknown"), Some(1.0), "{text}");
     assert!(!text.contains(citizen_id), "a citizen id is in the metrics");
