@@ -200,6 +200,11 @@ pub const SINGLE_HEADERS: [HeaderName; 7] = [
 
 /// Refuses a request that repeats any of [`SINGLE_HEADERS`].
 pub fn check_single_headers(headers: &HeaderMap) -> Result<(), GatewayError> {
+    // As many names as values: no header at all is repeated, so none of these is
+    // (issue 12: most requests end here, without seven look-ups).
+    if headers.keys_len() == headers.len() {
+        return Ok(());
+    }
     for name in &SINGLE_HEADERS {
         single_header(headers, name)?;
     }
