@@ -120,16 +120,15 @@ async fn measure(
     // Kept with the results, for `callgrind_annotate` by hand.
     let kept = harness.options.out.join(format!("callgrind-{id}.out"));
     std::fs::copy(&dump, &kept).with_context(|| format!("cannot keep {}", dump.display()))?;
-    let mut annotate = Command::new("callgrind_annotate");
-    annotate.arg("--threshold=99").arg(&dump);
-    let (status, annotated) = procs::run_capture(annotate, dir, Duration::from_secs(120))?;
-    anyhow::ensure!(status.success(), "callgrind_annotate failed: {annotated}");
-    let instructions = totals(&annotated).context("callgrind_annotate printed no total")?;
+    let text = std::fs::read_to_string(&dump)
+        .with_context(|| format!("cannot read {}", dump.display()))?;
+    let costs = self_costs(&text);
+    let instructions = costs.iter().map(|(_, cost)| cost).sum();
     Ok(Count {
         name,
         instructions,
         requests,
-        top: top_functions(&annotated, instructions, 25),
+        top: top_functions(&costs, instructions, 25),
     })
 }
 
@@ -159,43 +158,57 @@ fn newest_dump(dir: &Path, id: &str) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("no callgrind dump {prefix}* in {}", dir.display()))
 }
 
-fn number(text: &str) -> Option<u64> {
-    text.replace(',', "").parse().ok()
+/// Each function's own instructions (not its callees'), largest first, read from a
+/// callgrind file: `fn=` opens a function's cost lines (names are compressed: `(id) name`
+/// the first time, `(id)` after); a `calls=` line is followed by the cost of that call,
+/// which belongs to the callee and is skipped. `callgrind_annotate`'s text output changed
+/// across valgrind versions, so it is not parsed.
+fn self_costs(text: &str) -> Vec<(String, u64)> {
+    let mut names: std::collections::HashMap<String, String> = Default::default();
+    let mut costs: std::collections::HashMap<String, u64> = Default::default();
+    let mut current = String::new();
+    let mut skip_next_cost = false;
+    let mut resolve = |spec: &str| -> String {
+        let spec = spec.trim();
+        match spec.strip_prefix('(').and_then(|rest| rest.split_once(')')) {
+            Some((id, rest)) if !rest.trim().is_empty() => {
+                names.insert(id.to_owned(), rest.trim().to_owned());
+                rest.trim().to_owned()
+            }
+            Some((id, _)) => names.get(id).cloned().unwrap_or_else(|| spec.to_owned()),
+            None => spec.to_owned(),
+        }
+    };
+    for line in text.lines() {
+        if let Some(spec) = line.strip_prefix("fn=") {
+            current = resolve(spec);
+            skip_next_cost = false;
+        } else if let Some(spec) = line.strip_prefix("cfn=") {
+            resolve(spec);
+        } else if line.starts_with("calls=") {
+            skip_next_cost = true;
+        } else if line.starts_with(|c: char| c.is_ascii_digit() || "+-*".contains(c)) {
+            if std::mem::take(&mut skip_next_cost) {
+                continue;
+            }
+            let cost = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            *costs.entry(current.clone()).or_default() += cost;
+        }
+    }
+    let mut costs: Vec<(String, u64)> = costs.into_iter().collect();
+    costs.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    costs
 }
 
-/// `PROGRAM TOTALS` of `callgrind_annotate`'s output.
-fn totals(annotated: &str) -> Option<u64> {
-    annotated
-        .lines()
-        .find(|line| line.contains("PROGRAM TOTALS"))
-        .and_then(|line| line.split_whitespace().next())
-        .and_then(number)
-}
-
-/// The `limit` functions with the most instructions, as Markdown table rows.
-fn top_functions(annotated: &str, total: u64, limit: usize) -> String {
+/// The `limit` functions with the most own instructions, as Markdown table rows.
+fn top_functions(costs: &[(String, u64)], total: u64, limit: usize) -> String {
     let mut rows = String::new();
-    let mut in_table = false;
-    let mut taken = 0;
-    for line in annotated.lines() {
-        if line.contains("file:function") {
-            in_table = true;
-            continue;
-        }
-        if !in_table || line.trim().is_empty() || line.starts_with('-') {
-            continue;
-        }
-        let mut fields = line.split_whitespace();
-        let Some(count) = fields.next().and_then(number) else {
-            continue;
-        };
-        // "1,234 (12.3%)  file:function"
-        let function = line
-            .split_once(')')
-            .map_or(line, |(_, rest)| rest)
-            .trim()
-            .rsplit_once(':')
-            .map_or(line.trim(), |(_, f)| f)
+    for (function, count) in costs.iter().take(limit) {
+        let function = function
             .chars()
             .take(110)
             .collect::<String>()
@@ -203,14 +216,10 @@ fn top_functions(annotated: &str, total: u64, limit: usize) -> String {
         let _ = writeln!(
             rows,
             "| {:.1}% | {} | `{}` |",
-            100.0 * count as f64 / total.max(1) as f64,
+            100.0 * *count as f64 / total.max(1) as f64,
             count,
             function
         );
-        taken += 1;
-        if taken == limit {
-            break;
-        }
     }
     rows
 }
