@@ -55,13 +55,28 @@ impl MemberClass {
 
 /// A part is 1–64 characters of its alphabet and starts with a letter or digit,
 /// so `.`, `..` and other dot-led names can never be a part.
-fn check_part(part: &str, what: &'static str, extra: &[char]) -> Result<(), IdError> {
-    let ok = part.len() <= 64
-        && part.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && part
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c));
+fn check_part(part: &str, what: &'static str, extra: &[u8]) -> Result<(), IdError> {
+    let bytes = part.as_bytes();
+    let ok = bytes.len() <= 64
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(b));
     if ok { Ok(()) } else { Err(IdError::Part(what)) }
+}
+
+/// `text` split at `/` into exactly `N` parts, without collecting them (issue 12: ids are
+/// parsed on every request).
+fn split_parts<const N: usize>(text: &str) -> Result<[&str; N], IdError> {
+    let mut parts = text.split('/');
+    let mut out = [""; N];
+    for slot in &mut out {
+        *slot = parts.next().ok_or(IdError::Parts { expected: N })?;
+    }
+    match parts.next() {
+        None => Ok(out),
+        Some(_) => Err(IdError::Parts { expected: N }),
+    }
 }
 
 /// A member: instance, class and electronic ID code (mã định danh điện tử).
@@ -77,8 +92,8 @@ pub struct MemberId {
 
 impl MemberId {
     fn from_parts(instance: &str, class: &str, code: &str) -> Result<Self, IdError> {
-        check_part(instance, "instance", &['-'])?;
-        check_part(code, "member code", &['.', '-'])?;
+        check_part(instance, "instance", b"-")?;
+        check_part(code, "member code", b".-")?;
         Ok(MemberId {
             instance: instance.to_owned(),
             class: MemberClass::parse(class)?,
@@ -90,10 +105,8 @@ impl MemberId {
 impl std::str::FromStr for MemberId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
-        match s.split('/').collect::<Vec<_>>()[..] {
-            [instance, class, code] => MemberId::from_parts(instance, class, code),
-            _ => Err(IdError::Parts { expected: 3 }),
-        }
+        let [instance, class, code] = split_parts(s)?;
+        MemberId::from_parts(instance, class, code)
     }
 }
 
@@ -120,7 +133,7 @@ impl ClientId {
         member: &str,
         subsystem: &str,
     ) -> Result<Self, IdError> {
-        check_part(subsystem, "subsystem code", &['-', '_', '.'])?;
+        check_part(subsystem, "subsystem code", b"-_.")?;
         Ok(ClientId {
             member: MemberId::from_parts(instance, class, member)?,
             subsystem: subsystem.to_owned(),
@@ -131,10 +144,8 @@ impl ClientId {
 impl std::str::FromStr for ClientId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
-        match s.split('/').collect::<Vec<_>>()[..] {
-            [i, c, m, s] => ClientId::from_parts(i, c, m, s),
-            _ => Err(IdError::Parts { expected: 4 }),
-        }
+        let [i, c, m, s] = split_parts(s)?;
+        ClientId::from_parts(i, c, m, s)
     }
 }
 
@@ -157,7 +168,7 @@ impl ServiceId {
     /// Builds a service id from its five path parts.
     pub fn from_parts(parts: [&str; 5]) -> Result<Self, IdError> {
         let [i, c, m, s, code] = parts;
-        check_part(code, "service code", &['-', '_', '.'])?;
+        check_part(code, "service code", b"-_.")?;
         Ok(ServiceId {
             provider: ClientId::from_parts(i, c, m, s)?,
             code: code.to_owned(),
@@ -168,10 +179,7 @@ impl ServiceId {
 impl std::str::FromStr for ServiceId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
-        match s.split('/').collect::<Vec<_>>()[..] {
-            [i, c, m, sub, code] => ServiceId::from_parts([i, c, m, sub, code]),
-            _ => Err(IdError::Parts { expected: 5 }),
-        }
+        ServiceId::from_parts(split_parts(s)?)
     }
 }
 

@@ -903,8 +903,9 @@ async fn run(
     )
         .into_response();
     let headers = response.headers_mut();
-    let request_hash = request_hash(ctx, &bytes);
-    if let Ok(value) = HeaderValue::from_str(&request_hash) {
+    if let Some(hex) = request_hash(ctx, &bytes)
+        && let Ok(value) = HeaderValue::from_bytes(&hex)
+    {
         headers.insert(X_ROAD_REQUEST_HASH, value);
     }
     if let Ok(value) = HeaderValue::from_str(&ctx.message_id) {
@@ -987,14 +988,16 @@ async fn answer(
 
 /// `X-Road-Request-Hash`: SHA-256 over the method, the canonical target and the
 /// body, each length-prefixed, so the consumer can prove which question was answered.
-fn request_hash(ctx: &ExchangeContext, body: &[u8]) -> String {
+fn request_hash(ctx: &ExchangeContext, body: &[u8]) -> Option<[u8; 64]> {
     let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let canonical = ctx.trail.canonical_target.as_deref().unwrap_or_default();
     for part in [ctx.method.as_str().as_bytes(), canonical.as_bytes(), body] {
         hash.update(&(part.len() as u64).to_be_bytes());
         hash.update(part);
     }
-    crate::base::hex::encode(hash.finish().as_ref())
+    let digest = hash.finish();
+    let digest: &[u8; 32] = digest.as_ref().try_into().ok()?;
+    Some(crate::base::hex::encode_digest(digest))
 }
 
 #[cfg(test)]

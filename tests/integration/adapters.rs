@@ -411,3 +411,41 @@ async fn pass_through_contract_still_refuses_malformed_json() {
     let body = expect_problem(response, 502, "upstream.malformed").await;
     assert!(!body.to_string().contains(CITIZEN_ID), "{body}");
 }
+
+/// X-Road REST (pr-rest §4.4): every answer carries `X-Road-Request-Hash`, here SHA-256
+/// over the method, the canonical target and the body, each with its 8-byte length,
+/// computed again by the test from the request it sent. `X-Road-Service` names the
+/// service exactly as the path did.
+#[tokio::test]
+async fn the_answer_names_the_request_it_answers() {
+    init();
+    let pki = TestPki::new();
+    let (_upstream, node) = node_over(&pki, Reply::Citizen, "").await;
+    let response = node
+        .lookup(&node.client(&pki.portal), CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let target = format!("/r1/{CITIZEN_SERVICE}/{CITIZEN_ID}");
+    for part in [&b"GET"[..], target.as_bytes(), b""] {
+        hash.update(&(part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    let expected: String = hash
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(header("x-road-request-hash"), Some(expected));
+    assert_eq!(header("x-road-service").as_deref(), Some(CITIZEN_SERVICE));
+}
