@@ -122,11 +122,19 @@ fn main() {
     let consumer = "VN/GOV/000.00.00.H29/dvc-portal".to_owned();
     part(
         &mut rows,
-        "request metrics (counter + histogram)",
+        "request metrics looked up (counter + histogram; refusals)",
         &|_, i| {
             metrics::counter!("datagate_requests_total", "service" => service.clone(), "consumer" => consumer.clone(), "status" => "200", "leg" => "local").increment(1);
             metrics::histogram!("datagate_request_duration_seconds", "service" => service.clone())
                 .record((i % 1000) as f64 * 1e-6);
+        },
+    );
+    let kept = datagate::observe::ExchangeMetrics::new(&service, &consumer);
+    part(
+        &mut rows,
+        "request metrics kept by the contract (counter + histogram)",
+        &|_, i| {
+            kept.record(200, (0, "local"), (i % 1000) as f64 * 1e-6);
         },
     );
 
