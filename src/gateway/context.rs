@@ -21,7 +21,7 @@ use tokio::time::Instant;
 pub enum Peer {
     /// Consumer listener: an information system whose certificate the registry binds
     /// to the subsystems it may claim.
-    InformationSystem(Authenticated),
+    InformationSystem(std::sync::Arc<Authenticated>),
     /// Exchange listener: a secure server registered in the global configuration for
     /// `member`, identified by its certificate (the message signature's key id).
     SecureServer {

@@ -96,8 +96,9 @@ pub struct InformationSystem {
     pub member: MemberId,
     /// Operator-facing name.
     pub name: String,
-    /// The subsystems it may act for, as full client ids.
-    pub clients: Vec<ClientId>,
+    /// The subsystems it may act for, each as the identity a request claiming it is
+    /// authenticated as: built once here and shared, not rebuilt per request (issue 12).
+    pub bindings: Vec<Arc<Authenticated>>,
     /// From when it is accepted.
     pub effective_from: Option<OffsetDateTime>,
 }
@@ -238,10 +239,19 @@ impl SecureServerRegistry {
                 }
             }
             if let (Some(member), Some(fingerprint)) = (member, fingerprint) {
+                let bindings = clients
+                    .into_iter()
+                    .map(|client| {
+                        Arc::new(Authenticated {
+                            client,
+                            system: entry.name.clone(),
+                        })
+                    })
+                    .collect();
                 let system = InformationSystem {
                     member,
                     name: entry.name.clone(),
-                    clients,
+                    bindings,
                     effective_from: entry.effective_from,
                 };
                 register_once(
@@ -278,7 +288,7 @@ impl SecureServerRegistry {
         fingerprint: &str,
         client: &ClientId,
         now: OffsetDateTime,
-    ) -> Result<Authenticated, GatewayError> {
+    ) -> Result<Arc<Authenticated>, GatewayError> {
         let system = match self.by_fingerprint.get(fingerprint) {
             Some(Registration::InformationSystem(system)) => system,
             Some(Registration::SecureServer(_)) => {
@@ -301,22 +311,19 @@ impl SecureServerRegistry {
                 "the client certificate is registered for another member than X-Road-Client names",
             ));
         }
-        if !system.clients.contains(client) {
+        let Some(binding) = system.bindings.iter().find(|b| &b.client == client) else {
             return Err(GatewayError::new(
                 ErrorCode::TrustSubsystemNotBound,
                 "the client certificate is not registered for the subsystem X-Road-Client names",
             ));
-        }
+        };
         if system.effective_from.is_some_and(|from| now < from) {
             return Err(GatewayError::new(
                 ErrorCode::TrustRegistrationNotEffective,
                 "the registration of the client certificate is not yet effective",
             ));
         }
-        Ok(Authenticated {
-            client: client.clone(),
-            system: system.name.clone(),
-        })
+        Ok(binding.clone())
     }
 
     /// Decides whether the secure server with `fingerprint` may act for `member` at `now`
