@@ -73,7 +73,7 @@ const STATUSES: [(u16, &str); 15] = [
 /// The status as a metric label: the codes the node answers with are static text, so
 /// the label costs no formatting or allocation per request (issue 12); any other code
 /// is formatted.
-pub fn status_label(status: u16) -> metrics::SharedString {
+fn status_label(status: u16) -> metrics::SharedString {
     match STATUSES.iter().find(|(code, _)| *code == status) {
         Some((_, text)) => metrics::SharedString::const_str(text),
         None => metrics::SharedString::from(status.to_string()),
@@ -128,12 +128,11 @@ impl ExchangeMetrics {
             .filter(|_| leg.0 < LEGS)
             .map(|index| index * LEGS + leg.0);
         let register = || {
-            metrics::counter!(
-                "datagate_requests_total",
-                "service" => self.service.clone(),
-                "consumer" => self.consumer.clone(),
-                "status" => status_label(status),
-                "leg" => leg.1
+            requests_counter(
+                self.service.clone().into(),
+                self.consumer.clone().into(),
+                status,
+                leg.1,
             )
         };
         match slot {
@@ -141,12 +140,42 @@ impl ExchangeMetrics {
             None => register().increment(1),
         }
         self.duration
-            .get_or_init(|| {
-                metrics::histogram!(
-                    "datagate_request_duration_seconds",
-                    "service" => self.service.clone()
-                )
-            })
+            .get_or_init(|| duration_histogram(self.service.clone().into()))
             .record(elapsed_seconds);
     }
+}
+
+/// Counts and times an exchange no contract matched (a refusal before authorisation, or
+/// one the owner's gateway decided): the service label is `unknown`, and the handles are
+/// looked up, as such exchanges carry no contract to keep them.
+pub fn record_unmatched_exchange(
+    consumer: metrics::SharedString,
+    status: u16,
+    leg: &'static str,
+    elapsed_seconds: f64,
+) {
+    let unknown = metrics::SharedString::const_str("unknown");
+    requests_counter(unknown.clone(), consumer, status, leg).increment(1);
+    duration_histogram(unknown).record(elapsed_seconds);
+}
+
+/// `datagate_requests_total`, the one place its name and labels are spelled.
+fn requests_counter(
+    service: metrics::SharedString,
+    consumer: metrics::SharedString,
+    status: u16,
+    leg: &'static str,
+) -> metrics::Counter {
+    metrics::counter!(
+        "datagate_requests_total",
+        "service" => service,
+        "consumer" => consumer,
+        "status" => status_label(status),
+        "leg" => leg
+    )
+}
+
+/// `datagate_request_duration_seconds`, the one place its name and label are spelled.
+fn duration_histogram(service: metrics::SharedString) -> metrics::Histogram {
+    metrics::histogram!("datagate_request_duration_seconds", "service" => service)
 }

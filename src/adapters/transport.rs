@@ -22,7 +22,7 @@
 //!   when the backend offers it by ALPN.
 
 use super::{AdapterError, AdapterSpec, TransportCause};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{AUTHORIZATION, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Method, Request};
@@ -355,34 +355,20 @@ impl Transport {
         if declared.is_some_and(|len| len > cap as u64) {
             return Err(AdapterError::BodyTooLarge(cap));
         }
-        let mut incoming = response.into_body();
-        // One chunk is the whole body of most answers: keep it without copying.
-        let mut first: Option<Bytes> = None;
-        let mut body = BytesMut::new();
-        let mut total = 0usize;
-        while let Some(frame) = incoming.frame().await {
-            let frame = frame.map_err(|e| describe(&e, TransportCause::Body))?;
-            let Ok(chunk) = frame.into_data() else {
-                continue; // trailers
-            };
-            total += chunk.len();
-            if total > cap {
-                return Err(AdapterError::BodyTooLarge(cap));
+        // Bounded: `Limited` caps it, and the per-try deadline around `send` ends it. One
+        // chunk (most answers) comes out of `to_bytes` without a copy.
+        #[allow(clippy::disallowed_methods)]
+        let collect = http_body_util::Limited::new(response.into_body(), cap).collect();
+        match collect.await {
+            Ok(collected) => Ok(RawAnswer {
+                status,
+                body: collected.to_bytes(),
+            }),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                Err(AdapterError::BodyTooLarge(cap))
             }
-            match first.take() {
-                None if body.is_empty() => first = Some(chunk),
-                None => body.extend_from_slice(&chunk),
-                Some(earlier) => {
-                    body.reserve(earlier.len() + chunk.len());
-                    body.extend_from_slice(&earlier);
-                    body.extend_from_slice(&chunk);
-                }
-            }
+            Err(error) => Err(describe(&*error, TransportCause::Body)),
         }
-        Ok(RawAnswer {
-            status,
-            body: first.unwrap_or_else(|| body.freeze()),
-        })
     }
 
     /// One health probe: 2xx within the per-try deadline. Adapters without a health

@@ -238,9 +238,7 @@ async fn exchange(gateway: Arc<Gateway>, request: Request, arrival: Arrival) -> 
             let consumer = ctx
                 .and_then(ExchangeContext::authenticated_client)
                 .map_or_else(|| "unauthenticated".to_owned(), ToString::to_string);
-            metrics::counter!("datagate_requests_total", "service" => "unknown", "consumer" => consumer, "status" => crate::observe::status_label(status), "leg" => leg).increment(1);
-            metrics::histogram!("datagate_request_duration_seconds", "service" => "unknown")
-                .record(elapsed);
+            crate::observe::record_unmatched_exchange(consumer.into(), status, leg, elapsed);
         }
     }
     if let Some(code) = error_code {

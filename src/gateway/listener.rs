@@ -753,8 +753,9 @@ async fn serve_http<IO>(
         connection.as_mut().graceful_shutdown();
         closing = Some(Instant::now() + CLOSE_GRACE);
     }
+    let deadlines = Deadlines::of(&limits);
     loop {
-        let wake = next_wake(&activity, Deadlines::of(&limits), closing, false);
+        let wake = next_wake(&activity, deadlines, closing, false);
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
@@ -769,7 +770,7 @@ async fn serve_http<IO>(
                 connection.as_mut().graceful_shutdown();
                 closing = Some(Instant::now() + CLOSE_GRACE);
             }
-            _ = tokio::time::sleep_until(wake) => match watch(&activity, Deadlines::of(&limits), closing, false) {
+            _ = tokio::time::sleep_until(wake) => match watch(&activity, deadlines, closing, false) {
                 Watch::Close | Watch::HeadTimeout => break,
                 Watch::Idle => {
                     connection.as_mut().graceful_shutdown();
