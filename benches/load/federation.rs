@@ -400,10 +400,7 @@ fn write_node(
 
 fn spawn(harness: &Harness, node: &Node, config: &Path) -> anyhow::Result<Proc> {
     let dir = config.parent().context("a node's folder")?;
-    let mut command = procs::pinned(
-        harness.pinning.target,
-        Path::new(env!("CARGO_BIN_EXE_datagate")),
-    );
+    let mut command = procs::pinned(harness.pinning.target, &harness.options.datagate);
     command
         .arg("serve")
         .arg("--config")

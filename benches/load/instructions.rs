@@ -55,7 +55,7 @@ pub async fn run(harness: &Harness, requests: usize) -> anyhow::Result<String> {
         )?;
         let mut command = callgrind(harness, &dir, "gateway-a");
         command
-            .arg(env!("CARGO_BIN_EXE_datagate"))
+            .arg(&harness.options.datagate)
             .arg("serve")
             .arg("--config")
             .arg(&config)

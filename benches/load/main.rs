@@ -84,13 +84,19 @@ usage: cargo bench --bench load -- [--quick | --full] [options]
   --perf               record `perf record -g` of each TLS target during its keep-alive
                        run and write `perf report` summaries next to the results
   --out DIR            where results go (default: target/bench-load)
+  --datagate PATH      the gateway binary to measure (default: the one this bench was
+                       built with); scripts/pgo-build passes its instrumented and its
+                       profile-guided builds here
+  --compare PATH       a second gateway binary, measured as target gateway-a2 (pass-through)
+                       beside gateway-a in the same interleaved rounds
 ";
 
 /// Every target, in report order.
-const TARGETS: [&str; 7] = [
+const TARGETS: [&str; 8] = [
     "direct",
     "nginx",
     "gateway-a",
+    "gateway-a2",
     "gateway-b",
     "gateway-b0",
     "fed-direct",
@@ -154,6 +160,12 @@ pub struct Options {
     pub instructions: Option<usize>,
     /// Where results go.
     pub out: PathBuf,
+    /// The gateway binary under test: this build's by default, or `--datagate PATH`
+    /// (a profile-guided build from `scripts/pgo-build`, say).
+    pub datagate: PathBuf,
+    /// A second gateway binary, measured as target `gateway-a2` (pass-through) beside
+    /// `gateway-a` in the same run: `--compare PATH`.
+    pub compare: Option<PathBuf>,
 }
 
 impl Options {
@@ -188,6 +200,8 @@ impl Options {
                 overload_max_concurrent: None,
                 overload_share: None,
                 out: PathBuf::new(),
+                datagate: PathBuf::from(env!("CARGO_BIN_EXE_datagate")),
+                compare: None,
             }
         } else {
             Options {
@@ -218,6 +232,8 @@ impl Options {
                 overload_max_concurrent: None,
                 overload_share: None,
                 out: PathBuf::new(),
+                datagate: PathBuf::from(env!("CARGO_BIN_EXE_datagate")),
+                compare: None,
             }
         };
         options.targets = TARGETS.map(String::from).to_vec();
@@ -283,6 +299,24 @@ impl Options {
                 "--out" => {
                     options.out = PathBuf::from(iter.next().context("--out needs a directory")?)
                 }
+                "--datagate" => {
+                    options.datagate =
+                        PathBuf::from(iter.next().context("--datagate needs a binary")?);
+                    anyhow::ensure!(
+                        options.datagate.is_file(),
+                        "--datagate: {} is not a file",
+                        options.datagate.display()
+                    );
+                }
+                "--compare" => {
+                    let path = PathBuf::from(iter.next().context("--compare needs a binary")?);
+                    anyhow::ensure!(
+                        path.is_file(),
+                        "--compare: {} is not a file",
+                        path.display()
+                    );
+                    options.compare = Some(path);
+                }
                 "--help" | "-h" => anyhow::bail!("{USAGE}"),
                 other => eprintln!("load: ignoring argument {other:?}"),
             }
@@ -301,6 +335,16 @@ impl Options {
         }
         if let Some(seconds) = overload_seconds {
             options.overload_seconds = seconds;
+        }
+        // `gateway-a2` is the `--compare` binary: measured when given, and only then.
+        options.targets.retain(|t| t != "gateway-a2");
+        if options.compare.is_some() {
+            let at = options
+                .targets
+                .iter()
+                .position(|t| t == "gateway-a")
+                .map_or(options.targets.len(), |i| i + 1);
+            options.targets.insert(at, "gateway-a2".into());
         }
         Ok(options)
     }
@@ -438,7 +482,7 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
     procs::wait_listening(&mut stub, stub_port, Duration::from_secs(10))?;
 
     let nginx = which("nginx").or_else(install_nginx);
-    let datagate = PathBuf::from(env!("CARGO_BIN_EXE_datagate"));
+    let datagate = options.datagate.clone();
     let environment = report::Environment {
         cpus: cpu_count(),
         cpu_model: cpu_model(),
@@ -461,7 +505,11 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
             None => "nginx not installed".into(),
         },
         rustc: version(&dir, Command::new("rustc").arg("-V")),
-        datagate: version(&dir, Command::new(&datagate).arg("--version")),
+        datagate: format!(
+            "{} ({})",
+            version(&dir, Command::new(&datagate).arg("--version")),
+            datagate.display()
+        ),
         git: git_state(&dir),
     };
     let mut settings = report::Settings {
@@ -671,6 +719,7 @@ fn label(id: &str) -> &'static str {
         "direct" => "direct call to the stub (plain HTTP)",
         "nginx" => "nginx (TLS 1.3 mTLS reverse proxy, 1 worker)",
         "gateway-a" => "(a) gateway, pass-through contract, no journal",
+        "gateway-a2" => "(a′) the --compare binary, pass-through contract, no journal",
         "gateway-b0" => "(b0) gateway, full pipeline, journal off",
         "fed-direct" => "(c) portal → A → B, signed + encrypted (A + B)",
         "fed-hub" => "(c) portal → A → hub → B, signed + encrypted (A + hub + B)",
@@ -723,7 +772,7 @@ async fn start(harness: &Harness, result: TargetResult) -> anyhow::Result<Option
         }
         _ => {
             let profile = match id.as_str() {
-                "gateway-a" => setup::GatewayProfile::PassThrough,
+                "gateway-a" | "gateway-a2" => setup::GatewayProfile::PassThrough,
                 "gateway-b0" => setup::GatewayProfile::FullNoJournal,
                 _ => setup::GatewayProfile::Full,
             };
@@ -803,10 +852,11 @@ fn start_gateway(
         ports,
         harness.stub_port,
     )?;
-    let mut command = procs::pinned(
-        harness.pinning.target,
-        Path::new(env!("CARGO_BIN_EXE_datagate")),
-    );
+    let binary = match (&harness.options.compare, id) {
+        (Some(compare), "gateway-a2") => compare,
+        _ => &harness.options.datagate,
+    };
+    let mut command = procs::pinned(harness.pinning.target, binary);
     command
         .arg("serve")
         .arg("--config")

@@ -364,7 +364,7 @@ pub struct Environment {
     pub nginx: String,
     /// `rustc -V`.
     pub rustc: String,
-    /// `datagate --version`.
+    /// `datagate --version` and the binary's path.
     pub datagate: String,
     /// `git describe`.
     pub git: String,
