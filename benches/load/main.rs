@@ -89,6 +89,9 @@ usage: cargo bench --bench load -- [--quick | --full] [options]
                        profile-guided builds here
   --compare PATH       a second gateway binary, measured as target gateway-a2 (pass-through)
                        beside gateway-a in the same interleaved rounds
+  --repeat N           N whole runs in a row (results in DIR/run-1 … run-N), then the
+                       median of each target's figure across them and its verdict
+                       (summary.md): the added-p99 target is a median of five quick runs
 ";
 
 /// Every target, in report order.
@@ -166,6 +169,9 @@ pub struct Options {
     /// A second gateway binary, measured as target `gateway-a2` (pass-through) beside
     /// `gateway-a` in the same run: `--compare PATH`.
     pub compare: Option<PathBuf>,
+    /// Whole runs in a row (`--repeat N`), each in `out/run-K`, then the median of each
+    /// target's figure and its verdict (the p99 target is a median of five quick runs).
+    pub repeat: usize,
 }
 
 impl Options {
@@ -202,6 +208,7 @@ impl Options {
                 out: PathBuf::new(),
                 datagate: PathBuf::from(env!("CARGO_BIN_EXE_datagate")),
                 compare: None,
+                repeat: 1,
             }
         } else {
             Options {
@@ -234,6 +241,7 @@ impl Options {
                 out: PathBuf::new(),
                 datagate: PathBuf::from(env!("CARGO_BIN_EXE_datagate")),
                 compare: None,
+                repeat: 1,
             }
         };
         options.targets = TARGETS.map(String::from).to_vec();
@@ -317,6 +325,7 @@ impl Options {
                     );
                     options.compare = Some(path);
                 }
+                "--repeat" => options.repeat = number(iter.next(), "--repeat")?.max(1.0) as usize,
                 "--help" | "-h" => anyhow::bail!("{USAGE}"),
                 other => eprintln!("load: ignoring argument {other:?}"),
             }
@@ -399,7 +408,7 @@ fn main() -> ExitCode {
             }
         };
         tokio::select! {
-            outcome = run(options, pinning) => outcome,
+            outcome = repeated(options, pinning) => outcome,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
             _ = terminate => Err(anyhow::anyhow!("terminated")),
         }
@@ -438,7 +447,28 @@ pub struct Harness {
     nginx: Option<PathBuf>,
 }
 
-async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
+/// `options.repeat` whole runs, each in a folder of its own when more than one, then the
+/// medians of their targets' figures.
+async fn repeated(options: Options, pinning: Pinning) -> anyhow::Result<()> {
+    if options.repeat <= 1 {
+        return run(options, pinning).await.map(drop);
+    }
+    let mut runs = Vec::new();
+    for k in 1..=options.repeat {
+        eprintln!("load: run {k} of {}", options.repeat);
+        let mut one = options.clone();
+        one.out = options.out.join(format!("run-{k}"));
+        runs.push(run(one, pinning.clone()).await?);
+    }
+    let markdown = report::median_summary(&runs);
+    println!("{markdown}");
+    std::fs::write(options.out.join("summary.md"), &markdown)?;
+    eprintln!("load: wrote {}/summary.md", options.out.display());
+    Ok(())
+}
+
+/// One whole run; returns its targets' checks (none for `--instructions` and `--flood`).
+async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<Vec<report::Check>> {
     let started = Instant::now();
     let date = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)?
@@ -551,7 +581,7 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
         eprintln!("load: wrote {}/instructions.md", options.out.display());
         harness.stub.stop();
         drop(temp);
-        return Ok(());
+        return Ok(Vec::new());
     }
     if options.flood {
         let markdown = flood::run(&harness).await?;
@@ -560,7 +590,7 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
         eprintln!("load: wrote {}/flood.md", options.out.display());
         harness.stub.stop();
         drop(temp);
-        return Ok(());
+        return Ok(Vec::new());
     }
     let wants = |id: &str| options.targets.iter().any(|t| t == id);
     let mut targets = Vec::new();
@@ -616,7 +646,7 @@ async fn run(mut options: Options, pinning: Pinning) -> anyhow::Result<()> {
     eprintln!("load: wrote {}/results.{{json,md}}", options.out.display());
     harness.stub.stop();
     drop(temp);
-    Ok(())
+    Ok(run.checks)
 }
 
 /// The cost comparison: every target started, then measured side by side (keep-alive,

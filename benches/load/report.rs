@@ -341,6 +341,9 @@ pub struct Check {
     pub unit: String,
     /// `met`, `missed`, `indicative met`, `indicative missed`, `n/a`.
     pub verdict: String,
+    /// Met only below the limit (`<`), not at it.
+    #[serde(skip)]
+    pub strict: bool,
 }
 
 /// The machine and software measured.
@@ -492,7 +495,81 @@ fn check(
         limit,
         unit: unit.to_owned(),
         verdict,
+        strict,
     }
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+/// `--repeat N`: each target's figure and limit across the runs, their medians, and the
+/// verdict on the medians (where a limit is itself measured, such as nginx's added p99,
+/// the median of the limits). Runs without a figure for a target are left out of its row,
+/// and a target no run measured has no row.
+pub fn median_summary(runs: &[Vec<Check>]) -> String {
+    let mut order: Vec<&Check> = Vec::new();
+    for check in runs.iter().flatten() {
+        if !order.iter().any(|c| c.criterion == check.criterion) {
+            order.push(check);
+        }
+    }
+    let mut out = format!(
+        "**Targets over {} runs** (median of each figure and of its limit; the verdict is on \
+         the medians)\n\n| criterion | per run | median | limit (median) | met in | verdict |\n\
+         |---|---|---:|---:|---:|---|\n",
+        runs.len()
+    );
+    for first in order {
+        let same: Vec<&Check> = runs
+            .iter()
+            .filter_map(|run| run.iter().find(|c| c.criterion == first.criterion))
+            .collect();
+        let mut measured: Vec<f64> = same.iter().filter_map(|c| c.measured).collect();
+        if measured.is_empty() {
+            // A target none of the runs measured (not in `--targets`).
+            continue;
+        }
+        let mut limits: Vec<f64> = same.iter().filter_map(|c| c.limit).collect();
+        let per_run = same
+            .iter()
+            .map(|c| c.measured.map_or("–".to_owned(), |m| format!("{m:.3}")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let met = same
+            .iter()
+            .filter(|c| c.verdict.ends_with(" met") || c.verdict == "met");
+        let summary = check(
+            &first.criterion,
+            median(&mut measured),
+            median(&mut limits),
+            &first.unit,
+            first.strict,
+            first.verdict.starts_with("indicative"),
+        );
+        let _ = writeln!(
+            out,
+            "| {} | {per_run} | {} | {} | {} of {} | {} |",
+            first.criterion,
+            summary
+                .measured
+                .map_or("–".to_owned(), |m| format!("{m:.3} {}", first.unit)),
+            summary
+                .limit
+                .map_or("–".to_owned(), |l| format!("{l:.3} {}", first.unit)),
+            met.count(),
+            same.len(),
+            summary.verdict,
+        );
+    }
+    out
 }
 
 /// The issue's targets, evaluated on `targets` (only the overload phase's with
@@ -579,6 +656,36 @@ fn cost_checks(
     let b = target(targets, "gateway-b");
     let added = |t| Some(p99(t)? - p99(direct)?);
     let nginx_added = added(nginx);
+    // `--compare`: the second binary against the same targets, in the same rounds.
+    let a2 = target(targets, "gateway-a2");
+    let compared = a2.map(|a2| {
+        [
+            check(
+                "(a′) the --compare binary, pass-through: CPU/request ÷ nginx's",
+                ratio(cpu(Some(a2)), cpu(nginx)),
+                Some(1.0),
+                "×",
+                false,
+                false,
+            ),
+            check(
+                "(a′) the --compare binary: added p99 over the direct call ≤ nginx's",
+                added(Some(a2)),
+                nginx_added,
+                "ms",
+                false,
+                false,
+            ),
+            check(
+                "(a′) the --compare binary: CPU per new mTLS connection ÷ nginx's",
+                ratio(conn_cpu(Some(a2)), conn_cpu(nginx)),
+                Some(0.5),
+                "×",
+                false,
+                false,
+            ),
+        ]
+    });
     let mut out = vec![
         check(
             "(a) pass-through: CPU/request ÷ nginx's",
@@ -654,6 +761,7 @@ fn cost_checks(
             false,
         ));
     }
+    out.extend(compared.into_iter().flatten());
     out.extend(federation_checks(targets, floors));
     for (name, t) in [("(a)", a), ("(b)", b)] {
         let memory = t.and_then(|t| t.memory.as_ref());
