@@ -15,30 +15,41 @@
 use crate::config::Limits;
 use crate::error::{ErrorCode, GatewayError};
 use crate::identity::ClientId;
-use dashmap::DashMap;
-use std::sync::Arc;
+use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Each consumer's in-flight count, by its authenticated identity.
+type Counts = foldhash::HashMap<ClientId, Arc<AtomicUsize>>;
 
 /// The node's in-flight exchanges.
 ///
-/// No lock is held across an admission (issue 12, scaling with cores): the node's count
-/// is one atomic, each consumer's count is one atomic of its own, found in a sharded map
-/// (a read lock on one of its shards, never a lock on the whole map). A place is taken by
-/// incrementing first and checking the value it had, and given back at once when over the
-/// cap, so concurrent admissions near a cap can only refuse, never admit past it.
+/// No lock is held across an admission, and an admission writes only two cache lines that
+/// other threads share (issue 12, scaling with cores): the node's count, and the consumer's
+/// count (whose reference count sits on the same line). The consumers' counts are found in a
+/// copy-on-write map read through `ArcSwap` (no shared write to read it); a consumer's first
+/// admission copies the map once, under a mutex that only such first admissions take (the
+/// registry bounds the consumers). A reload keeps the map, so a consumer's count carries
+/// across it. A place is taken by incrementing first and checking the value it had, and
+/// given back at once when over the cap, so concurrent admissions near a cap can only
+/// refuse, never admit past it.
 #[derive(Debug, Default)]
 pub struct Admission {
     total: AtomicUsize,
     /// Authenticated consumers only (the registry bounds the keys); an entry stays when its
     /// count returns to zero, so its atomic is not re-created per exchange.
-    per_consumer: DashMap<ClientId, Arc<AtomicUsize>, foldhash::fast::RandomState>,
+    per_consumer: ArcSwap<Counts>,
+    /// Serialises the copies that add a consumer.
+    adding: Mutex<()>,
 }
 
-/// One admitted exchange; dropping it frees its place.
+/// One admitted exchange; dropping it frees its place. It borrows the node's count (the
+/// exchange runs within the gateway's lifetime), so taking one does not touch a reference
+/// count every exchange shares.
 #[derive(Debug)]
-pub struct Ticket {
-    admission: Arc<Admission>,
+pub struct Ticket<'a> {
+    total: &'a AtomicUsize,
     consumer: Arc<AtomicUsize>,
 }
 
@@ -59,22 +70,24 @@ impl Admission {
     }
 
     fn counter(&self, consumer: &ClientId) -> Arc<AtomicUsize> {
-        if let Some(count) = self.per_consumer.get(consumer) {
+        if let Some(count) = self.per_consumer.load().get(consumer) {
             return count.clone();
         }
-        self.per_consumer
-            .entry(consumer.clone())
-            .or_default()
-            .clone()
+        let _adding = self.adding.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.per_consumer.load_full();
+        if let Some(count) = current.get(consumer) {
+            return count.clone();
+        }
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut next = Counts::clone(&current);
+        next.insert(consumer.clone(), count.clone());
+        self.per_consumer.store(Arc::new(next));
+        count
     }
 
     /// Admits one exchange of `consumer` (an authenticated identity: the map
     /// is bounded by the registry) or refuses it at once.
-    pub fn admit(
-        self: &Arc<Self>,
-        consumer: &ClientId,
-        limits: &Limits,
-    ) -> Result<Ticket, GatewayError> {
+    pub fn admit(&self, consumer: &ClientId, limits: &Limits) -> Result<Ticket<'_>, GatewayError> {
         if !take(&self.total, limits.max_concurrent_requests) {
             return Err(GatewayError::new(
                 ErrorCode::GatewayOverloaded,
@@ -91,7 +104,7 @@ impl Admission {
             .with_retry_after(Duration::from_secs(1)));
         }
         Ok(Ticket {
-            admission: self.clone(),
+            total: &self.total,
             consumer: mine,
         })
     }
@@ -102,10 +115,10 @@ impl Admission {
     }
 }
 
-impl Drop for Ticket {
+impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         self.consumer.fetch_sub(1, Ordering::AcqRel);
-        self.admission.total.fetch_sub(1, Ordering::AcqRel);
+        self.total.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -166,6 +179,49 @@ mod tests {
         // A reload that raises the cap takes effect at the next admission.
         let bigger = self::limits(3, 2);
         let _three = admission.admit(&b, &bigger).expect("resized");
+    }
+
+    /// 003 Điều 50 khoản 1: consumers first seen at the same moment on several threads each
+    /// get a count of their own, and none is lost to another's copy of the map: every one
+    /// of them is held to its share afterwards.
+    #[test]
+    fn consumers_added_at_once_each_keep_their_count() {
+        let admission = Admission::new();
+        let limits = limits(1_000, 1);
+        let consumers: Vec<ClientId> = (0..32)
+            .map(|i| format!("VN/GOV/000.00.00.H29/c{i}").parse().expect("id"))
+            .collect();
+        let tickets: Vec<Ticket<'_>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = consumers
+                .chunks(4)
+                .map(|mine| {
+                    let (admission, limits) = (&admission, &limits);
+                    scope.spawn(move || {
+                        mine.iter()
+                            .map(|c| admission.admit(c, limits).expect("first of its share"))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        assert_eq!(admission.in_flight(), 32);
+        for consumer in &consumers {
+            let refusal = admission
+                .admit(consumer, &limits)
+                .expect_err("its one place is held");
+            assert_eq!(refusal.code(), ErrorCode::InFlightShareExceeded);
+        }
+        drop(tickets);
+        assert_eq!(admission.in_flight(), 0);
+        for consumer in &consumers {
+            let _again = admission
+                .admit(consumer, &limits)
+                .expect("its place came back");
+        }
     }
 
     /// 003 Điều 50 khoản 1 under contention: threads admitting at once never hold more than

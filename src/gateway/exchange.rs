@@ -401,7 +401,7 @@ async fn admit_and_run(
     };
     ctx.peer = Some(peer);
 
-    let ticket: Ticket = gateway.admission().admit(&ctx.client, &runtime.limits)?;
+    let ticket: Ticket<'_> = gateway.admission().admit(&ctx.client, &runtime.limits)?;
     // Boxed for the same reason as the exchange's task: `timeout_at` takes the future by value.
     let deadline = ctx.deadline;
     let boxed = Box::pin(run(gateway, runtime, ctx, parts, body));
