@@ -20,8 +20,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Each consumer's in-flight count, by its authenticated identity.
-type Counts = foldhash::HashMap<ClientId, Arc<AtomicUsize>>;
+/// Each consumer's in-flight count, by its authenticated identity (shared, so that copying
+/// the map to add a consumer copies pointers, not identities).
+type Counts = foldhash::HashMap<Arc<ClientId>, Arc<AtomicUsize>>;
 
 /// The node's in-flight exchanges.
 ///
@@ -80,7 +81,7 @@ impl Admission {
         }
         let count = Arc::new(AtomicUsize::new(0));
         let mut next = Counts::clone(&current);
-        next.insert(consumer.clone(), count.clone());
+        next.insert(Arc::new(consumer.clone()), count.clone());
         self.per_consumer.store(Arc::new(next));
         count
     }
