@@ -1,16 +1,32 @@
-//! Admission: how many exchanges run at once, in all and per consumer.
+//! Admission: how many exchanges run at once, in all and per consumer, and who waits
+//! when the node is overloaded.
 //!
-//! Owns the node's in-flight count and each authenticated consumer's share of
-//! it. A request is admitted only while the node is under
-//! `limits.max_concurrent_requests` **and** its consumer is under
-//! `limits.max_in_flight_per_consumer`, so one tenant, however slow or busy,
-//! always leaves room for the others. Refusals are immediate (never a queue):
-//! `gateway.overloaded` when the node is full, `ratelimit.in_flight_share_exceeded`
-//! when the consumer is. The limits are read at each admission, so a reload
-//! resizes them without dropping anything in flight.
+//! Owns the node's running count, each authenticated consumer's share of the node's
+//! exchanges, the node's **overload control** and the queue of requests waiting for it.
 //!
-//! Does not own: who the consumer is (the registry authenticates it) or the
-//! quotas of contracts (rate and daily, in `contract::quota`).
+//! - A consumer at `limits.max_in_flight_per_consumer` (running and waiting) is refused at
+//!   once with `ratelimit.in_flight_share_exceeded`, so one tenant, however slow or busy,
+//!   always leaves room for the others.
+//! - `limits.max_concurrent_requests` is the hard cap on the node's exchanges, running and
+//!   waiting: beyond it a request is refused at once with `gateway.overloaded` (it bounds
+//!   the memory the node holds for requests).
+//! - Below the hard cap, the **overload control** (decision 0016) may set a lower limit on
+//!   the exchanges that *run*: a probe measures the runtime's scheduling delay while the
+//!   node is busy; above [`TARGET_DELAY`] the limit shrinks, below it (with requests
+//!   waiting) it grows again, and after a calm spell it is lifted. A slow backend does not
+//!   lower it (an exchange waiting on its backend is not runnable), a saturated core does.
+//! - A request over that limit **waits**, newest first (adaptive LIFO: the one that arrived
+//!   last is the one whose client is still waiting for it), for at most [`WAIT_AT_MOST`] or
+//!   its exchange's deadline, then is refused with `gateway.overloaded`. So past saturation
+//!   the requests the node admits are the fresh ones, and the queue that a saturated core
+//!   would otherwise build in every connection's socket is held here instead, where it
+//!   costs no CPU.
+//!
+//! The limits are read at each admission, so a reload resizes them without dropping
+//! anything in flight.
+//!
+//! Does not own: who the consumer is (the registry authenticates it) or the quotas of
+//! contracts (rate and daily, in `contract::quota`).
 
 use crate::config::Limits;
 use crate::error::{ErrorCode, GatewayError};
@@ -19,49 +35,127 @@ use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
+
+/// The longest a request waits for the overload control's limit before it is refused.
+pub const WAIT_AT_MOST: Duration = Duration::from_millis(100);
+/// The scheduling delay above which the overload control lowers the running limit: a
+/// request's every step (read, call, answer) waits about this long for its turn.
+pub const TARGET_DELAY: Duration = Duration::from_millis(2);
+/// How often the probe samples the scheduling delay while the node is busy.
+pub const PROBE_EVERY: Duration = Duration::from_millis(5);
+/// Running exchanges from which the probe starts sampling (below, no core is saturated by
+/// this node's exchanges, and an idle node is never woken for it).
+pub const BUSY_AT: usize = 32;
+/// The overload control never lowers the running limit below this.
+pub const MIN_LIMIT: usize = 8;
+/// Consecutive calm samples (no one waiting, delay under target) after which the limit is
+/// lifted and the probe sleeps until the node is busy again.
+const CALM_SAMPLES: u32 = 20;
+/// "No limit set by the overload control": only the hard cap applies.
+const UNLIMITED: usize = usize::MAX;
 
 /// Each consumer's in-flight count, by its authenticated identity (shared, so that copying
 /// the map to add a consumer copies pointers, not identities).
 type Counts = foldhash::HashMap<Arc<ClientId>, Arc<AtomicUsize>>;
 
-/// The node's in-flight exchanges.
+/// The node's exchanges: running, waiting, and each consumer's.
 ///
-/// No lock is held across an admission, and an admission writes only two cache lines that
-/// other threads share (issue 12, scaling with cores): the node's count, and the consumer's
-/// count (whose reference count sits on the same line). The consumers' counts are found in a
-/// copy-on-write map read through `ArcSwap` (no shared write to read it); a consumer's first
-/// admission copies the map once, under a mutex that only such first admissions take (the
-/// registry bounds the consumers). A reload keeps the map, so a consumer's count carries
-/// across it. A place is taken by incrementing first and checking the value it had, and
-/// given back at once when over the cap, so concurrent admissions near a cap can only
-/// refuse, never admit past it.
-#[derive(Debug, Default)]
+/// No lock is held across an admission, and an admission that does not wait writes only
+/// two cache lines that other threads share (issue 12, scaling with cores): the node's
+/// running count, and the consumer's count (whose reference count sits on the same line).
+/// The consumers' counts are found in a copy-on-write map read through `ArcSwap` (no shared
+/// write to read it); a consumer's first admission copies the map once, under a mutex that
+/// only such first admissions take (the registry bounds the consumers). A reload keeps the
+/// map, so a consumer's count carries across it. A place is taken by incrementing first and
+/// checking the value it had, and given back at once when over the cap, so concurrent
+/// admissions near a cap can only refuse, never admit past it.
+///
+/// The waiting queue has a mutex of its own, taken only while someone waits (overload):
+/// the fast path reads one counter of waiters, written only then.
+#[derive(Debug)]
 pub struct Admission {
-    total: AtomicUsize,
+    running: AtomicUsize,
     /// Authenticated consumers only (the registry bounds the keys); an entry stays when its
     /// count returns to zero, so its atomic is not re-created per exchange.
     per_consumer: ArcSwap<Counts>,
     /// Serialises the copies that add a consumer.
     adding: Mutex<()>,
+    /// The running limit the overload control set ([`UNLIMITED`] when none).
+    limit: AtomicUsize,
+    /// The hard cap last read from the limits (for releases, which have no limits at hand).
+    hard: AtomicUsize,
+    /// Requests waiting; equal to the queue's length, readable without its lock.
+    waiting: AtomicUsize,
+    queue: Mutex<Queue>,
+    /// Wakes the probe when the node becomes busy.
+    busy: Notify,
 }
 
-/// One admitted exchange; dropping it frees its place. It borrows the node's count (the
-/// exchange runs within the gateway's lifetime), so taking one does not touch a reference
-/// count every exchange shares.
+#[derive(Debug, Default)]
+struct Queue {
+    next_id: u64,
+    /// Oldest first: the newest is popped.
+    waiters: Vec<Waiter>,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    id: u64,
+    /// Sent when a running place is handed to this waiter (the running count already holds
+    /// it).
+    place: oneshot::Sender<()>,
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Admission {
+            running: AtomicUsize::new(0),
+            per_consumer: ArcSwap::default(),
+            adding: Mutex::new(()),
+            limit: AtomicUsize::new(UNLIMITED),
+            hard: AtomicUsize::new(UNLIMITED),
+            waiting: AtomicUsize::new(0),
+            queue: Mutex::new(Queue::default()),
+            busy: Notify::new(),
+        }
+    }
+}
+
+/// One admitted exchange; dropping it frees its place (or hands it to the newest waiter).
+/// It borrows the admission (the exchange runs within the gateway's lifetime), so taking one
+/// does not touch a reference count every exchange shares.
 #[derive(Debug)]
 pub struct Ticket<'a> {
-    total: &'a AtomicUsize,
+    admission: &'a Admission,
     consumer: Arc<AtomicUsize>,
 }
 
 /// Takes one place under `cap`, or leaves the count as it was.
 fn take(count: &AtomicUsize, cap: usize) -> bool {
-    if count.fetch_add(1, Ordering::AcqRel) < cap {
+    if count.fetch_add(1, Ordering::SeqCst) < cap {
         true
     } else {
-        count.fetch_sub(1, Ordering::AcqRel);
+        count.fetch_sub(1, Ordering::SeqCst);
         false
     }
+}
+
+fn overloaded() -> GatewayError {
+    GatewayError::new(
+        ErrorCode::GatewayOverloaded,
+        "the node is at its limit of exchanges; try again shortly",
+    )
+    .with_retry_after(Duration::from_secs(1))
+}
+
+fn share_exceeded() -> GatewayError {
+    GatewayError::new(
+        ErrorCode::InFlightShareExceeded,
+        "this client already has its share of the node's exchanges in flight",
+    )
+    .with_retry_after(Duration::from_secs(1))
 }
 
 impl Admission {
@@ -86,43 +180,281 @@ impl Admission {
         count
     }
 
-    /// Admits one exchange of `consumer` (an authenticated identity: the map
-    /// is bounded by the registry) or refuses it at once.
-    pub fn admit(&self, consumer: &ClientId, limits: &Limits) -> Result<Ticket<'_>, GatewayError> {
-        if !take(&self.total, limits.max_concurrent_requests) {
-            return Err(GatewayError::new(
-                ErrorCode::GatewayOverloaded,
-                "too many exchanges in flight; try again shortly",
-            ));
-        }
-        let mine = self.counter(consumer);
-        if !take(&mine, limits.max_in_flight_per_consumer) {
-            self.total.fetch_sub(1, Ordering::AcqRel);
-            return Err(GatewayError::new(
-                ErrorCode::InFlightShareExceeded,
-                "this client already has its share of the node's exchanges in flight",
-            )
-            .with_retry_after(Duration::from_secs(1)));
-        }
-        Ok(Ticket {
-            total: &self.total,
-            consumer: mine,
-        })
+    /// The running limit now: the overload control's, within the hard cap.
+    fn cap(&self) -> usize {
+        self.limit
+            .load(Ordering::Relaxed)
+            .min(self.hard.load(Ordering::Relaxed))
     }
 
-    /// Exchanges in flight now.
+    fn read_limits(&self, limits: &Limits) {
+        if self.hard.load(Ordering::Relaxed) != limits.max_concurrent_requests {
+            self.hard
+                .store(limits.max_concurrent_requests, Ordering::Relaxed);
+        }
+    }
+
+    /// The consumer's place, and a running place if one is free and no one waits for it.
+    fn enter(
+        &self,
+        consumer: &ClientId,
+        limits: &Limits,
+    ) -> Result<(Arc<AtomicUsize>, bool), GatewayError> {
+        self.read_limits(limits);
+        let mine = self.counter(consumer);
+        if !take(&mine, limits.max_in_flight_per_consumer) {
+            return Err(share_exceeded());
+        }
+        let running = self.waiting.load(Ordering::SeqCst) == 0 && take(&self.running, self.cap());
+        if running && self.running.load(Ordering::Relaxed) == BUSY_AT {
+            self.busy.notify_one();
+        }
+        Ok((mine, running))
+    }
+
+    /// Admits one exchange of `consumer` (an authenticated identity: the map is bounded by
+    /// the registry) now, or refuses it at once: never waits (for callers without a
+    /// deadline of their own to wait under).
+    pub fn admit(&self, consumer: &ClientId, limits: &Limits) -> Result<Ticket<'_>, GatewayError> {
+        match self.enter(consumer, limits)? {
+            (mine, true) => Ok(self.ticket(mine)),
+            (mine, false) => {
+                mine.fetch_sub(1, Ordering::SeqCst);
+                Err(overloaded())
+            }
+        }
+    }
+
+    /// Admits one exchange of `consumer`, waiting (newest first) while the overload control
+    /// holds the node at its running limit, until `wait_until` at the latest.
+    pub async fn admit_or_wait(
+        &self,
+        consumer: &ClientId,
+        limits: &Limits,
+        wait_until: Instant,
+    ) -> Result<Ticket<'_>, GatewayError> {
+        let (mine, running) = self.enter(consumer, limits)?;
+        if running {
+            return Ok(self.ticket(mine));
+        }
+        match self.wait(limits, wait_until).await {
+            Ok(()) => Ok(self.ticket(mine)),
+            Err(error) => {
+                mine.fetch_sub(1, Ordering::SeqCst);
+                Err(error)
+            }
+        }
+    }
+
+    fn ticket(&self, consumer: Arc<AtomicUsize>) -> Ticket<'_> {
+        Ticket {
+            admission: self,
+            consumer,
+        }
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for a running place: `Ok` once it is this request's.
+    async fn wait(&self, limits: &Limits, wait_until: Instant) -> Result<(), GatewayError> {
+        let (id, place) = {
+            let mut queue = self.lock_queue();
+            let waiting = queue.waiters.len();
+            if self.running.load(Ordering::SeqCst) + waiting >= limits.max_concurrent_requests {
+                return Err(overloaded());
+            }
+            let id = queue.next_id;
+            queue.next_id += 1;
+            let (sender, place) = oneshot::channel();
+            queue.waiters.push(Waiter { id, place: sender });
+            self.waiting.store(waiting + 1, Ordering::SeqCst);
+            (id, place)
+        };
+        // A place may have freed between the fast path and the queue: the release that
+        // freed it read `waiting` before this request was counted in it.
+        self.hand_over();
+        let mut guard = Waiting {
+            admission: self,
+            id,
+            place,
+            done: false,
+        };
+        let outcome = tokio::time::timeout_at(wait_until, &mut guard.place).await;
+        guard.finish(matches!(outcome, Ok(Ok(()))))
+    }
+
+    /// Hands free running places to the newest waiters.
+    fn hand_over(&self) {
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let mut queue = self.lock_queue();
+        while !queue.waiters.is_empty() && take(&self.running, self.cap()) {
+            // The receiver lives as long as the waiter is queued (see [`Waiting`]).
+            if let Some(waiter) = queue.waiters.pop()
+                && waiter.place.send(()).is_err()
+            {
+                self.running.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.store(queue.waiters.len(), Ordering::SeqCst);
+    }
+
+    /// Gives a running place back, to the newest waiter if someone waits.
+    fn release(&self) {
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.hand_over();
+    }
+
+    /// Exchanges running now.
     pub fn in_flight(&self) -> usize {
-        self.total.load(Ordering::Acquire)
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Requests waiting for a running place now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// The running limit the overload control set, if any.
+    pub fn limit(&self) -> Option<usize> {
+        match self.limit.load(Ordering::Relaxed) {
+            UNLIMITED => None,
+            limit => Some(limit),
+        }
+    }
+}
+
+/// A request in the queue: whatever ends its wait (a place, the deadline, or its future
+/// dropped because the client went away) leaves the queue and the running count
+/// consistent. It holds the receiving end, so a hand-over (which sends under the queue's
+/// lock) always reaches a request that is still in the queue.
+struct Waiting<'a> {
+    admission: &'a Admission,
+    id: u64,
+    place: oneshot::Receiver<()>,
+    done: bool,
+}
+
+impl Waiting<'_> {
+    /// Ends the wait: `Ok` if a place was handed to this request, even at the last instant.
+    fn finish(mut self, handed: bool) -> Result<(), GatewayError> {
+        self.done = true;
+        if handed || !self.leave() {
+            metrics::counter!("datagate_admission_waits_total", "outcome" => "admitted")
+                .increment(1);
+            return Ok(());
+        }
+        metrics::counter!("datagate_admission_waits_total", "outcome" => "refused").increment(1);
+        Err(overloaded())
+    }
+
+    /// Leaves the queue; false if a place had been handed to this request already.
+    fn leave(&self) -> bool {
+        let admission = self.admission;
+        let mut queue = admission.lock_queue();
+        let Some(at) = queue.waiters.iter().rposition(|w| w.id == self.id) else {
+            return false;
+        };
+        queue.waiters.remove(at);
+        admission
+            .waiting
+            .store(queue.waiters.len(), Ordering::SeqCst);
+        true
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        // Dropped mid-wait: give back the place if one had been handed over.
+        if !self.done && !self.leave() {
+            self.admission.release();
+        }
     }
 }
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
-        self.consumer.fetch_sub(1, Ordering::AcqRel);
-        self.total.fetch_sub(1, Ordering::AcqRel);
+        self.consumer.fetch_sub(1, Ordering::SeqCst);
+        self.admission.release();
     }
 }
 
+/// The overload control's memory between two samples.
+#[derive(Debug, Default)]
+pub struct Control {
+    calm: u32,
+}
+
+impl Admission {
+    /// One sample of the runtime's scheduling delay: sets the running limit (additive
+    /// increase while requests wait and the delay is well under target, multiplicative
+    /// decrease above it, lifted after a calm spell). Returns whether the node is still busy,
+    /// i.e. whether the probe should keep sampling.
+    pub fn adjust(&self, control: &mut Control, delay: Duration) -> bool {
+        let running = self.running.load(Ordering::SeqCst);
+        let waiting = self.waiting.load(Ordering::SeqCst);
+        let hard = self.hard.load(Ordering::Relaxed);
+        let limit = self.limit.load(Ordering::Relaxed);
+        let next = if delay > TARGET_DELAY {
+            control.calm = 0;
+            // From what actually runs: a limit above it would take several samples to bite.
+            (limit.min(running).min(hard) * 3 / 4).max(MIN_LIMIT)
+        } else if waiting > 0 {
+            control.calm = 0;
+            match limit {
+                UNLIMITED => UNLIMITED,
+                limit if delay <= TARGET_DELAY / 2 => limit + (limit / 16).max(1),
+                limit => limit,
+            }
+        } else {
+            control.calm += 1;
+            if control.calm >= CALM_SAMPLES {
+                UNLIMITED
+            } else {
+                limit
+            }
+        };
+        let next = if next >= hard { UNLIMITED } else { next };
+        self.limit.store(next, Ordering::Relaxed);
+        metrics::gauge!("datagate_admission_limit").set(match next {
+            UNLIMITED => 0.0,
+            limit => limit as f64,
+        });
+        if next > limit {
+            self.hand_over();
+        }
+        next != UNLIMITED || running >= BUSY_AT
+    }
+
+    /// The overload control's probe, for the node's lifetime: asleep until the node is
+    /// busy ([`BUSY_AT`] exchanges running), then a sample every [`PROBE_EVERY`] until
+    /// [`Admission::adjust`] finds it calm again.
+    pub async fn probe(self: Arc<Self>) {
+        loop {
+            self.busy.notified().await;
+            let mut control = Control::default();
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                let delay = scheduling_delay().await;
+                if !self.adjust(&mut control, delay) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// How long a task that yields waits for its next turn: one pass over the tasks ready
+/// before it (and the I/O driver's poll), which is what every step of every request waits
+/// on a busy runtime.
+async fn scheduling_delay() -> Duration {
+    let yielded = Instant::now();
+    tokio::task::yield_now().await;
+    yielded.elapsed()
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +497,7 @@ mod tests {
     }
 
     /// 003 Điều 50 khoản 1: beyond the node's total, requests are shed at once, never queued.
+    /// (Without an overload limit, the total is also the running limit.)
     #[test]
     fn the_node_total_is_a_hard_cap() {
         let admission = Admission::new();
@@ -267,5 +600,215 @@ mod tests {
         assert!(mine.iter().all(|&m| m <= 4), "a share exceeded: {mine:?}");
         assert!(total > 0, "nothing was admitted");
         assert_eq!(admission.in_flight(), 0, "every place comes back");
+    }
+
+    fn id(name: &str) -> ClientId {
+        format!("VN/GOV/000.00.00.H29/{name}").parse().expect("id")
+    }
+
+    /// An admission with `running` exchanges of `who` running and the overload control's
+    /// limit lowered from there by one sample of a saturated runtime.
+    fn saturated<'a>(
+        admission: &'a Admission,
+        who: &ClientId,
+        limits: &Limits,
+        running: usize,
+    ) -> Vec<Ticket<'a>> {
+        let tickets: Vec<Ticket<'a>> = (0..running)
+            .map(|_| admission.admit(who, limits).expect("room"))
+            .collect();
+        assert!(admission.adjust(&mut Control::default(), TARGET_DELAY * 5));
+        assert_eq!(admission.limit(), Some(running * 3 / 4));
+        tickets
+    }
+
+    /// Decision 0016, 003 Điều 50 khoản 1 (service kept up under load): past the overload
+    /// limit requests wait, and a freed place goes to the newest of them (the one whose
+    /// client is still waiting), not the oldest.
+    #[tokio::test(start_paused = true)]
+    async fn over_the_limit_the_newest_waiting_request_is_admitted_first() {
+        let admission = Admission::new();
+        let limits = limits(1_000, 1_000);
+        let mut tickets = saturated(&admission, &id("a"), &limits, 40);
+        let until = Instant::now() + WAIT_AT_MOST;
+        let (older, newer) = (id("older"), id("newer"));
+        let mut first = Box::pin(admission.admit_or_wait(&older, &limits, until));
+        let mut second = Box::pin(admission.admit_or_wait(&newer, &limits, until));
+        assert!(futures_util::poll!(&mut first).is_pending());
+        assert!(futures_util::poll!(&mut second).is_pending());
+        assert_eq!(admission.waiting(), 2);
+        // Down to the limit (30): still no place free.
+        tickets.truncate(30);
+        assert!(futures_util::poll!(&mut first).is_pending());
+        assert!(futures_util::poll!(&mut second).is_pending());
+        tickets.pop();
+        let ticket = match futures_util::poll!(&mut second) {
+            std::task::Poll::Ready(admitted) => admitted.expect("the newest is admitted"),
+            std::task::Poll::Pending => panic!("the newest still waits"),
+        };
+        assert!(
+            futures_util::poll!(&mut first).is_pending(),
+            "the oldest waits on"
+        );
+        assert_eq!((admission.in_flight(), admission.waiting()), (30, 1));
+        drop(ticket);
+        let _first = first.await.expect("then the older one");
+        assert_eq!((admission.in_flight(), admission.waiting()), (30, 0));
+    }
+
+    /// Decision 0016: a request that waited its longest is refused with the overload code,
+    /// and leaves neither the queue nor its consumer's share taken.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_waits_too_long_is_refused_as_overloaded() {
+        let admission = Admission::new();
+        let limits = limits(1_000, 1);
+        let _tickets = saturated(&admission, &id("a"), &limits_with_share(1_000), 40);
+        let late = id("late");
+        let refusal = admission
+            .admit_or_wait(&late, &limits, Instant::now() + WAIT_AT_MOST)
+            .await
+            .expect_err("no place within the wait");
+        assert_eq!(refusal.code(), ErrorCode::GatewayOverloaded);
+        assert_eq!(admission.waiting(), 0);
+        // Its share (one) is free again: the next attempt waits rather than being refused
+        // for the share.
+        let refusal = admission
+            .admit_or_wait(&late, &limits, Instant::now() + Duration::from_millis(1))
+            .await
+            .expect_err("still no place");
+        assert_eq!(refusal.code(), ErrorCode::GatewayOverloaded);
+    }
+
+    fn limits_with_share(share: usize) -> Limits {
+        limits(1_000, share)
+    }
+
+    /// A waiting request whose client goes away (its future dropped) leaves no place
+    /// taken, also when a place had been handed to it just before.
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_that_goes_away_takes_no_place_with_it() {
+        let admission = Admission::new();
+        let limits = limits(1_000, 1_000);
+        let mut tickets = saturated(&admission, &id("a"), &limits, 40);
+        let until = Instant::now() + WAIT_AT_MOST;
+        let gone = id("gone");
+        let mut waiting = Box::pin(admission.admit_or_wait(&gone, &limits, until));
+        assert!(futures_util::poll!(&mut waiting).is_pending());
+        drop(waiting);
+        assert_eq!(admission.waiting(), 0);
+        // Handed a place, then dropped before it ran again.
+        let mut waiting = Box::pin(admission.admit_or_wait(&gone, &limits, until));
+        assert!(futures_util::poll!(&mut waiting).is_pending());
+        tickets.truncate(29);
+        assert_eq!(admission.in_flight(), 30, "the place went to the waiter");
+        drop(waiting);
+        assert_eq!(admission.in_flight(), 29, "and came back when it left");
+        drop(tickets);
+        assert_eq!((admission.in_flight(), admission.waiting()), (0, 0));
+    }
+
+    /// 003 Điều 50 khoản 1: waiting requests count against the node's hard cap and against
+    /// their consumer's share, so neither can be exceeded by queueing.
+    #[tokio::test(start_paused = true)]
+    async fn waiting_requests_count_against_the_cap_and_the_share() {
+        let admission = Admission::new();
+        let limits = limits(42, 2);
+        let _tickets = saturated(&admission, &id("a"), &limits_with_share(1_000), 40);
+        let until = Instant::now() + WAIT_AT_MOST;
+        let (b, c) = (id("b"), id("c"));
+        let mut one = Box::pin(admission.admit_or_wait(&b, &limits, until));
+        let mut two = Box::pin(admission.admit_or_wait(&b, &limits, until));
+        assert!(futures_util::poll!(&mut one).is_pending());
+        assert!(futures_util::poll!(&mut two).is_pending());
+        let share = admission
+            .admit_or_wait(&b, &limits, until)
+            .await
+            .expect_err("b's share is waiting");
+        assert_eq!(share.code(), ErrorCode::InFlightShareExceeded);
+        let full = admission
+            .admit_or_wait(&c, &limits, until)
+            .await
+            .expect_err("40 running and 2 waiting fill the node's 42");
+        assert_eq!(full.code(), ErrorCode::GatewayOverloaded);
+        // The fast path does not jump the queue either.
+        assert_eq!(
+            admission
+                .admit(&c, &limits)
+                .expect_err("queue first")
+                .code(),
+            ErrorCode::GatewayOverloaded
+        );
+    }
+
+    /// Decision 0016: the limit falls by a quarter of what runs at each sample above the
+    /// target delay (never under the minimum), rises while requests wait and the delay is
+    /// well under target, and is lifted after a calm spell, when the probe may sleep.
+    #[tokio::test(start_paused = true)]
+    async fn the_limit_follows_the_scheduling_delay() {
+        let admission = Admission::new();
+        let limits = limits(1_000, 1_000);
+        let mut tickets = saturated(&admission, &id("a"), &limits, 40);
+        let mut control = Control::default();
+        let high = TARGET_DELAY * 2;
+        assert!(admission.adjust(&mut control, high));
+        assert_eq!(
+            admission.limit(),
+            Some(22),
+            "from the limit (30) when under what runs"
+        );
+        for _ in 0..20 {
+            admission.adjust(&mut control, high);
+        }
+        assert_eq!(admission.limit(), Some(MIN_LIMIT));
+        // Someone waits and the runtime is quick again: additive increase.
+        tickets.truncate(MIN_LIMIT);
+        let waiter = id("w");
+        let mut waiting =
+            Box::pin(admission.admit_or_wait(&waiter, &limits, Instant::now() + WAIT_AT_MOST));
+        assert!(futures_util::poll!(&mut waiting).is_pending());
+        assert!(admission.adjust(&mut control, Duration::ZERO));
+        assert_eq!(admission.limit(), Some(MIN_LIMIT + 1));
+        let _admitted = waiting.await.expect("the raised limit admits the waiter");
+        // Near the target but not over it, no one waiting: held (a first calm sample).
+        let before = admission.limit();
+        assert!(admission.adjust(&mut control, TARGET_DELAY));
+        assert_eq!(admission.limit(), before);
+        // Calm: lifted after the calm spell; the probe may sleep once fewer than BUSY_AT run.
+        for _ in 1..CALM_SAMPLES - 1 {
+            assert!(admission.adjust(&mut control, Duration::ZERO));
+            assert_eq!(admission.limit(), before);
+        }
+        assert!(!admission.adjust(&mut control, Duration::ZERO));
+        assert_eq!(admission.limit(), None);
+    }
+
+    /// Decision 0016 end to end on a real runtime: tasks that hold the one thread for
+    /// milliseconds at a time make the probe measure a scheduling delay over the target,
+    /// and it lowers the running limit.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_saturated_runtime_lowers_the_running_limit() {
+        let admission = Admission::new();
+        let limits = limits(1_000, 1_000);
+        let _tickets: Vec<Ticket<'_>> = (0..BUSY_AT + 8)
+            .map(|_| admission.admit(&id("a"), &limits).expect("room"))
+            .collect();
+        let probe = tokio::spawn(admission.clone().probe());
+        let hogs: Vec<_> = (0..4)
+            .map(|_| {
+                tokio::spawn(async {
+                    loop {
+                        // Stands for a request's CPU work: the thread is not given back.
+                        std::thread::sleep(Duration::from_millis(2));
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(PROBE_EVERY * 4).await;
+        let limit = admission.limit().expect("a limit was set");
+        assert!(limit < BUSY_AT + 8, "the limit {limit} is below what ran");
+        for task in hogs.iter().chain([&probe]) {
+            task.abort();
+        }
     }
 }

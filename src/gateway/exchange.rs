@@ -17,8 +17,10 @@
 //!    listener the request's signature must be a registered secure server's of that
 //!    member ([`super::inbound::authenticate`]); from here on the **authenticated**
 //!    client is what limits, shares and metric labels are keyed on;
-//! 4. admission: the node's in-flight cap and this consumer's share of it, refused
-//!    at once, never queued; after identity so a share is per authenticated consumer;
+//! 4. admission: the node's hard cap and this consumer's share of it, refused at once;
+//!    under overload, a wait (newest first, bounded) for the running limit the overload
+//!    control sets ([`super::admission`], decision 0016); after identity so a share is
+//!    per authenticated consumer;
 //! 5. contract: deny by default; purpose and validity window (for another member's
 //!    service: the owner's published copy, [`super::publication`]);
 //! 6. quota: after the contract, because the quota is the contract's;
@@ -401,9 +403,13 @@ async fn admit_and_run(
     };
     ctx.peer = Some(peer);
 
-    let ticket: Ticket<'_> = gateway.admission().admit(&ctx.client, &runtime.limits)?;
-    // Boxed for the same reason as the exchange's task: `timeout_at` takes the future by value.
     let deadline = ctx.deadline;
+    let wait_until = deadline.min(Instant::now() + super::admission::WAIT_AT_MOST);
+    let ticket: Ticket<'_> = gateway
+        .admission()
+        .admit_or_wait(&ctx.client, &runtime.limits, wait_until)
+        .await?;
+    // Boxed for the same reason as the exchange's task: `timeout_at` takes the future by value.
     let boxed = Box::pin(run(gateway, runtime, ctx, parts, body));
     let outcome = tokio::time::timeout_at(deadline, boxed).await;
     drop(ticket);

@@ -291,7 +291,11 @@ async fn relay_exchange(
     trail.signature = signature_member(&view, LABEL);
     trail.sender_key_id = Some(signer.key_id.clone());
     // The sender's share of the hub's in-flight relays, as on any other listener.
-    let _ticket = gateway.admission().admit(&client, &limits)?;
+    let wait_until = tokio::time::Instant::now() + super::admission::WAIT_AT_MOST;
+    let _ticket = gateway
+        .admission()
+        .admit_or_wait(&client, &limits, wait_until)
+        .await?;
 
     // The hub's countersignature, appended to the sender's.
     let countersigned = federation.sign(HUB_LABEL, &hub_components(), &view, now)?;

@@ -300,6 +300,8 @@ impl Node {
         if self.gateway.federation().is_some() {
             spawn_global_configuration_refresh(&self.gateway);
         }
+        // The overload control's probe (decision 0016): asleep until the node is busy.
+        let probe = tokio::spawn(self.gateway.admission().clone().probe());
         let mut running = Vec::new();
         for listener in self.listeners {
             running.push(tokio::spawn(listener.run(
@@ -314,6 +316,7 @@ impl Node {
         for listener in running {
             let _ = listener.await;
         }
+        probe.abort();
         // Every exchange answered is durable already; seal what is not sealed yet.
         self.gateway.journal().flush().await;
         Ok(())
