@@ -147,10 +147,13 @@ async fn one(harness: &Harness, plan: &Plan) -> anyhow::Result<Overload> {
                     } else {
                         ""
                     },
-                    if share < total {
-                        "one consumer: its share is the limit that bites, refusals are 429"
+                    if share < 512 {
+                        "one consumer with 512 connections: past the overload control's limit \
+                         its requests wait, and are refused with 503 (waited too long) or 429 \
+                         (its share of running exchanges)"
                     } else {
-                        "one consumer at the node's total: refusals are 503"
+                        "one consumer whose share covers its 512 connections: past the \
+                         overload control's limit its requests wait; refusals are 503"
                     },
                 ),
             )

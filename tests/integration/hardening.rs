@@ -326,6 +326,81 @@ async fn consumer_at_its_in_flight_share_leaves_room_for_the_others() {
     }
 }
 
+/// Decision 0016 over real mTLS: with the overload control's limit reached, a request
+/// waits (its connection gets no answer yet), is admitted the moment the limit rises, and
+/// one that waits its longest is refused with 503 `gateway.overloaded`, `Retry-After` and
+/// problem+json. The limit is set from outside (one sample of a saturated runtime, then one
+/// of a quick one), as the node's probe would under load.
+/// 003 Điều 50 khoản 1: the node keeps serving what it admits under overload.
+#[tokio::test]
+async fn past_the_overload_limit_requests_wait_newest_first_then_are_shed() {
+    use datagate::gateway::admission::{Control, TARGET_DELAY, WAIT_AT_MOST};
+    init();
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start(Reply::Citizen).await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .contract("ministry-current", &ministry_current_contract())
+        .limit("max_concurrent_requests = 64")
+        .limit("max_in_flight_per_consumer = 64")
+        .limit("request_receive_timeout_ms = 5000")
+        .start()
+        .await;
+    let admission = node.gateway.admission().clone();
+
+    // Eight slow requests run (admitted, their bodies never finish).
+    let mut slow = Vec::new();
+    for _ in 0..8 {
+        let mut tls = node
+            .tls_connect(Some(&pki.portal), None)
+            .await
+            .expect("connect");
+        let head = format!(
+            "{}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{{\"cit\r\n",
+            search_head()
+        );
+        tls.write_all(head.as_bytes()).await.expect("write");
+        tls.flush().await.expect("flush");
+        slow.push(tls);
+    }
+    eventually_async("eight exchanges to run", || async {
+        admission.in_flight() == 8
+    })
+    .await;
+    // The probe's verdict on a saturated runtime: the limit falls to what runs (its floor).
+    let mut control = Control::default();
+    admission.adjust(&mut control, TARGET_DELAY * 5);
+    admission.adjust(&mut control, TARGET_DELAY * 5);
+    assert_eq!(admission.limit(), Some(8));
+
+    // A request waits its longest, then is shed.
+    let refused = node
+        .lookup_citizen_as(&pki.ministry, MINISTRY, Some("LAND-TITLE"))
+        .await;
+    assert!(refused.headers().contains_key("retry-after"));
+    let body = expect_problem(refused, 503, "gateway.overloaded").await;
+    assert_eq!(body["retryable"], true);
+    assert_eq!(admission.waiting(), 0, "the shed request left the queue");
+
+    // A waiting request is admitted when the limit rises, and served.
+    let waiting = tokio::spawn({
+        let request = node
+            .client(&pki.ministry)
+            .get(node.citizen_url(CITIZEN_ID))
+            .header("X-Road-Client", MINISTRY)
+            .header("X-Purpose", "LAND-TITLE");
+        async move { request.send().await.expect("send").status() }
+    });
+    eventually_async("the request to wait", || async { admission.waiting() == 1 }).await;
+    admission.adjust(&mut control, std::time::Duration::ZERO);
+    assert_eq!(admission.limit(), Some(9));
+    let status = tokio::time::timeout(WAIT_AT_MOST * 50, waiting)
+        .await
+        .expect("answered")
+        .expect("task");
+    assert_eq!(status, 200);
+    drop(slow);
+}
+
 // --- Finding 3: connections are bounded ---------------------------------------------
 
 /// A TLS connection that completes the handshake and never sends a request is closed

@@ -753,6 +753,7 @@ hmac_key_file = "journal.key"
             Option<SocketAddr>,
             Option<SocketAddr>,
             Reload,
+            Arc<datagate::gateway::Gateway>,
         );
         let (ready_tx, ready_rx) = oneshot::channel::<Result<Ready, String>>();
         let (done_tx, done_rx) = oneshot::channel::<anyhow::Result<()>>();
@@ -779,13 +780,14 @@ hmac_key_file = "journal.key"
                         node.listener_addr("admin"),
                         node.listener_addr("public"),
                         reload,
+                        node.gateway().clone(),
                     )));
                     node.run(stopped).await
                 });
                 let _ = done_tx.send(outcome);
             })
             .expect("node thread");
-        let (consumer, ops, exchange, admin, public, reload) = ready_rx
+        let (consumer, ops, exchange, admin, public, reload, gateway) = ready_rx
             .await
             .expect("the node thread reports")
             .unwrap_or_else(|error| panic!("the node did not start: {error}"));
@@ -796,6 +798,7 @@ hmac_key_file = "journal.key"
             exchange,
             admin,
             public,
+            gateway,
             ca_pem: self.pki.ca.cert_pem().to_owned(),
             stop,
             done: Some(done_rx),
@@ -819,6 +822,9 @@ pub struct TestNode {
     pub admin: Option<SocketAddr>,
     /// The public listener, when the node publishes open data ([`NodeBuilder::public`]).
     pub public: Option<SocketAddr>,
+    /// The node's shared state, for tests that steer it from outside (its admission's
+    /// overload control, say); it lives on the node's own thread and runtime.
+    pub gateway: Arc<datagate::gateway::Gateway>,
     ca_pem: String,
     stop: watch::Sender<bool>,
     done: Option<oneshot::Receiver<anyhow::Result<()>>>,
