@@ -314,12 +314,23 @@ impl Admission {
     /// share (a waiter whose consumer is at its share stays, and is refused for the share
     /// if no place comes before its wait ends). With `fresh_at`, only waiters that arrived
     /// less than [`STALE_AFTER`] before it are eligible (a place freed while only stale
-    /// requests wait is kept for the next arrival, or for the probe's sweep).
+    /// requests wait is kept for the next arrival, or for the probe's sweep, `None`, which
+    /// reaches stale waiters only when none is fresh).
     fn hand_over(&self, fresh_at: Option<Instant>) {
         if self.waiting.load(Ordering::SeqCst) == 0 {
             return;
         }
         let mut queue = self.lock_queue();
+        // The sweep reaches stale waiters only when no fresh one waits (a burst is over):
+        // while requests keep arriving, places raised by the limit go to them too.
+        let fresh_at = fresh_at.or_else(|| {
+            let now = Instant::now();
+            queue
+                .waiters
+                .last()
+                .is_some_and(|newest| now.duration_since(newest.since) < STALE_AFTER)
+                .then_some(now)
+        });
         while !queue.waiters.is_empty() && take(&self.running, self.cap()) {
             let eligible = queue
                 .waiters
@@ -444,7 +455,7 @@ impl Admission {
     /// One sample of the runtime's scheduling delay: sets the running limit. Over the
     /// target for a second sample in a row (one late wake-up of a virtual machine is not
     /// overload), it falls in proportion (`target ÷ delay`, between a tenth and a half off);
-    /// well under target while requests wait, it grows by an eighth; it is lifted after a
+    /// well under target while requests wait, it grows by a quarter; it is lifted after a
     /// calm spell. Returns whether the node is still busy, i.e. whether the probe should keep
     /// sampling.
     pub fn adjust(&self, control: &mut Control, delay: Duration) -> bool {
@@ -470,7 +481,7 @@ impl Admission {
             control.above = 0;
             match limit {
                 UNLIMITED => UNLIMITED,
-                limit if delay <= TARGET_DELAY / 2 => limit + (limit / 8).max(1),
+                limit if delay <= TARGET_DELAY / 2 => limit + (limit / 4).max(1),
                 limit => limit,
             }
         } else {
@@ -750,11 +761,24 @@ mod tests {
             .await
             .expect("a fresh request takes the kept place");
         assert_eq!((admission.in_flight(), admission.waiting()), (30, 1));
-        drop(fresh);
-        // The probe's sweep hands the free place to the stale request.
-        assert!(admission.adjust(&mut Control::default(), Duration::ZERO));
+        // The probe raises the limit (30 → 37) while a fresh request waits as well: its
+        // sweep admits the fresh one only.
+        let newer = id("newer");
+        let mut fresh_too = Box::pin(admission.admit_or_wait(&newer, &limits, until));
+        assert!(futures_util::poll!(&mut fresh_too).is_pending());
+        let mut control = Control::default();
+        assert!(admission.adjust(&mut control, Duration::ZERO));
+        assert_eq!(admission.limit(), Some(37));
+        let _fresh_too = fresh_too.await.expect("the sweep admits the fresh one");
+        assert!(
+            futures_util::poll!(&mut stale).is_pending(),
+            "not the stale one"
+        );
+        // With no fresh request waiting, the sweep reaches the stale one (after a burst).
+        assert!(admission.adjust(&mut control, Duration::ZERO));
         let _stale = stale.await.expect("the sweep admits it");
-        assert_eq!((admission.in_flight(), admission.waiting()), (30, 0));
+        assert_eq!((admission.in_flight(), admission.waiting()), (32, 0));
+        drop(fresh);
     }
 
     /// Decision 0016: a request that waited its longest is refused with the overload code,
@@ -850,7 +874,7 @@ mod tests {
 
     /// Decision 0016: the limit falls in proportion to the delay over target (at most by
     /// half, from what runs, never under the minimum) at each sample after the first one
-    /// over it, rises by an eighth while requests wait and the delay is well under target,
+    /// over it, rises by a quarter while requests wait and the delay is well under target,
     /// and is lifted after a calm spell, when the probe may sleep.
     #[tokio::test(start_paused = true)]
     async fn the_limit_follows_the_scheduling_delay() {
@@ -882,8 +906,8 @@ mod tests {
         assert!(admission.adjust(&mut control, Duration::ZERO));
         assert_eq!(
             admission.limit(),
-            Some(MIN_LIMIT + 1),
-            "an eighth, at least one"
+            Some(MIN_LIMIT + 2),
+            "a quarter, at least one"
         );
         let _admitted = waiting.await.expect("the raised limit admits the waiter");
         // Near the target but not over it, no one waiting: held (a first calm sample).
