@@ -20,7 +20,9 @@
 //!   last is the one whose client is still waiting for it), for at most [`WAIT_AT_MOST`] or
 //!   its exchange's deadline, then is refused with `gateway.overloaded`. Waiting requests
 //!   count against the hard cap, not against their consumer's share: a consumer whose
-//!   requests wait has taken no running place from anyone. So past saturation
+//!   requests wait has taken no running place from anyone. A freed place goes to a waiter
+//!   fresher than [`STALE_AFTER`]; stale ones get places only from the probe's sweep, when
+//!   no fresh one waits (after a burst). So past saturation
 //!   the requests the node admits are the fresh ones, and the queue that a saturated core
 //!   would otherwise build in every connection's socket is held here instead, where it
 //!   costs no CPU.
@@ -204,8 +206,8 @@ impl Admission {
         }
     }
 
-    /// Refuses a consumer at its share of running exchanges; then takes a running place and
-    /// the consumer's if one is free and no one waits for it (`None`: the request must wait).
+    /// Takes a running place and the consumer's if one is free and no one waits for it
+    /// (refused for the share if the consumer is at it); `None`: no running place now.
     fn enter(
         &self,
         consumer: &ClientId,
@@ -214,9 +216,6 @@ impl Admission {
         self.read_limits(limits);
         let mine = self.counter(consumer);
         let share = limits.max_in_flight_per_consumer;
-        if mine.load(Ordering::SeqCst) >= share {
-            return Err(share_exceeded());
-        }
         if self.waiting.load(Ordering::SeqCst) != 0 || !take(&self.running, self.cap()) {
             return Ok((mine, None));
         }
@@ -281,6 +280,9 @@ impl Admission {
             let waiting = queue.waiters.len();
             if self.running.load(Ordering::SeqCst) + waiting >= limits.max_concurrent_requests {
                 return Err(overloaded());
+            }
+            if consumer.load(Ordering::SeqCst) >= limits.max_in_flight_per_consumer {
+                return Err(share_exceeded());
             }
             let id = queue.next_id;
             queue.next_id += 1;

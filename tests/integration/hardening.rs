@@ -392,7 +392,7 @@ async fn past_the_overload_limit_requests_wait_newest_first_then_are_shed() {
     });
     eventually_async("the request to wait", || async { admission.waiting() == 1 }).await;
     admission.adjust(&mut control, std::time::Duration::ZERO);
-    assert_eq!(admission.limit(), Some(9));
+    assert_eq!(admission.limit(), Some(10));
     let status = tokio::time::timeout(WAIT_AT_MOST * 50, waiting)
         .await
         .expect("answered")
