@@ -286,20 +286,7 @@ async fn consumer_at_its_in_flight_share_leaves_room_for_the_others() {
         .await;
 
     // Two slow requests take the portal's whole share.
-    let mut slow = Vec::new();
-    for _ in 0..2 {
-        let mut tls = node
-            .tls_connect(Some(&pki.portal), None)
-            .await
-            .expect("connect");
-        let head = format!(
-            "{}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{{\"cit\r\n",
-            search_head()
-        );
-        tls.write_all(head.as_bytes()).await.expect("write");
-        tls.flush().await.expect("flush");
-        slow.push(tls);
-    }
+    let slow = slow_searches(&node, &pki, 2).await;
     let portal = node.client(&pki.portal);
     eventually_async("the portal's share to be taken", || async {
         let response = node.lookup(&portal, CITIZEN_ID).send().await.expect("send");
@@ -326,6 +313,30 @@ async fn consumer_at_its_in_flight_share_leaves_room_for_the_others() {
     }
 }
 
+/// `n` searches by the portal, each on its own connection, whose chunked bodies never
+/// finish: admitted exchanges that hold their places until the receive deadline.
+async fn slow_searches(
+    node: &TestNode,
+    pki: &TestPki,
+    n: usize,
+) -> Vec<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut slow = Vec::new();
+    for _ in 0..n {
+        let mut tls = node
+            .tls_connect(Some(&pki.portal), None)
+            .await
+            .expect("connect");
+        let head = format!(
+            "{}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{{\"cit\r\n",
+            search_head()
+        );
+        tls.write_all(head.as_bytes()).await.expect("write");
+        tls.flush().await.expect("flush");
+        slow.push(tls);
+    }
+    slow
+}
+
 /// Decision 0016 over real mTLS: with the overload control's limit reached, a request
 /// waits (its connection gets no answer yet), is admitted the moment the limit rises, and
 /// one that waits its longest is refused with 503 `gateway.overloaded`, `Retry-After` and
@@ -348,20 +359,7 @@ async fn past_the_overload_limit_requests_wait_newest_first_then_are_shed() {
     let admission = node.gateway.admission().clone();
 
     // Eight slow requests run (admitted, their bodies never finish).
-    let mut slow = Vec::new();
-    for _ in 0..8 {
-        let mut tls = node
-            .tls_connect(Some(&pki.portal), None)
-            .await
-            .expect("connect");
-        let head = format!(
-            "{}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{{\"cit\r\n",
-            search_head()
-        );
-        tls.write_all(head.as_bytes()).await.expect("write");
-        tls.flush().await.expect("flush");
-        slow.push(tls);
-    }
+    let slow = slow_searches(&node, &pki, 8).await;
     eventually_async("eight exchanges to run", || async {
         admission.in_flight() == 8
     })
