@@ -144,6 +144,12 @@ pub struct Ticket<'a> {
     consumer: Arc<AtomicUsize>,
 }
 
+/// What [`Admission::enter`] found: a place now, or the consumer's count to wait with.
+enum Entered<'a> {
+    Admitted(Ticket<'a>),
+    Wait(Arc<AtomicUsize>),
+}
+
 /// Takes one place under `cap`, or leaves the count as it was.
 fn take(count: &AtomicUsize, cap: usize) -> bool {
     if count.fetch_add(1, Ordering::SeqCst) < cap {
@@ -207,17 +213,14 @@ impl Admission {
     }
 
     /// Takes a running place and the consumer's if one is free and no one waits for it
-    /// (refused for the share if the consumer is at it); `None`: no running place now.
-    fn enter(
-        &self,
-        consumer: &ClientId,
-        limits: &Limits,
-    ) -> Result<(Arc<AtomicUsize>, Option<Ticket<'_>>), GatewayError> {
+    /// (refused for the share if the consumer is at it); else the consumer's count, to wait
+    /// with.
+    fn enter(&self, consumer: &ClientId, limits: &Limits) -> Result<Entered<'_>, GatewayError> {
         self.read_limits(limits);
         let mine = self.counter(consumer);
         let share = limits.max_in_flight_per_consumer;
         if self.waiting.load(Ordering::SeqCst) != 0 || !take(&self.running, self.cap()) {
-            return Ok((mine, None));
+            return Ok(Entered::Wait(mine));
         }
         if !take(&mine, share) {
             self.release();
@@ -226,8 +229,7 @@ impl Admission {
         if self.running.load(Ordering::Relaxed) == BUSY_AT {
             self.busy.notify_one();
         }
-        let ticket = self.ticket(mine.clone());
-        Ok((mine, Some(ticket)))
+        Ok(Entered::Admitted(self.ticket(mine)))
     }
 
     /// Admits one exchange of `consumer` (an authenticated identity: the map is bounded by
@@ -235,8 +237,8 @@ impl Admission {
     /// deadline of their own to wait under).
     pub fn admit(&self, consumer: &ClientId, limits: &Limits) -> Result<Ticket<'_>, GatewayError> {
         match self.enter(consumer, limits)? {
-            (_, Some(ticket)) => Ok(ticket),
-            (_, None) => Err(overloaded()),
+            Entered::Admitted(ticket) => Ok(ticket),
+            Entered::Wait(_) => Err(overloaded()),
         }
     }
 
@@ -249,8 +251,8 @@ impl Admission {
         wait_until: Instant,
     ) -> Result<Ticket<'_>, GatewayError> {
         match self.enter(consumer, limits)? {
-            (_, Some(ticket)) => Ok(ticket),
-            (mine, None) => {
+            Entered::Admitted(ticket) => Ok(ticket),
+            Entered::Wait(mine) => {
                 self.wait(&mine, limits, wait_until).await?;
                 Ok(self.ticket(mine))
             }
@@ -275,6 +277,7 @@ impl Admission {
         limits: &Limits,
         wait_until: Instant,
     ) -> Result<(), GatewayError> {
+        let now = Instant::now();
         let (id, place) = {
             let mut queue = self.lock_queue();
             let waiting = queue.waiters.len();
@@ -292,14 +295,14 @@ impl Admission {
                 place: sender,
                 consumer: consumer.clone(),
                 share: limits.max_in_flight_per_consumer,
-                since: Instant::now(),
+                since: now,
             });
             self.waiting.store(waiting + 1, Ordering::SeqCst);
             (id, place)
         };
         // A place may have freed between the fast path and the queue: the release that
         // freed it read `waiting` before this request was counted in it.
-        self.hand_over(Some(Instant::now()));
+        self.hand_over(Some(now));
         let mut guard = Waiting {
             admission: self,
             id,
