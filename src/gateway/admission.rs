@@ -22,7 +22,9 @@
 //!   count against the hard cap, not against their consumer's share: a consumer whose
 //!   requests wait has taken no running place from anyone. A freed place goes to a waiter
 //!   fresher than [`STALE_AFTER`]; stale ones get places only from the probe's sweep, when
-//!   no fresh one waits (after a burst). So past saturation
+//!   no fresh one waits (after a burst). Once requests have waited without a break for
+//!   [`SUSTAINED_AFTER`] (sustained overload, not a burst), the sweep admits no stale
+//!   waiter: they wait out their time and are refused. So past saturation
 //!   the requests the node admits are the fresh ones, and the queue that a saturated core
 //!   would otherwise build in every connection's socket is held here instead, where it
 //!   costs no CPU.
@@ -49,6 +51,11 @@ pub const WAIT_AT_MOST: Duration = Duration::from_millis(100);
 /// [`PROBE_EVERY`]), not at once: while fresh requests keep arriving, a freed place goes to
 /// one of them, so the requests admitted under overload are the fresh ones.
 pub const STALE_AFTER: Duration = Duration::from_millis(10);
+/// Requests have waited without a break for this long: the overload is sustained, not a
+/// burst. Then the probe's sweep no longer hands places to stale waiters (their clients
+/// have waited longest; admitting them would make the admitted requests' tail): they wait
+/// out their time and are refused (decision 0016).
+pub const SUSTAINED_AFTER: Duration = Duration::from_millis(100);
 /// The scheduling delay above which the overload control lowers the running limit: a
 /// request's every step (read, call, answer) waits about this long for its turn.
 pub const TARGET_DELAY: Duration = Duration::from_millis(1);
@@ -107,6 +114,28 @@ struct Queue {
     next_id: u64,
     /// Oldest first: the newest is popped.
     waiters: Vec<Waiter>,
+    /// Since when someone has been waiting without a break (`None` while no one waits).
+    busy_since: Option<Instant>,
+}
+
+impl Queue {
+    /// Whether requests have waited without a break for [`SUSTAINED_AFTER`] at `now`.
+    fn sustained(&self, now: Instant) -> bool {
+        self.busy_since
+            .is_some_and(|since| now.duration_since(since) >= SUSTAINED_AFTER)
+    }
+
+    /// Notes the queue's length after a change (the count readable without the lock, and
+    /// the start of a spell of waiting).
+    fn counted(&mut self, waiting: &AtomicUsize, now: impl FnOnce() -> Instant) {
+        let len = self.waiters.len();
+        if len == 0 {
+            self.busy_since = None;
+        } else if self.busy_since.is_none() {
+            self.busy_since = Some(now());
+        }
+        waiting.store(len, Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug)]
@@ -297,7 +326,7 @@ impl Admission {
                 share: limits.max_in_flight_per_consumer,
                 since: now,
             });
-            self.waiting.store(waiting + 1, Ordering::SeqCst);
+            queue.counted(&self.waiting, || now);
             (id, place)
         };
         // A place may have freed between the fast path and the queue: the release that
@@ -327,14 +356,16 @@ impl Admission {
         }
         let mut queue = self.lock_queue();
         // The sweep reaches stale waiters only when no fresh one waits (a burst is over):
-        // while requests keep arriving, places raised by the limit go to them too.
+        // while requests keep arriving, places raised by the limit go to them too. Under
+        // sustained overload it never does: a stale waiter's client has waited too long.
         let fresh_at = fresh_at.or_else(|| {
             let now = Instant::now();
-            queue
-                .waiters
-                .last()
-                .is_some_and(|newest| now.duration_since(newest.since) < STALE_AFTER)
-                .then_some(now)
+            (queue.sustained(now)
+                || queue
+                    .waiters
+                    .last()
+                    .is_some_and(|newest| now.duration_since(newest.since) < STALE_AFTER))
+            .then_some(now)
         });
         while !queue.waiters.is_empty() && take(&self.running, self.cap()) {
             let eligible = queue
@@ -357,7 +388,7 @@ impl Admission {
                 self.running.fetch_sub(1, Ordering::SeqCst);
             }
         }
-        self.waiting.store(queue.waiters.len(), Ordering::SeqCst);
+        queue.counted(&self.waiting, Instant::now);
     }
 
     /// Gives a running place back, to the newest fresh waiter if someone waits.
@@ -424,9 +455,7 @@ impl Waiting<'_> {
             return false;
         };
         queue.waiters.remove(at);
-        admission
-            .waiting
-            .store(queue.waiters.len(), Ordering::SeqCst);
+        queue.counted(&admission.waiting, Instant::now);
         true
     }
 }
@@ -784,6 +813,56 @@ mod tests {
         let _stale = stale.await.expect("the sweep admits it");
         assert_eq!((admission.in_flight(), admission.waiting()), (32, 0));
         drop(fresh);
+    }
+
+    /// Decision 0016, 003 Điều 50 khoản 1: once requests have waited without a break for
+    /// [`SUSTAINED_AFTER`], the probe's sweep no longer admits a stale waiter (its client
+    /// has waited too long; admitting it would make the tail of the admitted requests), and
+    /// it ends refused; a fresh request still takes a free place at once. After a burst
+    /// (the queue emptied since), the sweep reaches stale waiters again.
+    #[tokio::test(start_paused = true)]
+    async fn under_sustained_overload_stale_requests_are_never_admitted() {
+        let admission = Admission::new();
+        let limits = limits(1_000, 1_000);
+        let mut tickets = saturated(&admission, &id("a"), &limits, 40);
+        tickets.truncate(30);
+        let start = Instant::now();
+        let first = id("first");
+        let until = start + SUSTAINED_AFTER * 2;
+        let mut stale = Box::pin(admission.admit_or_wait(&first, &limits, until));
+        assert!(futures_util::poll!(&mut stale).is_pending());
+        tokio::time::advance(SUSTAINED_AFTER / 2).await;
+        // Before the overload is sustained, a place raised by the probe reaches a stale waiter.
+        let mut control = Control::default();
+        let earlier = id("earlier");
+        let mut swept = Box::pin(admission.admit_or_wait(&earlier, &limits, start + WAIT_AT_MOST));
+        assert!(futures_util::poll!(&mut swept).is_pending());
+        tokio::time::advance(STALE_AFTER).await;
+        admission.limit.store(31, Ordering::Relaxed);
+        assert!(admission.adjust(&mut control, TARGET_DELAY));
+        let _swept = swept.await.expect("a burst's stale waiter is swept in");
+        assert_eq!((admission.in_flight(), admission.waiting()), (31, 1));
+        // The queue has not been empty since `start`: from SUSTAINED_AFTER on, a place raised
+        // by the probe is not given to the stale waiter.
+        tokio::time::advance(SUSTAINED_AFTER / 2).await;
+        assert!(admission.adjust(&mut control, Duration::ZERO));
+        assert_eq!(admission.limit(), Some(38));
+        assert!(
+            futures_util::poll!(&mut stale).is_pending(),
+            "the stale waiter is not swept in"
+        );
+        assert_eq!((admission.in_flight(), admission.waiting()), (31, 1));
+        // A fresh request takes a free place at once.
+        let fresh = id("fresh");
+        let _fresh = admission
+            .admit_or_wait(&fresh, &limits, Instant::now() + WAIT_AT_MOST)
+            .await
+            .expect("a fresh request is admitted");
+        let refusal = stale.await.expect_err("the stale waiter ends refused");
+        assert_eq!(refusal.code(), ErrorCode::GatewayOverloaded);
+        assert_eq!(Instant::now(), until, "at the end of its wait");
+        assert_eq!((admission.in_flight(), admission.waiting()), (32, 0));
+        drop(tickets);
     }
 
     /// Decision 0016: a request that waited its longest is refused with the overload code,
