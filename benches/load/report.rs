@@ -341,6 +341,10 @@ pub struct Check {
     pub unit: String,
     /// `met`, `missed`, `indicative met`, `indicative missed`, `n/a`.
     pub verdict: String,
+    /// What makes this run's figure only indicative (empty when nothing does). Kept out of
+    /// `criterion`, so that `--repeat` finds the same target in every run.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub note: String,
     /// Met only below the limit (`<`), not at it.
     #[serde(skip)]
     pub strict: bool,
@@ -496,6 +500,7 @@ fn check(
         unit: unit.to_owned(),
         verdict,
         strict,
+        note: String::new(),
     }
 }
 
@@ -546,18 +551,34 @@ pub fn median_summary(runs: &[Vec<Check>]) -> String {
         let met = same
             .iter()
             .filter(|c| c.verdict.ends_with(" met") || c.verdict == "met");
+        let indicative = same
+            .iter()
+            .filter(|c| c.verdict.starts_with("indicative"))
+            .count();
         let summary = check(
             &first.criterion,
             median(&mut measured),
             median(&mut limits),
             &first.unit,
             first.strict,
-            first.verdict.starts_with("indicative"),
+            indicative > 0,
         );
+        let criterion = match indicative {
+            0 => first.criterion.clone(),
+            n => format!(
+                "{} (indicative in {n} of {} runs: {})",
+                first.criterion,
+                same.len(),
+                same.iter()
+                    .filter(|c| !c.note.is_empty())
+                    .map(|c| c.note.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        };
         let _ = writeln!(
             out,
-            "| {} | {per_run} | {} | {} | {} of {} | {} |",
-            first.criterion,
+            "| {criterion} | {per_run} | {} | {} | {} of {} | {} |",
             summary
                 .measured
                 .map_or("–".to_owned(), |m| format!("{m:.3} {}", first.unit)),
@@ -614,24 +635,21 @@ fn overload_checks(targets: &[TargetResult]) -> Vec<Check> {
         // did, the target stalled for over 100 ms during the reference run (on this shared
         // machine, usually other work on core 0), and the reference is not a steady one.
         let unsteady = o.reference.not_sent > 0;
-        out.push(check(
-            &format!(
-                "{name} overload: p99 admitted ≤ 2× p99 at 50% load{}",
-                if unsteady {
-                    format!(
-                        " (the 50 % run was not steady: {} requests found no free connection)",
-                        o.reference.not_sent
-                    )
-                } else {
-                    String::new()
-                }
-            ),
+        let mut ratio = check(
+            &format!("{name} overload: p99 admitted ≤ 2× p99 at 50% load"),
             p99(&o.overload),
             p99(&o.reference).map(|p| 2.0 * p),
             "ms",
             false,
             unsteady,
-        ));
+        );
+        if unsteady {
+            ratio.note = format!(
+                "the 50 % run was not steady: {} requests found no free connection",
+                o.reference.not_sent
+            );
+        }
+        out.push(ratio);
         out.push(check(
             &format!("{name} overload: RSS growth < 50 MB"),
             o.rss_growth_mb,
@@ -1225,10 +1243,13 @@ fn targets_markdown(md: &mut String, run: &Run) {
             "errors" => 0,
             _ => 1,
         };
+        let criterion = match c.note.as_str() {
+            "" => c.criterion.clone(),
+            note => format!("{} ({note})", c.criterion),
+        };
         let _ = writeln!(
             md,
-            "| {} | {} {} | {} {} | {} |",
-            c.criterion,
+            "| {criterion} | {} {} | {} {} | {} |",
             f(c.measured, digits),
             c.unit,
             f(c.limit, digits),
