@@ -68,7 +68,7 @@ fn check_part(part: &str, what: &'static str, extra: &[u8]) -> Result<(), IdErro
 /// `text` split at `/` into exactly `N` parts, without collecting them (issue 12: ids are
 /// parsed on every request).
 fn split_parts<const N: usize>(text: &str) -> Result<[&str; N], IdError> {
-    let mut parts = text.split('/');
+    let mut parts = crate::base::path::segments(text);
     let mut out = [""; N];
     for slot in &mut out {
         *slot = parts.next().ok_or(IdError::Parts { expected: N })?;

@@ -69,12 +69,11 @@ impl OperationPattern {
         if method != self.method {
             return None;
         }
-        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        if parts.len() != self.segments.len() {
-            return None;
-        }
+        // Matched as the path is split, without collecting its parts (issue 12).
+        let mut parts = crate::base::path::segments(path).filter(|s| !s.is_empty());
         let mut params = BTreeMap::new();
-        for (segment, part) in self.segments.iter().zip(parts) {
+        for segment in &self.segments {
+            let part = parts.next()?;
             match segment {
                 Segment::Literal(text) if text == part => {}
                 Segment::Literal(_) => return None,
@@ -82,6 +81,9 @@ impl OperationPattern {
                     params.insert(name.clone(), percent_decode(part)?);
                 }
             }
+        }
+        if parts.next().is_some() {
+            return None;
         }
         Some(params)
     }

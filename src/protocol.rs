@@ -132,7 +132,7 @@ pub fn parse_target(path: &str) -> Result<Target, GatewayError> {
             "only /r1/{instance}/{class}/{member}/{subsystem}/{service}[/path] is served here",
         )
     })?;
-    let mut segments = rest.split('/');
+    let mut segments = crate::base::path::segments(rest);
     let mut ids = [""; 5];
     let mut service_end = "/r1/".len();
     for (index, id) in ids.iter_mut().enumerate() {

@@ -8,7 +8,8 @@
 //! - [`clock`]: Vietnam's time zone and the [`Clock`](clock::Clock) that code which
 //!   decides by time takes, so tests control time;
 //! - [`hex`]: lowercase hex encoding;
-//! - [`headers`]: the header names of the client-facing protocol.
+//! - [`headers`]: the header names of the client-facing protocol;
+//! - [`path`]: splitting paths and ids at `/` on the request path.
 //!
 //! Owns: vocabulary. Does not own: any policy; nothing here decides or does I/O.
 
@@ -17,3 +18,4 @@ pub mod diagnostics;
 pub mod headers;
 pub mod hex;
 pub mod json_pointer;
+pub mod path;
