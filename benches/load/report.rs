@@ -563,17 +563,23 @@ pub fn median_summary(runs: &[Vec<Check>]) -> String {
             first.strict,
             indicative > 0,
         );
-        let criterion = match indicative {
-            0 => first.criterion.clone(),
-            n => format!(
+        let notes: Vec<&str> = same
+            .iter()
+            .filter(|c| !c.note.is_empty())
+            .map(|c| c.note.as_str())
+            .collect();
+        let criterion = match (indicative, notes.is_empty()) {
+            (0, _) => first.criterion.clone(),
+            (n, true) => format!(
+                "{} (indicative in {n} of {} runs)",
+                first.criterion,
+                same.len()
+            ),
+            (n, false) => format!(
                 "{} (indicative in {n} of {} runs: {})",
                 first.criterion,
                 same.len(),
-                same.iter()
-                    .filter(|c| !c.note.is_empty())
-                    .map(|c| c.note.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                notes.join("; ")
             ),
         };
         let _ = writeln!(
