@@ -926,3 +926,90 @@ fn handshake_reason(error: &std::io::Error) -> &'static str {
         _ => "tls",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEADLINES: Deadlines = Deadlines {
+        idle: Duration::from_secs(10),
+        receive: Duration::from_secs(3),
+    };
+
+    /// Issue 12 (decision 0013): an idle connection hibernates once it has been quiet for
+    /// [`HIBERNATE_AFTER`], and not before.
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_connection_hibernates_after_the_hibernation_delay() {
+        let activity = Activity::new(Instant::now());
+        assert_eq!(
+            next_wake(&activity, DEADLINES, None, true),
+            Instant::now() + HIBERNATE_AFTER
+        );
+        tokio::time::advance(HIBERNATE_AFTER - Duration::from_millis(1)).await;
+        assert!(matches!(
+            watch(&activity, DEADLINES, None, true),
+            Watch::Nothing
+        ));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(matches!(
+            watch(&activity, DEADLINES, None, true),
+            Watch::Hibernate
+        ));
+        // A connection that may not hibernate (HTTP/2, plain TCP) waits for its idle deadline.
+        assert!(matches!(
+            watch(&activity, DEADLINES, None, false),
+            Watch::Nothing
+        ));
+    }
+
+    /// Issue 12 (decision 0013): a request head that has begun is never cut by a hibernation, however long it takes: the watchdog wakes
+    /// only for the head's own receive deadline, and then closes the connection.
+    #[tokio::test(start_paused = true)]
+    async fn a_head_under_way_never_hibernates_only_its_receive_deadline_ends_it() {
+        let accepted = Instant::now();
+        let activity = Activity::new(accepted);
+        tokio::time::advance(Duration::from_millis(50)).await;
+        activity.received();
+        let head_deadline = accepted + Duration::from_millis(50) + DEADLINES.receive;
+        assert_eq!(next_wake(&activity, DEADLINES, None, true), head_deadline);
+        // Many hibernation periods pass with the head incomplete: never a hibernation.
+        for _ in 0..25 {
+            tokio::time::advance(HIBERNATE_AFTER).await;
+            assert!(matches!(
+                watch(&activity, DEADLINES, None, true),
+                Watch::Nothing
+            ));
+            assert_eq!(next_wake(&activity, DEADLINES, None, true), head_deadline);
+        }
+        tokio::time::advance(head_deadline - Instant::now()).await;
+        assert!(matches!(
+            watch(&activity, DEADLINES, None, true),
+            Watch::HeadTimeout
+        ));
+    }
+
+    /// Once the head is complete the request runs: no hibernation while it is in flight,
+    /// and the idle clock (and with it the hibernation delay) restarts at its end.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_flight_never_hibernates_and_its_end_restarts_the_clock() {
+        let activity = Activity::new(Instant::now());
+        activity.received();
+        let guard = activity.begin();
+        tokio::time::advance(HIBERNATE_AFTER * 5).await;
+        assert!(matches!(
+            watch(&activity, DEADLINES, None, true),
+            Watch::Nothing
+        ));
+        drop(guard);
+        let ended = Instant::now();
+        assert_eq!(
+            next_wake(&activity, DEADLINES, None, true),
+            ended + HIBERNATE_AFTER
+        );
+        tokio::time::advance(HIBERNATE_AFTER).await;
+        assert!(matches!(
+            watch(&activity, DEADLINES, None, true),
+            Watch::Hibernate
+        ));
+    }
+}

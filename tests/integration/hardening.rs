@@ -3,6 +3,7 @@
 //! what it checks.
 
 use crate::support::*;
+use datagate::gateway::listener::HIBERNATE_AFTER;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -1101,10 +1102,15 @@ async fn idle_keep_alive_connections_hibernate_and_wake_on_the_same_connection()
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
 
     // Idle long enough to hibernate, then two requests at once on the same connection.
-    eventually_async("the connection to hibernate", || async {
+    // The counter is process-wide (other tests' connections count in it too), so the
+    // test also stays quiet for several hibernation delays: that this connection
+    // hibernates then is the watchdog's rule, unit-tested in `gateway::listener`.
+    let quiet = tokio::time::Instant::now();
+    eventually_async("a connection to hibernate", || async {
         sample(&metrics(&node).await, counter) > before
     })
     .await;
+    tokio::time::sleep_until(quiet + HIBERNATE_AFTER * 4).await;
     tls.write_all(format!("{head}{head}").as_bytes())
         .await
         .expect("write");
@@ -1116,17 +1122,15 @@ async fn idle_keep_alive_connections_hibernate_and_wake_on_the_same_connection()
     );
 
     // A head begun before the connection went quiet: half now, the rest after several
-    // hibernation periods (but inside the receive deadline).
-    let hibernated = sample(&metrics(&node).await, counter);
+    // hibernation delays (but inside the receive deadline). The bytes read before any
+    // hibernation are kept, and the request is answered. (That a head under way never
+    // hibernates is the watchdog's rule, unit-tested in `gateway::listener`: the
+    // process-wide counter cannot tell this connection's hibernations from other tests'.)
     let (start, rest) = head.split_at(head.len() / 2);
     tls.write_all(start.as_bytes()).await.expect("write");
     tls.flush().await.expect("flush");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(HIBERNATE_AFTER * 7).await;
     tls.write_all(rest.as_bytes()).await.expect("write");
     let split = answers(&mut tls, 1).await;
     assert!(split.starts_with("HTTP/1.1 200"), "{split}");
-    assert!(
-        sample(&metrics(&node).await, counter) <= hibernated + 1.0,
-        "a connection with a head under way hibernated repeatedly"
-    );
 }
