@@ -11,6 +11,7 @@
 //! Adapters know nothing of consumers or contracts: they turn an operation and
 //! its parameters into a JSON record, and the gateway decides what leaves.
 
+mod inline;
 pub mod rest;
 pub mod soap;
 pub mod soap_mapping;

@@ -2,15 +2,16 @@
 //!
 //! Order of the client stack, outermost first: the exchange's overall deadline
 //! → retry (idempotent calls only, retryable failures only, with backoff) →
-//! per-try deadline → bulkhead (fail fast when full, never queue) → hyper's
-//! pooled client → capped body read (Content-Length checked first, then the
+//! per-try deadline → bulkhead (fail fast when full, never queue) → the backend's
+//! connections (plain HTTP: driven by the calling task, [`super::inline`]; TLS: hyper's
+//! pooled client) → capped body read (Content-Length checked first, then the
 //! stream counted, so an oversized answer is never buffered whole).
 //!
 //! Owns: the backend's connection pool and TLS, the backend URI of each call, the
 //! classification of transport failures. Does not own: what a call means (the adapter
 //! kinds), or whether a failure reaches the consumer and how (the gateway).
 //!
-//! The client is hyper's own pool (decision 0014), not reqwest: the backend address is
+//! The client is hyper's, not reqwest (decision 0014; decision 0017 for plain HTTP): the backend address is
 //! fixed, so its scheme, authority and base path are split once here and a call's URI is
 //! one string put together, not a URL parsed, joined and re-serialised. Deliberately:
 //! - **no proxy from the environment**: `HTTP_PROXY`/`HTTPS_PROXY` are not read, so an
@@ -73,6 +74,9 @@ pub struct Transport {
     host: HeaderValue,
     health: Option<(Uri, HeaderValue)>,
     client: Client<Connector, Full<Bytes>>,
+    /// For a plain `http://` backend: its connections, driven by the calling task
+    /// (decision 0017). `https://` backends go through `client`.
+    inline: Option<super::inline::Pool>,
     /// `Authorization: Bearer …`, rendered once (marked sensitive, so it is never logged
     /// by the HTTP stack) rather than formatted per call.
     bearer: Option<HeaderValue>,
@@ -121,7 +125,10 @@ fn cause_of(
     }
 }
 
-fn describe(error: &(dyn std::error::Error + 'static), otherwise: TransportCause) -> AdapterError {
+pub(super) fn describe(
+    error: &(dyn std::error::Error + 'static),
+    otherwise: TransportCause,
+) -> AdapterError {
     let cause = cause_of(error, otherwise);
     tracing::debug!(cause = cause.as_str(), error = %error, "backend call failed");
     AdapterError::Unavailable(cause)
@@ -165,6 +172,31 @@ fn pooled_client(
         // from the URI on every call.
         .set_host(false)
         .build(connector))
+}
+
+/// The answer's `Content-Length`, when it declares one.
+pub(super) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads a body of at most `cap` bytes: `Limited` caps it (the caller's deadline ends a
+/// slow one). One chunk (most answers) comes out of `to_bytes` without a copy.
+pub(super) async fn collect_capped(
+    body: hyper::body::Incoming,
+    cap: usize,
+) -> Result<Bytes, AdapterError> {
+    #[allow(clippy::disallowed_methods)]
+    let collect = http_body_util::Limited::new(body, cap).collect();
+    match collect.await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(AdapterError::BodyTooLarge(cap))
+        }
+        Err(error) => Err(describe(&*error, TransportCause::Body)),
+    }
 }
 
 /// The `Host` header of a URL: its host, and its port when not the scheme's default
@@ -218,7 +250,16 @@ impl Transport {
                     .ok_or_else(|| format!("adapter {name}: the health URL is not a URI"))
             })
             .transpose()?;
+        let inline = (scheme == Scheme::HTTP).then(|| {
+            let port = authority.port_u16().unwrap_or(80);
+            super::inline::Pool::new(
+                format!("{}:{port}", authority.host()),
+                spec.connect_timeout,
+                spec.max_in_flight,
+            )
+        });
         Ok(Transport {
+            inline,
             scheme,
             authority,
             base_path,
@@ -340,6 +381,9 @@ impl Transport {
     }
 
     async fn send(&self, request: Request<Full<Bytes>>) -> Result<RawAnswer, AdapterError> {
+        if let Some(pool) = &self.inline {
+            return self.send_inline(pool, request).await;
+        }
         let response = self
             .client
             .request(request)
@@ -347,27 +391,45 @@ impl Transport {
             .map_err(|e| describe(&e, TransportCause::Other))?;
         let status = response.status().as_u16();
         let cap = self.max_response_bytes;
-        let declared = response
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > cap as u64) {
+        if declared_length(response.headers()).is_some_and(|len| len > cap as u64) {
             return Err(AdapterError::BodyTooLarge(cap));
         }
-        // Bounded: `Limited` caps it, and the per-try deadline around `send` ends it. One
-        // chunk (most answers) comes out of `to_bytes` without a copy.
-        #[allow(clippy::disallowed_methods)]
-        let collect = http_body_util::Limited::new(response.into_body(), cap).collect();
-        match collect.await {
-            Ok(collected) => Ok(RawAnswer {
-                status,
-                body: collected.to_bytes(),
-            }),
-            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-                Err(AdapterError::BodyTooLarge(cap))
+        let body = collect_capped(response.into_body(), cap).await?;
+        Ok(RawAnswer { status, body })
+    }
+
+    /// A call to a plain-HTTP backend on a connection this task drives (decision 0017). A
+    /// request that was never written because the backend had just closed the idle
+    /// connection it took is sent once more on a new connection, whatever its method (as
+    /// hyper-util's pool does): the backend never saw it.
+    async fn send_inline(
+        &self,
+        pool: &super::inline::Pool,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<RawAnswer, AdapterError> {
+        // Origin-form on the wire (`/path?query`): the connection is the backend's own.
+        let origin = request
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *request.uri_mut() = Uri::from(origin);
+        let mut conn = pool.checkout().await?;
+        loop {
+            match conn.call(request, self.max_response_bytes).await {
+                Ok((status, body)) => {
+                    pool.checkin(conn).await;
+                    return Ok(RawAnswer { status, body });
+                }
+                Err(super::inline::Failed::Unsent(unsent, _)) if conn.reused() => {
+                    request = unsent;
+                    conn = pool.connect().await?;
+                }
+                Err(super::inline::Failed::Unsent(_, error)) => {
+                    return Err(describe(&error, TransportCause::Other));
+                }
+                Err(super::inline::Failed::Call(error)) => return Err(error),
             }
-            Err(error) => Err(describe(&*error, TransportCause::Body)),
         }
     }
 
@@ -444,6 +506,15 @@ mod tests {
             cause_of(&unresolvable, TransportCause::Other),
             TransportCause::Dns
         );
+        // The same causes from the connections a plain-HTTP transport drives itself.
+        assert!(matches!(
+            call(&transport(&format!("http://{dead}")), "1").await,
+            Err(AdapterError::Unavailable(TransportCause::Refused))
+        ));
+        assert!(matches!(
+            call(&transport("http://no-such-host.invalid"), "1").await,
+            Err(AdapterError::Unavailable(TransportCause::Dns))
+        ));
     }
 
     /// No control fails open: an `https://` backend whose certificate the platform's
@@ -518,6 +589,182 @@ mod tests {
             api.endpoint("/bad path", None),
             Err(AdapterError::Malformed(_))
         ));
+    }
+
+    /// How a test backend treats its connections after each answer.
+    #[derive(Clone, Copy, PartialEq)]
+    enum AfterAnswer {
+        /// Keeps the connection open for the next request.
+        KeepOpen,
+        /// Closes it without saying so (as a backend's own keep-alive timeout does).
+        CloseSilently,
+        /// Says `Connection: close`, then closes.
+        SayClose,
+        /// Keeps it open for 30 ms, then closes it without saying so.
+        CloseLater,
+    }
+
+    /// A plain-HTTP backend written against the socket (not hyper): answers each request
+    /// head with `body`; counts the connections it accepted.
+    async fn backend(
+        after: AfterAnswer,
+        body: &'static str,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = format!("http://{}", listener.local_addr().expect("address"));
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    loop {
+                        let Ok(read) = socket.read(&mut buffer).await else {
+                            return;
+                        };
+                        if read == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buffer[..read]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&seen[..end]).into_owned();
+                            seen.drain(..end + 4);
+                            assert!(
+                                head.starts_with("GET /x/"),
+                                "origin-form on the wire: {head}"
+                            );
+                            let close = if after == AfterAnswer::SayClose {
+                                "Connection: close\r\n"
+                            } else {
+                                ""
+                            };
+                            let answer = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{close}Content-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if socket.write_all(answer.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            match after {
+                                AfterAnswer::KeepOpen => {}
+                                AfterAnswer::CloseLater => {
+                                    tokio::time::sleep(Duration::from_millis(30)).await;
+                                    return;
+                                }
+                                AfterAnswer::CloseSilently | AfterAnswer::SayClose => return,
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (address, accepted)
+    }
+
+    async fn call(t: &Transport, id: &str) -> Result<RawAnswer, AdapterError> {
+        let call = Call {
+            method: Method::GET,
+            uri: t.endpoint(&format!("/x/{id}"), None).expect("uri"),
+            headers: Vec::new(),
+            body: Bytes::new(),
+        };
+        t.execute(call, "msg-1", true, Instant::now() + Duration::from_secs(5))
+            .await
+    }
+
+    /// Issue 12 (decision 0017): calls one after another to a plain-HTTP backend share one
+    /// keep-alive connection, driven by the calling task.
+    #[tokio::test]
+    async fn calls_one_after_another_reuse_one_connection() {
+        let (address, accepted) = backend(AfterAnswer::KeepOpen, r#"{"ok":true}"#).await;
+        let t = transport(&address);
+        for id in 0..5 {
+            let answer = call(&t, &id.to_string()).await.expect("answer");
+            assert_eq!(answer.status, 200);
+            assert_eq!(&answer.body[..], br#"{"ok":true}"#);
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// Issue 12 (decision 0017): a connection the backend closed while it was idle, with or
+    /// without saying so, is never the end of a call: the call goes out on a new one.
+    #[tokio::test]
+    async fn connections_the_backend_closes_are_replaced_not_failed() {
+        for after in [AfterAnswer::CloseSilently, AfterAnswer::SayClose] {
+            let (address, accepted) = backend(after, r#"{"ok":true}"#).await;
+            let t = transport(&address);
+            for id in 0..4 {
+                let answer = call(&t, &id.to_string()).await.expect("answer");
+                assert_eq!(answer.status, 200);
+                // Give the backend's close time to arrive before the next call, sometimes.
+                if id % 2 == 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 4);
+        }
+    }
+
+    /// Issue 12 (decision 0017): an idle connection the backend closes while no call takes
+    /// it is closed on our side too by the sweeper, not left in `CLOSE_WAIT`; one the
+    /// backend keeps stays.
+    #[tokio::test]
+    async fn the_sweeper_closes_idle_connections_the_backend_closed() {
+        for (after, left) in [(AfterAnswer::KeepOpen, 1), (AfterAnswer::CloseLater, 0)] {
+            let (address, _) = backend(after, r#"{"ok":true}"#).await;
+            let t = transport(&address);
+            let pool = t
+                .inline
+                .as_ref()
+                .expect("a plain-HTTP backend's own connections");
+            call(&t, "1").await.expect("answer");
+            assert_eq!(pool.idle_count(), 1, "kept after the answer");
+            // The backend closes 30 ms after its answer; no call takes the connection.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            pool.sweep_once();
+            assert_eq!(pool.idle_count(), left);
+        }
+    }
+
+    /// An answer whose declared length is over the adapter's cap is refused unread, and its
+    /// connection (with the body still in it) is never used again.
+    #[tokio::test]
+    async fn an_answer_over_the_cap_is_refused_and_its_connection_dropped() {
+        const BIG: &str = r#"{"padding":"0123456789012345678901234567890123456789"}"#;
+        let (address, accepted) = backend(AfterAnswer::KeepOpen, BIG).await;
+        let raw: super::super::RawAdapter = toml::from_str(&format!(
+            r#"
+            name = "t"
+            kind = "rest"
+            address = "{address}"
+            max_response_bytes = 16
+            [[operations]]
+            name = "get"
+            method = "GET"
+            path = "/{{id}}"
+            [operations.rest]
+            path = "/x/{{id}}"
+            "#
+        ))
+        .expect("adapter file");
+        let spec = super::super::AdapterSpec::validate(raw, std::path::Path::new("t.toml"))
+            .expect("valid adapter");
+        let t = Transport::new(&spec).expect("transport");
+        for id in 0..2 {
+            assert!(matches!(
+                call(&t, &id.to_string()).await,
+                Err(AdapterError::BodyTooLarge(16))
+            ));
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     /// `Host` is the address's host with its port, and without the scheme's default port.
