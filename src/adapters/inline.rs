@@ -62,7 +62,7 @@ impl std::fmt::Debug for Conn {
 pub enum Failed {
     /// The request was never written (the connection closed before): it may be sent again
     /// on another connection, whatever its method.
-    Unsent(Request<Full<Bytes>>, hyper::Error),
+    Unsent(Box<Request<Full<Bytes>>>, hyper::Error),
     /// The call failed as the adapter sees it.
     Call(AdapterError),
 }
@@ -123,7 +123,7 @@ impl Conn {
                 Ok(response) => response,
                 Err(mut error) => {
                     return Err(match error.take_message() {
-                        Some(request) => Failed::Unsent(request, error.into_error()),
+                        Some(request) => Failed::Unsent(Box::new(request), error.into_error()),
                         None => Failed::Call(super::transport::describe(
                             error.error(),
                             TransportCause::Other,

@@ -422,7 +422,7 @@ impl Transport {
                     return Ok(RawAnswer { status, body });
                 }
                 Err(super::inline::Failed::Unsent(unsent, _)) if conn.reused() => {
-                    request = unsent;
+                    request = *unsent;
                     conn = pool.connect().await?;
                 }
                 Err(super::inline::Failed::Unsent(_, error)) => {
@@ -456,11 +456,17 @@ mod tests {
     use super::*;
 
     fn transport(address: &str) -> Transport {
+        transport_with(address, "")
+    }
+
+    /// A transport for `address`, with `settings` (adapter file lines) added.
+    fn transport_with(address: &str, settings: &str) -> Transport {
         let raw: super::super::RawAdapter = toml::from_str(&format!(
             r#"
             name = "t"
             kind = "rest"
             address = "{address}"
+            {settings}
             [[operations]]
             name = "get"
             method = "GET"
@@ -740,24 +746,7 @@ mod tests {
     async fn an_answer_over_the_cap_is_refused_and_its_connection_dropped() {
         const BIG: &str = r#"{"padding":"0123456789012345678901234567890123456789"}"#;
         let (address, accepted) = backend(AfterAnswer::KeepOpen, BIG).await;
-        let raw: super::super::RawAdapter = toml::from_str(&format!(
-            r#"
-            name = "t"
-            kind = "rest"
-            address = "{address}"
-            max_response_bytes = 16
-            [[operations]]
-            name = "get"
-            method = "GET"
-            path = "/{{id}}"
-            [operations.rest]
-            path = "/x/{{id}}"
-            "#
-        ))
-        .expect("adapter file");
-        let spec = super::super::AdapterSpec::validate(raw, std::path::Path::new("t.toml"))
-            .expect("valid adapter");
-        let t = Transport::new(&spec).expect("transport");
+        let t = transport_with(&address, "max_response_bytes = 16");
         for id in 0..2 {
             assert!(matches!(
                 call(&t, &id.to_string()).await,
