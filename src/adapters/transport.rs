@@ -606,7 +606,8 @@ mod tests {
         CloseSilently,
         /// Says `Connection: close`, then closes.
         SayClose,
-        /// Keeps it open for 30 ms, then closes it without saying so.
+        /// Keeps it open for 300 ms (longer than a loaded machine stalls between the
+        /// answer and its check-in), then closes it without saying so.
         CloseLater,
     }
 
@@ -662,7 +663,7 @@ mod tests {
                             match after {
                                 AfterAnswer::KeepOpen => {}
                                 AfterAnswer::CloseLater => {
-                                    tokio::time::sleep(Duration::from_millis(30)).await;
+                                    tokio::time::sleep(Duration::from_millis(300)).await;
                                     return;
                                 }
                                 AfterAnswer::CloseSilently | AfterAnswer::SayClose => return,
@@ -733,8 +734,8 @@ mod tests {
                 .expect("a plain-HTTP backend's own connections");
             call(&t, "1").await.expect("answer");
             assert_eq!(pool.idle_count(), 1, "kept after the answer");
-            // The backend closes 30 ms after its answer; no call takes the connection.
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            // The backend closes 300 ms after its answer; no call takes the connection.
+            tokio::time::sleep(Duration::from_millis(700)).await;
             pool.sweep_once();
             assert_eq!(pool.idle_count(), left);
         }
