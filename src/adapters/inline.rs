@@ -67,27 +67,39 @@ pub enum Failed {
     Call(AdapterError),
 }
 
+/// Polls the connection: `Ready` when it has ended (closed by either side, or failed), and
+/// then it is dropped, which fails what still waits on it (an answer, its body).
+fn poll_end(driver: &mut Option<Driver>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+    let Some(connection) = driver.as_mut() else {
+        return Poll::Ready(());
+    };
+    let Poll::Ready(result) = Pin::new(connection).poll(cx) else {
+        return Poll::Pending;
+    };
+    if let Err(error) = result {
+        tracing::debug!(error = %error, "backend connection ended");
+    }
+    *driver = None;
+    Poll::Ready(())
+}
+
 impl Conn {
-    /// Polls `future` and, while it waits, the connection, until `future` is ready. The
-    /// connection's end (the backend closed it, or it failed) is noted and the connection
-    /// dropped, which fails the calls still waiting on it, so `future` always completes.
+    /// Whether it served a call before.
+    pub fn reused(&self) -> bool {
+        self.reused
+    }
+
+    /// Polls `future` and, while it waits, the connection, until `future` is ready. Once
+    /// the connection has ended it is dropped (see [`poll_end`]), so `future` always
+    /// completes.
     async fn drive<F: Future>(driver: &mut Option<Driver>, future: F) -> F::Output {
         let mut future = std::pin::pin!(future);
         std::future::poll_fn(|cx| {
             if let Poll::Ready(output) = future.as_mut().poll(cx) {
                 return Poll::Ready(output);
             }
-            if let Some(connection) = driver.as_mut() {
-                match Pin::new(connection).poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(result) => {
-                        if let Err(error) = result {
-                            tracing::debug!(error = %error, "backend connection ended");
-                        }
-                        // Dropping it fails what still waits on it (the answer, its body).
-                        *driver = None;
-                    }
-                }
+            if poll_end(driver, cx).is_pending() {
+                return Poll::Pending;
             }
             future.as_mut().poll(cx)
         })
@@ -100,11 +112,7 @@ impl Conn {
     async fn settle(&mut self) -> bool {
         let driver = &mut self.driver;
         std::future::poll_fn(|cx| {
-            if let Some(connection) = driver.as_mut()
-                && let Poll::Ready(_) = Pin::new(connection).poll(cx)
-            {
-                *driver = None;
-            }
+            let _ = poll_end(driver, cx);
             Poll::Ready(())
         })
         .await;
@@ -245,13 +253,6 @@ impl Pool {
     }
 }
 
-impl Conn {
-    /// Whether it served a call before.
-    pub fn reused(&self) -> bool {
-        self.reused
-    }
-}
-
 /// Closes idle connections the backend closed, or past [`IDLE_TIMEOUT`], while no call
 /// takes them; ends with the pool.
 async fn sweep(pool: Weak<Inner>) {
@@ -279,12 +280,7 @@ impl Inner {
                     return false;
                 }
                 // The next poll, by a call, registers that call's own waker.
-                if let Some(connection) = conn.driver.as_mut()
-                    && Pin::new(connection).poll(&mut cx).is_ready()
-                {
-                    conn.driver = None;
-                }
-                conn.driver.is_some()
+                poll_end(&mut conn.driver, &mut cx).is_pending()
             });
         }
     }

@@ -11,8 +11,8 @@
 //! classification of transport failures. Does not own: what a call means (the adapter
 //! kinds), or whether a failure reaches the consumer and how (the gateway).
 //!
-//! The client is hyper's, not reqwest (decision 0014; decision 0017 for plain HTTP): the backend address is
-//! fixed, so its scheme, authority and base path are split once here and a call's URI is
+//! The client is hyper's, not reqwest (decision 0014; decision 0017 for plain HTTP): the
+//! backend address is fixed, so its scheme, authority and base path are split once here and a call's URI is
 //! one string put together, not a URL parsed, joined and re-serialised. Deliberately:
 //! - **no proxy from the environment**: `HTTP_PROXY`/`HTTPS_PROXY` are not read, so an
 //!   inherited variable cannot route citizen data through a host the adapter file does
