@@ -34,6 +34,64 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// A warning that can repeat once per request (a shed request, a backend down): logged at
+/// most once per [`Throttled::EVERY`], the line saying how many occurrences it stands for.
+/// Under overload a line per shed request would cost CPU where it is scarcest and bury the
+/// log; the metrics still count every occurrence (issue 12).
+///
+/// Lock-free: one compare-and-swap decides which occurrence writes the line, the others add
+/// to a counter.
+#[derive(Debug, Default)]
+pub struct Throttled {
+    /// The instant it counts from: its first occurrence.
+    epoch: OnceLock<tokio::time::Instant>,
+    /// When the next line may be written, in nanoseconds since `epoch`.
+    next_at: std::sync::atomic::AtomicU64,
+    /// Occurrences since the last line that did not write one.
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl Throttled {
+    /// At most one line per this interval.
+    pub const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// A throttle that lets its first occurrence through.
+    pub const fn new() -> Self {
+        Throttled {
+            epoch: OnceLock::new(),
+            next_at: std::sync::atomic::AtomicU64::new(0),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// One occurrence now: `Some(n)` when it should be logged, standing for `n` occurrences
+    /// (itself and those suppressed since the last line); `None` when it is only counted.
+    pub fn occurrence(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let now = tokio::time::Instant::now();
+        let epoch = *self.epoch.get_or_init(|| now);
+        let now =
+            u64::try_from(now.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX);
+        let next = self.next_at.load(Ordering::Acquire);
+        let every = u64::try_from(Self::EVERY.as_nanos()).unwrap_or(u64::MAX);
+        if now >= next
+            && self
+                .next_at
+                .compare_exchange(
+                    next,
+                    now.saturating_add(every),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::AcqRel) + 1);
+        }
+        self.suppressed.fetch_add(1, Ordering::AcqRel);
+        None
+    }
+}
+
 /// Sets up `tracing` once; later calls do nothing.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
@@ -178,4 +236,84 @@ fn requests_counter(
 /// `datagate_request_duration_seconds`, the one place its name and label are spelled.
 fn duration_histogram(service: metrics::SharedString) -> metrics::Histogram {
     metrics::histogram!("datagate_request_duration_seconds", "service" => service)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12: a warning that repeats once per request (a shed request) is written once per
+    /// interval, and the line says how many occurrences it stands for; none is lost from the
+    /// count.
+    #[tokio::test(start_paused = true)]
+    async fn a_repeated_warning_is_logged_once_per_interval_with_its_count() {
+        let throttle = Throttled::new();
+        assert_eq!(
+            throttle.occurrence(),
+            Some(1),
+            "the first one is logged at once"
+        );
+        for _ in 0..999 {
+            assert_eq!(
+                throttle.occurrence(),
+                None,
+                "within the interval: counted only"
+            );
+        }
+        tokio::time::advance(Throttled::EVERY / 2).await;
+        assert_eq!(
+            throttle.occurrence(),
+            None,
+            "half an interval later: still counted"
+        );
+        tokio::time::advance(Throttled::EVERY / 2).await;
+        assert_eq!(
+            throttle.occurrence(),
+            Some(1001),
+            "the next line stands for itself and the 1 000 counted since the last"
+        );
+        assert_eq!(throttle.occurrence(), None);
+        tokio::time::advance(Throttled::EVERY * 3).await;
+        assert_eq!(
+            throttle.occurrence(),
+            Some(2),
+            "a quiet spell: the next is logged at once"
+        );
+    }
+
+    /// Threads racing on one throttle: exactly one writes the line, and the counts add up.
+    #[test]
+    fn racing_occurrences_write_one_line_and_lose_no_count() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        let _entered = runtime.enter();
+        let throttle = Throttled::new();
+        let logged: Vec<Option<u64>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    let throttle = &throttle;
+                    let handle = runtime.handle().clone();
+                    scope.spawn(move || {
+                        let _entered = handle.enter();
+                        (0..250).map(|_| throttle.occurrence()).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|worker| worker.join().expect("worker"))
+                .collect()
+        });
+        let lines: Vec<u64> = logged.into_iter().flatten().collect();
+        assert_eq!(lines, vec![1], "one line in the first interval");
+        runtime.block_on(tokio::time::advance(Throttled::EVERY));
+        assert_eq!(
+            throttle.occurrence(),
+            Some(1000),
+            "999 counted, and this one"
+        );
+    }
 }

@@ -94,6 +94,20 @@ pub(super) async fn spawn_exchange(
     }
 }
 
+/// The node's own failures, one throttle per code (see [`crate::observe::Throttled`]).
+static FAILURE_WARNINGS: [crate::observe::Throttled; ErrorCode::ALL.len()] =
+    [const { crate::observe::Throttled::new() }; ErrorCode::ALL.len()];
+
+/// Whether this failure of `code` is logged, and how many failures of it the line stands
+/// for; a code outside the table is always logged.
+fn failure_warning(code: ErrorCode) -> Option<u64> {
+    ErrorCode::ALL
+        .iter()
+        .position(|c| *c == code)
+        .and_then(|at| FAILURE_WARNINGS.get(at))
+        .map_or(Some(1), crate::observe::Throttled::occurrence)
+}
+
 /// One exchange, from the request to the journaled answer.
 async fn exchange(gateway: Arc<Gateway>, request: Request, arrival: Arrival) -> Response {
     let started = Instant::now();
@@ -140,10 +154,13 @@ async fn exchange(gateway: Arc<Gateway>, request: Request, arrival: Arrival) -> 
             // The caller's own faults are not the node's: they never reach WARN.
             if code.origin() == Origin::Consumer {
                 tracing::debug!(code = code.as_str(), "exchange refused");
-            } else {
+            } else if let Some(occurrences) = failure_warning(code) {
+                // At most one line per code and second: a node shedding thousands of
+                // requests a second (or a backend down) writes one, with the count.
                 tracing::warn!(
                     code = code.as_str(),
                     detail = error.detail(),
+                    occurrences,
                     "exchange failed"
                 );
             }
