@@ -534,8 +534,16 @@ impl Record {
                 .map(bytes::Bytes::from)
                 .map_err(|e| not_json(&e)),
             Record::Json(bytes) => {
-                serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
-                    .map_err(|e| not_json(&e))?;
+                // JSON exchanged between systems is UTF-8 (RFC 8259 §8.1), and serde_json's
+                // skip over bytes does not check the inside of strings: check the encoding
+                // first, then the grammar over the `str`.
+                let text = std::str::from_utf8(&bytes).map_err(|e| {
+                    AdapterError::Malformed(format!(
+                        "not JSON: not UTF-8 (at byte {})",
+                        e.valid_up_to()
+                    ))
+                })?;
+                serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| not_json(&e))?;
                 Ok(bytes)
             }
         }

@@ -412,6 +412,40 @@ async fn pass_through_contract_still_refuses_malformed_json() {
     assert!(!body.to_string().contains(CITIZEN_ID), "{body}");
 }
 
+/// A pass-through answer is forwarded as `application/json` only if it is JSON, and JSON
+/// between systems is UTF-8 (RFC 8259 §8.1): a byte that is not UTF-8 inside a string,
+/// which a grammar-only check skips over, is refused like any malformed answer.
+#[tokio::test]
+async fn pass_through_contract_refuses_an_answer_that_is_not_utf8() {
+    init();
+    let pki = TestPki::new();
+    let mut document =
+        format!("{{\"citizen_id\": \"{CITIZEN_ID}\", \"full_name\": \"Tr").into_bytes();
+    document.extend_from_slice(&[0xff, 0xfe]);
+    document.extend_from_slice(b"n\"}");
+    assert!(
+        serde_json::from_slice::<serde::de::IgnoredAny>(&document).is_ok(),
+        "the grammar alone passes it"
+    );
+    let upstream = MockUpstream::start(Reply::Raw {
+        status: 200,
+        content_type: "application/json",
+        body: document,
+    })
+    .await;
+    let node = NodeBuilder::standard(&pki, &upstream.url())
+        .contract("portal-citizen", &pass_through_contract())
+        .start()
+        .await;
+    let response = node
+        .lookup(&node.client(&pki.portal), CITIZEN_ID)
+        .send()
+        .await
+        .expect("request");
+    let body = expect_problem(response, 502, "upstream.malformed").await;
+    assert!(!body.to_string().contains(CITIZEN_ID), "{body}");
+}
+
 /// X-Road REST (pr-rest §4.4): every answer carries `X-Road-Request-Hash`, here SHA-256
 /// over the method, the canonical target and the body, each with its 8-byte length,
 /// computed again by the test from the request it sent. `X-Road-Service` names the
