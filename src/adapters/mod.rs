@@ -537,7 +537,7 @@ impl Record {
                 // JSON exchanged between systems is UTF-8 (RFC 8259 §8.1), and serde_json's
                 // skip over bytes does not check the inside of strings: check the encoding
                 // first, then the grammar over the `str`.
-                let text = std::str::from_utf8(&bytes).map_err(|e| {
+                let text = simdutf8::compat::from_utf8(&bytes).map_err(|e| {
                     AdapterError::Malformed(format!(
                         "not JSON: not UTF-8 (at byte {})",
                         e.valid_up_to()
