@@ -359,20 +359,19 @@ fn pass_through_contract() -> String {
     contract
 }
 
-#[tokio::test]
-async fn pass_through_contract_forwards_the_backend_document_unchanged() {
-    init();
-    let pki = TestPki::new();
-    let document = format!(
-        "{{\"citizen_id\": \"{CITIZEN_ID}\",  \"full_name\": \"Trần Thị B\", \"extra\": [1, 2]}}"
-    );
+/// A node whose citizen backend answers `body` as JSON, under the pass-through contract,
+/// and the answer to one lookup. The backend and the node live as long as the tuple.
+async fn pass_through_lookup(
+    pki: &TestPki,
+    body: Vec<u8>,
+) -> (reqwest::Response, TestNode, MockUpstream) {
     let upstream = MockUpstream::start(Reply::Raw {
         status: 200,
         content_type: "application/json",
-        body: document.clone().into_bytes(),
+        body,
     })
     .await;
-    let node = NodeBuilder::standard(&pki, &upstream.url())
+    let node = NodeBuilder::standard(pki, &upstream.url())
         .contract("portal-citizen", &pass_through_contract())
         .start()
         .await;
@@ -381,6 +380,18 @@ async fn pass_through_contract_forwards_the_backend_document_unchanged() {
         .send()
         .await
         .expect("request");
+    (response, node, upstream)
+}
+
+#[tokio::test]
+async fn pass_through_contract_forwards_the_backend_document_unchanged() {
+    init();
+    let pki = TestPki::new();
+    let document = format!(
+        "{{\"citizen_id\": \"{CITIZEN_ID}\",  \"full_name\": \"Trần Thị B\", \"extra\": [1, 2]}}"
+    );
+    let (response, _node, _upstream) =
+        pass_through_lookup(&pki, document.clone().into_bytes()).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.text().await.expect("body"),
@@ -393,21 +404,8 @@ async fn pass_through_contract_forwards_the_backend_document_unchanged() {
 async fn pass_through_contract_still_refuses_malformed_json() {
     init();
     let pki = TestPki::new();
-    let upstream = MockUpstream::start(Reply::Raw {
-        status: 200,
-        content_type: "application/json",
-        body: format!("{{\"citizen_id\": \"{CITIZEN_ID}\", \"full_name\": ").into_bytes(),
-    })
-    .await;
-    let node = NodeBuilder::standard(&pki, &upstream.url())
-        .contract("portal-citizen", &pass_through_contract())
-        .start()
-        .await;
-    let response = node
-        .lookup(&node.client(&pki.portal), CITIZEN_ID)
-        .send()
-        .await
-        .expect("request");
+    let truncated = format!("{{\"citizen_id\": \"{CITIZEN_ID}\", \"full_name\": ");
+    let (response, _node, _upstream) = pass_through_lookup(&pki, truncated.into_bytes()).await;
     let body = expect_problem(response, 502, "upstream.malformed").await;
     assert!(!body.to_string().contains(CITIZEN_ID), "{body}");
 }
@@ -427,21 +425,7 @@ async fn pass_through_contract_refuses_an_answer_that_is_not_utf8() {
         serde_json::from_slice::<serde::de::IgnoredAny>(&document).is_ok(),
         "the grammar alone passes it"
     );
-    let upstream = MockUpstream::start(Reply::Raw {
-        status: 200,
-        content_type: "application/json",
-        body: document,
-    })
-    .await;
-    let node = NodeBuilder::standard(&pki, &upstream.url())
-        .contract("portal-citizen", &pass_through_contract())
-        .start()
-        .await;
-    let response = node
-        .lookup(&node.client(&pki.portal), CITIZEN_ID)
-        .send()
-        .await
-        .expect("request");
+    let (response, _node, _upstream) = pass_through_lookup(&pki, document).await;
     let body = expect_problem(response, 502, "upstream.malformed").await;
     assert!(!body.to_string().contains(CITIZEN_ID), "{body}");
 }
