@@ -92,6 +92,34 @@ impl Throttled {
     }
 }
 
+/// One [`Throttled`] per error code: a failure's warning, at most once per code and
+/// [`Throttled::EVERY`], for a path that fails per request (exchanges, the hub's relay).
+#[derive(Debug)]
+pub struct ThrottledByCode([Throttled; crate::error::ErrorCode::ALL.len()]);
+
+impl ThrottledByCode {
+    /// Every code's first occurrence is let through.
+    pub const fn new() -> Self {
+        ThrottledByCode([const { Throttled::new() }; crate::error::ErrorCode::ALL.len()])
+    }
+
+    /// One failure of `code` now: as [`Throttled::occurrence`]; a code outside
+    /// [`crate::error::ErrorCode::ALL`] is always logged.
+    pub fn occurrence(&self, code: crate::error::ErrorCode) -> Option<u64> {
+        crate::error::ErrorCode::ALL
+            .iter()
+            .position(|c| *c == code)
+            .and_then(|at| self.0.get(at))
+            .map_or(Some(1), Throttled::occurrence)
+    }
+}
+
+impl Default for ThrottledByCode {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Sets up `tracing` once; later calls do nothing.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
@@ -281,6 +309,29 @@ mod tests {
             Some(2),
             "a quiet spell: the next is logged at once"
         );
+    }
+
+    /// Issue 12: a flood of one failure does not hide another: each error code has its own
+    /// interval and count.
+    #[tokio::test(start_paused = true)]
+    async fn each_error_code_is_throttled_on_its_own() {
+        use crate::error::ErrorCode;
+        let warnings = ThrottledByCode::new();
+        let shed = ErrorCode::ALL[0];
+        let other = ErrorCode::ALL[ErrorCode::ALL.len() - 1];
+        assert_ne!(shed, other);
+        assert_eq!(warnings.occurrence(shed), Some(1));
+        for _ in 0..99 {
+            assert_eq!(warnings.occurrence(shed), None);
+        }
+        assert_eq!(
+            warnings.occurrence(other),
+            Some(1),
+            "another code is logged at once, whatever the first one's count"
+        );
+        tokio::time::advance(Throttled::EVERY).await;
+        assert_eq!(warnings.occurrence(shed), Some(100));
+        assert_eq!(warnings.occurrence(other), Some(1));
     }
 
     /// Threads racing on one throttle: exactly one writes the line, and the counts add up.

@@ -567,6 +567,8 @@ pub struct Adapter {
     transport: transport::Transport,
     /// `datagate_upstream_duration_seconds{adapter}`, registered on first use and kept.
     upstream_duration: std::sync::OnceLock<metrics::Histogram>,
+    /// The "backend unreachable" warning, at most once a second for this backend.
+    unreachable: crate::observe::Throttled,
 }
 
 impl Adapter {
@@ -577,6 +579,7 @@ impl Adapter {
             spec,
             transport,
             upstream_duration: std::sync::OnceLock::new(),
+            unreachable: crate::observe::Throttled::new(),
         })
     }
 
@@ -585,6 +588,12 @@ impl Adapter {
         self.upstream_duration.get_or_init(|| {
             metrics::histogram!("datagate_upstream_duration_seconds", "adapter" => self.spec.name.clone())
         })
+    }
+
+    /// One failure to reach this backend: `Some(n)` when it is to be logged, standing for
+    /// `n` failures (see [`crate::observe::Throttled`]).
+    pub fn unreachable_warning(&self) -> Option<u64> {
+        self.unreachable.occurrence()
     }
 
     /// Calls the backend.

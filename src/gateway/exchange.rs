@@ -94,19 +94,8 @@ pub(super) async fn spawn_exchange(
     }
 }
 
-/// The node's own failures, one throttle per code (see [`crate::observe::Throttled`]).
-static FAILURE_WARNINGS: [crate::observe::Throttled; ErrorCode::ALL.len()] =
-    [const { crate::observe::Throttled::new() }; ErrorCode::ALL.len()];
-
-/// Whether this failure of `code` is logged, and how many failures of it the line stands
-/// for; a code outside the table is always logged.
-fn failure_warning(code: ErrorCode) -> Option<u64> {
-    ErrorCode::ALL
-        .iter()
-        .position(|c| *c == code)
-        .and_then(|at| FAILURE_WARNINGS.get(at))
-        .map_or(Some(1), crate::observe::Throttled::occurrence)
-}
+/// The warnings of failed exchanges, one throttle per code.
+static FAILURE_WARNINGS: crate::observe::ThrottledByCode = crate::observe::ThrottledByCode::new();
 
 /// One exchange, from the request to the journaled answer.
 async fn exchange(gateway: Arc<Gateway>, request: Request, arrival: Arrival) -> Response {
@@ -154,7 +143,7 @@ async fn exchange(gateway: Arc<Gateway>, request: Request, arrival: Arrival) -> 
             // The caller's own faults are not the node's: they never reach WARN.
             if code.origin() == Origin::Consumer {
                 tracing::debug!(code = code.as_str(), "exchange refused");
-            } else if let Some(occurrences) = failure_warning(code) {
+            } else if let Some(occurrences) = FAILURE_WARNINGS.occurrence(code) {
                 // At most one line per code and second: a node shedding thousands of
                 // requests a second (or a backend down) writes one, with the count.
                 tracing::warn!(

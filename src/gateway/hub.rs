@@ -128,6 +128,9 @@ pub async fn relay(gateway: Arc<Gateway>, request: Request) -> Response {
     }
 }
 
+/// The warnings of failed relays, one throttle per code.
+static RELAY_WARNINGS: crate::observe::ThrottledByCode = crate::observe::ThrottledByCode::new();
+
 async fn relay_journaled(gateway: Arc<Gateway>, request: Request) -> Response {
     let request_in_at = gateway.clock().now();
     let started = tokio::time::Instant::now();
@@ -157,10 +160,12 @@ async fn relay_journaled(gateway: Arc<Gateway>, request: Request) -> Response {
             let code = error.code();
             if code.origin() == Origin::Consumer {
                 tracing::debug!(code = code.as_str(), "relay refused");
-            } else {
+            } else if let Some(occurrences) = RELAY_WARNINGS.occurrence(code) {
+                // At most one line per code and second, as for exchanges.
                 tracing::warn!(
                     code = code.as_str(),
                     detail = error.detail(),
+                    occurrences,
                     "relay failed"
                 );
             }

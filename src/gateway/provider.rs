@@ -146,8 +146,10 @@ impl Provider {
                     .upstream_duration()
                     .record(started.elapsed().as_secs_f64());
                 answer.map(|answer| answer.record).map_err(|error| {
-                    if let AdapterError::Unavailable(cause) = &error {
-                        tracing::warn!(adapter = %backend.adapter.spec.name, cause = cause.as_str(), "backend unreachable");
+                    if let AdapterError::Unavailable(cause) = &error
+                        && let Some(occurrences) = backend.adapter.unreachable_warning()
+                    {
+                        tracing::warn!(adapter = %backend.adapter.spec.name, cause = cause.as_str(), occurrences, "backend unreachable");
                     }
                     error.to_gateway_error()
                 })
