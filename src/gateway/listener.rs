@@ -405,8 +405,12 @@ type HttpStage = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
 /// whole connection, so the handshake's state (the TLS stream mid-handshake, the PROXY
 /// header) lives in its own future, done with before the HTTP stage begins, and the HTTP
 /// stage lives in its own allocation (issue 12: memory per idle connection).
+///
+/// Not an `async fn`: its task would keep every argument (the socket, the limits, the
+/// router, …) in its state for the connection's life after handing them on
+/// (rust-lang/rust#62958). The task holds two pointers.
 #[allow(clippy::too_many_arguments)]
-async fn serve_connection(
+fn serve_connection(
     stream: tokio::net::TcpStream,
     remote: SocketAddr,
     slot: Slot,
@@ -415,7 +419,7 @@ async fn serve_connection(
     router: Router,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
-) {
+) -> impl std::future::Future<Output = ()> + Send {
     let established = Box::pin(establish(
         stream,
         remote,
@@ -425,10 +429,11 @@ async fn serve_connection(
         router,
         limits,
         shutdown,
-    ))
-    .await;
-    if let Some(stage) = established {
-        stage.await;
+    ));
+    async move {
+        if let Some(stage) = established.await {
+            stage.await;
+        }
     }
 }
 
@@ -584,10 +589,12 @@ fn connection_service(
     Response = Response,
     Error = std::convert::Infallible,
     Future = Answer,
-> + Clone
+>
++ Clone
 + Send
 + Unpin
-+ 'static {
++ 'static
++ use<> {
     let activity = activity.clone();
     hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         let guard = activity.begin();
@@ -786,119 +793,217 @@ async fn serve_http<IO>(
 /// A TLS connection to a listener.
 type TlsConnection = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
 
+/// What hyper takes while an HTTP/1 connection is awake and gives back when it lets go: the
+/// TLS session, the bytes read but not yet parsed, and the connection's service.
+struct Session<S> {
+    tls: TlsConnection,
+    pending: bytes::Bytes,
+    service: S,
+}
+
+/// What watches an HTTP/1 connection over TLS through its awake spells and hibernations.
+struct Watcher {
+    activity: Arc<Activity>,
+    builder: hyper::server::conn::http1::Builder,
+    deadlines: Deadlines,
+    shutdown: watch::Receiver<bool>,
+    /// The node is shutting down: the request under way is finished, then the connection
+    /// is closed.
+    shutting_down: bool,
+}
+
+/// How an awake spell ended, when it did not drop the connection.
+struct Spell {
+    /// hyper let go because the connection was quiet: it may hibernate.
+    hibernating: bool,
+    /// When the close under way must be done, if one is.
+    closing: Option<Instant>,
+    /// hyper ended with an error.
+    failed: bool,
+}
+
 /// HTTP/1 over TLS, with the connection's deadlines, hibernating when idle: after
 /// [`HIBERNATE_AFTER`] without a request, hyper's connection is closed between requests
 /// (no bytes are sent: it is idle), its buffers freed, and the TLS session waits for the
 /// socket to be readable; then a new hyper connection picks up, the bytes hyper had read
 /// but not parsed handed to it first. To the peer it is one keep-alive connection.
+///
+/// Not an `async fn`: an async fn keeps each argument in its state for its whole life
+/// even after the argument is moved on (rust-lang/rust#62958), which would be a second
+/// copy of the TLS session in every hibernating connection. The block below uses its
+/// captures in place.
 #[allow(clippy::too_many_arguments)]
-async fn serve_http1(
-    mut tls: TlsConnection,
+fn serve_http1(
+    tls: TlsConnection,
     remote: SocketAddr,
     peer: Option<PeerCertificate>,
     slot: Slot,
     router: Router,
     (builder, deadlines): (hyper::server::conn::http1::Builder, Deadlines),
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     accepted_at: Instant,
-) {
+) -> impl std::future::Future<Output = ()> + Send {
     let activity = Activity::new(accepted_at);
-    let mut service = connection_service(&activity, peer, remote, router);
-    let mut pending = bytes::Bytes::new();
-    let mut closing: Option<Instant> = None;
-    let mut shutting_down = *shutdown.borrow();
-    loop {
-        // Awake: hyper serves requests until the connection ends, or hibernates. Boxed:
-        // hibernating frees it, where a connection held in the task's own state would keep
-        // its size allocated for the connection's life (and no named local holds the TLS
-        // stream on its way in or out, for the same reason).
-        let mut connection = Box::new(builder.serve_connection(
-            TokioIo::new(WatchedIo {
-                inner: tls,
-                pending,
-                activity: Some(activity.clone()),
-            }),
-            service,
-        ));
-        let mut hibernating = false;
-        if shutting_down {
-            std::pin::Pin::new(&mut *connection).graceful_shutdown();
-            closing.get_or_insert_with(|| Instant::now() + CLOSE_GRACE);
-        }
-        let ended = loop {
-            let wake = next_wake(&activity, deadlines, closing, !hibernating);
-            tokio::select! {
-                result = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => break result,
-                // A head began: loop to arm its deadline.
-                _ = activity.head_begun.notified(), if closing.is_none() => {}
-                _ = shutdown.changed(), if !shutting_down => {
-                    shutting_down = true;
-                    std::pin::Pin::new(&mut *connection).graceful_shutdown();
-                    closing = Some(Instant::now() + CLOSE_GRACE);
-                }
-                _ = tokio::time::sleep_until(wake) => match watch(&activity, deadlines, closing, !hibernating) {
-                    // Dropping the connection closes the socket.
-                    Watch::Close | Watch::HeadTimeout => return,
-                    Watch::Idle => {
-                        std::pin::Pin::new(&mut *connection).graceful_shutdown();
-                        closing = Some(Instant::now() + CLOSE_GRACE);
-                    }
-                    Watch::Hibernate => {
-                        // Idle: hyper closes its side at once, without a byte to the peer.
-                        metrics::counter!("datagate_connections_hibernated_total").increment(1);
-                        hibernating = true;
-                        std::pin::Pin::new(&mut *connection).graceful_shutdown();
-                    }
-                    Watch::Nothing => {}
-                },
+    let mut session = Session {
+        tls,
+        pending: bytes::Bytes::new(),
+        service: connection_service(&activity, peer, remote, router),
+    };
+    let shutting_down = *shutdown.borrow();
+    let mut watcher = Watcher {
+        activity,
+        builder,
+        deadlines,
+        shutdown,
+        shutting_down,
+    };
+    async move {
+        loop {
+            // Boxed: hibernating frees the spell (hyper's connection, its buffers, the
+            // watchdog's timers), where state held in this future would stay allocated for
+            // the connection's life.
+            let Some((back, spell)) = Box::pin(awake(session, &mut watcher)).await else {
+                break;
+            };
+            session = back;
+            if spell.failed
+                || !spell.hibernating
+                || spell.closing.is_some()
+                || watcher.shutting_down
+            {
+                // Over: close_notify and FIN, within the close grace.
+                let deadline = spell
+                    .closing
+                    .unwrap_or_else(|| Instant::now() + CLOSE_GRACE);
+                Box::pin(close_tls(&mut session.tls, deadline)).await;
+                break;
             }
-        };
-        if let Err(error) = &ended {
-            count_connection_error(error);
-        }
-        (tls, pending, service) = {
-            let parts = (*connection).into_parts();
-            let io = parts.io.into_inner();
-            let pending = if io.pending.is_empty() {
-                parts.read_buf
-            } else {
-                [parts.read_buf, io.pending].concat().into()
-            };
-            (io.inner, pending, parts.service)
-        };
-        if ended.is_err() || !hibernating || closing.is_some() || shutting_down {
-            // Over: close_notify and FIN, within the close grace.
-            close_tls(
-                &mut tls,
-                closing.unwrap_or_else(|| Instant::now() + CLOSE_GRACE),
-            )
-            .await;
-            break;
-        }
-        // Hibernating: the TLS session, this task and the caps' slot are all that is held.
-        if pending.is_empty() && tls.get_ref().1.wants_read() {
-            let Some(idle) = activity.idle_deadline(deadlines.idle) else {
-                continue;
-            };
-            tokio::select! {
-                readable = tls.get_ref().0.readable() => {
-                    if readable.is_err() {
+            // Hibernating: the TLS session, this future, its task and the caps' slot are all
+            // that is held.
+            if session.pending.is_empty() && session.tls.get_ref().1.wants_read() {
+                let Some(idle) = watcher.activity.idle_deadline(watcher.deadlines.idle) else {
+                    continue;
+                };
+                let woke = tokio::select! {
+                    readable = session.tls.get_ref().0.readable() => match readable {
+                        Ok(()) => Woke::Readable,
+                        Err(_) => Woke::Failed,
+                    },
+                    _ = tokio::time::sleep_until(idle) => Woke::Idle,
+                    _ = watcher.shutdown.changed(), if !watcher.shutting_down => Woke::ShuttingDown,
+                };
+                match woke {
+                    Woke::Readable => {}
+                    Woke::Failed => break,
+                    Woke::Idle | Woke::ShuttingDown => {
+                        if matches!(woke, Woke::Idle) {
+                            metrics::counter!("datagate_connections_idle_closed_total")
+                                .increment(1);
+                        }
+                        Box::pin(close_tls(&mut session.tls, Instant::now() + CLOSE_GRACE)).await;
                         break;
                     }
                 }
-                _ = tokio::time::sleep_until(idle) => {
-                    metrics::counter!("datagate_connections_idle_closed_total").increment(1);
-                    close_tls(&mut tls, Instant::now() + CLOSE_GRACE).await;
-                    break;
-                }
-                _ = shutdown.changed(), if !shutting_down => {
-                    close_tls(&mut tls, Instant::now() + CLOSE_GRACE).await;
-                    break;
-                }
             }
         }
+        drop(slot);
     }
-    drop(slot);
+}
+
+/// What ended a hibernation.
+enum Woke {
+    /// The peer sent: wake hyper.
+    Readable,
+    /// The socket failed.
+    Failed,
+    /// Idle past `idle_timeout`.
+    Idle,
+    /// The node is shutting down.
+    ShuttingDown,
+}
+
+/// One awake spell of an HTTP/1 connection: hyper serves requests until the connection
+/// ends, is closed, or goes quiet for [`HIBERNATE_AFTER`]; then the session is taken back
+/// from hyper. `None`: the connection was dropped (its close grace ran out, or a request
+/// head missed its receive deadline), which closes the socket.
+async fn awake<S>(session: Session<S>, watcher: &mut Watcher) -> Option<(Session<S>, Spell)>
+where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = std::convert::Infallible,
+            Future = Answer,
+        > + Unpin,
+{
+    let Session {
+        tls,
+        pending,
+        service,
+    } = session;
+    let mut connection = watcher.builder.serve_connection(
+        TokioIo::new(WatchedIo {
+            inner: tls,
+            pending,
+            activity: Some(watcher.activity.clone()),
+        }),
+        service,
+    );
+    let mut hibernating = false;
+    let mut closing: Option<Instant> = None;
+    if watcher.shutting_down {
+        std::pin::Pin::new(&mut connection).graceful_shutdown();
+        closing = Some(Instant::now() + CLOSE_GRACE);
+    }
+    let ended = loop {
+        let wake = next_wake(&watcher.activity, watcher.deadlines, closing, !hibernating);
+        tokio::select! {
+            result = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => break result,
+            // A head began: loop to arm its deadline.
+            _ = watcher.activity.head_begun.notified(), if closing.is_none() => {}
+            _ = watcher.shutdown.changed(), if !watcher.shutting_down => {
+                watcher.shutting_down = true;
+                std::pin::Pin::new(&mut connection).graceful_shutdown();
+                closing = Some(Instant::now() + CLOSE_GRACE);
+            }
+            _ = tokio::time::sleep_until(wake) => match watch(&watcher.activity, watcher.deadlines, closing, !hibernating) {
+                // Dropping the connection closes the socket.
+                Watch::Close | Watch::HeadTimeout => return None,
+                Watch::Idle => {
+                    std::pin::Pin::new(&mut connection).graceful_shutdown();
+                    closing = Some(Instant::now() + CLOSE_GRACE);
+                }
+                Watch::Hibernate => {
+                    // Idle: hyper closes its side at once, without a byte to the peer.
+                    metrics::counter!("datagate_connections_hibernated_total").increment(1);
+                    hibernating = true;
+                    std::pin::Pin::new(&mut connection).graceful_shutdown();
+                }
+                Watch::Nothing => {}
+            },
+        }
+    };
+    if let Err(error) = &ended {
+        count_connection_error(error);
+    }
+    let parts = connection.into_parts();
+    let io = parts.io.into_inner();
+    let pending = if io.pending.is_empty() {
+        parts.read_buf
+    } else {
+        [parts.read_buf, io.pending].concat().into()
+    };
+    Some((
+        Session {
+            tls: io.inner,
+            pending,
+            service: parts.service,
+        },
+        Spell {
+            hibernating,
+            closing,
+            failed: ended.is_err(),
+        },
+    ))
 }
 
 /// Ends a TLS connection that hyper no longer holds: `close_notify` and FIN, by `deadline`.
@@ -1011,5 +1116,65 @@ mod tests {
             watch(&activity, DEADLINES, None, true),
             Watch::Hibernate
         ));
+    }
+}
+
+/// Issue 12 (memory per idle connection): what a connection's futures hold for its life,
+/// measured by type. The arguments are never evaluated: only the futures' types are.
+#[cfg(test)]
+#[allow(unreachable_code, clippy::diverging_sub_expression)]
+mod state_sizes {
+    use super::*;
+
+    /// The size of the future a closure would return, without calling it.
+    fn future_size<F>(_: &impl FnOnce() -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Issue 12: a connection's task holds pointers to its stages, not the socket, limits
+    /// and router it handed on (an `async fn` would keep its arguments: rust-lang/rust#62958).
+    #[test]
+    fn the_connection_task_holds_only_its_stages() {
+        let task = || {
+            serve_connection(
+                todo!(),
+                todo!(),
+                todo!(),
+                todo!(),
+                todo!(),
+                todo!(),
+                todo!(),
+                todo!(),
+            )
+        };
+        assert!(
+            future_size(&task) <= 8 * std::mem::size_of::<usize>(),
+            "the task's future is {} bytes",
+            future_size(&task)
+        );
+    }
+
+    /// Issue 12: a hibernating HTTP/1 connection's stage holds its TLS session once, and
+    /// not hyper's connection or the awake spell's timers.
+    #[test]
+    fn a_hibernating_connection_holds_its_tls_session_once() {
+        let stage = || {
+            serve_http1(
+                todo!(),
+                todo!(),
+                todo!(),
+                todo!(),
+                todo!(),
+                todo!(),
+                todo!(),
+                todo!(),
+            )
+        };
+        let tls = std::mem::size_of::<TlsConnection>();
+        let size = future_size(&stage);
+        assert!(
+            size < tls + 1024,
+            "the HTTP/1 stage is {size} bytes, the TLS session {tls}"
+        );
     }
 }

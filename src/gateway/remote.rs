@@ -31,6 +31,13 @@ pub const MAX_ANSWER_BYTES: usize = 16 << 20;
 /// Spreads first attempts over a provider's servers.
 static NEXT_SERVER: AtomicUsize = AtomicUsize::new(0);
 
+/// The fail-over warnings, at most one line a second each with the count it stands for
+/// (issue 12: a provider server that is down fails every request sent to it first). The
+/// line names the server of the occurrence it writes; `datagate_federation_failovers_total`
+/// counts every one.
+static UNREACHABLE_WARNINGS: crate::observe::Throttled = crate::observe::Throttled::new();
+static INTERRUPTED_WARNINGS: crate::observe::Throttled = crate::observe::Throttled::new();
+
 /// The provider member's gateway for one service.
 #[derive(Debug, Clone)]
 pub struct RemoteProvider {
@@ -133,12 +140,16 @@ impl RemoteProvider {
                     return Err(error);
                 }
                 Err(Attempt::Unreachable(reason)) => {
-                    tracing::warn!(server = %server.name, reason, "provider server unreachable; trying the next");
+                    if let Some(occurrences) = UNREACHABLE_WARNINGS.occurrence() {
+                        tracing::warn!(server = %server.name, reason, occurrences, "provider server unreachable; trying the next");
+                    }
                     metrics::counter!("datagate_federation_failovers_total").increment(1);
                     last_error = Some(reason);
                 }
                 Err(Attempt::Interrupted(reason)) => {
-                    tracing::warn!(server = %server.name, reason, "exchange interrupted after sending");
+                    if let Some(occurrences) = INTERRUPTED_WARNINGS.occurrence() {
+                        tracing::warn!(server = %server.name, reason, occurrences, "exchange interrupted after sending");
+                    }
                     last_error = Some(reason);
                     if !idempotent(&ctx.method) {
                         break;
