@@ -55,17 +55,40 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// is answered by us with problem+json; only far larger ones are refused by hyper itself,
 /// and those are counted.
 macro_rules! configure_http1 {
-    ($builder:expr, $limits:expr) => {{
-        let limits: &Limits = $limits;
-        let head_bytes = limits.max_uri_bytes + limits.max_header_bytes;
+    ($builder:expr, $settings:expr) => {{
+        let settings: Http1Settings = $settings;
         $builder
             .timer(TokioTimer::new())
             // hyper starts this timer whenever it waits for a head, idle keep-alive included,
             // so it is the idle bound here; the receive deadline of a head that has begun is ours.
-            .header_read_timeout(limits.idle_timeout)
-            .max_headers(limits.max_headers * 2)
-            .max_buf_size((head_bytes * 2).max(128 * 1024));
+            .header_read_timeout(settings.idle_timeout)
+            .max_headers(settings.max_headers)
+            .max_buf_size(settings.max_buf_size);
     }};
+}
+
+/// What [`configure_http1`] sets, copied out of the limits: a hibernating connection keeps
+/// these few words and builds hyper's builder again when it wakes, rather than keep the
+/// builder (104 bytes) or the whole `Limits`.
+#[derive(Debug, Clone, Copy)]
+struct Http1Settings {
+    /// `limits.idle_timeout`.
+    idle_timeout: Duration,
+    /// Twice `limits.max_headers`.
+    max_headers: usize,
+    /// Twice the largest head our limits allow, at least 128 KiB.
+    max_buf_size: usize,
+}
+
+impl Http1Settings {
+    fn of(limits: &Limits) -> Self {
+        let head_bytes = limits.max_uri_bytes + limits.max_header_bytes;
+        Http1Settings {
+            idle_timeout: limits.idle_timeout,
+            max_headers: limits.max_headers * 2,
+            max_buf_size: (head_bytes * 2).max(128 * 1024),
+        }
+    }
 }
 
 /// How a listener secures its connections.
@@ -542,15 +565,13 @@ async fn establish(
             accepted_at,
         )))
     } else {
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        configure_http1!(builder, &limits);
         Some(Box::pin(serve_http1(
             tls,
             remote,
             peer,
             slot,
             router,
-            (builder, Deadlines::of(&limits)),
+            (Http1Settings::of(&limits), Deadlines::of(&limits)),
             shutdown,
             accepted_at,
         )))
@@ -734,7 +755,7 @@ async fn serve_http<IO>(
     let activity = Activity::new(accepted_at);
     let service = connection_service(&activity, peer, remote, router);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    configure_http1!(builder.http1(), &limits);
+    configure_http1!(builder.http1(), Http1Settings::of(&limits));
     let head_bytes = limits.max_uri_bytes + limits.max_header_bytes;
     builder
         .http2()
@@ -804,7 +825,7 @@ struct Session<S> {
 /// What watches an HTTP/1 connection over TLS through its awake spells and hibernations.
 struct Watcher {
     activity: Arc<Activity>,
-    builder: hyper::server::conn::http1::Builder,
+    http1: Http1Settings,
     deadlines: Deadlines,
     shutdown: watch::Receiver<bool>,
     /// The node is shutting down: the request under way is finished, then the connection
@@ -839,7 +860,7 @@ fn serve_http1(
     peer: Option<PeerCertificate>,
     slot: Slot,
     router: Router,
-    (builder, deadlines): (hyper::server::conn::http1::Builder, Deadlines),
+    (http1, deadlines): (Http1Settings, Deadlines),
     shutdown: watch::Receiver<bool>,
     accepted_at: Instant,
 ) -> impl std::future::Future<Output = ()> + Send {
@@ -852,7 +873,7 @@ fn serve_http1(
     let shutting_down = *shutdown.borrow();
     let mut watcher = Watcher {
         activity,
-        builder,
+        http1,
         deadlines,
         shutdown,
         shutting_down,
@@ -885,7 +906,9 @@ fn serve_http1(
                     continue;
                 };
                 let woke = tokio::select! {
-                    readable = session.tls.get_ref().0.readable() => match readable {
+                    // Readiness polled in place: `readable()`'s future would hold a waiter
+                    // node (150 bytes) in every hibernating connection.
+                    readable = std::future::poll_fn(|cx| session.tls.get_ref().0.poll_read_ready(cx)) => match readable {
                         Ok(()) => Woke::Readable,
                         Err(_) => Woke::Failed,
                     },
@@ -940,7 +963,9 @@ where
         pending,
         service,
     } = session;
-    let mut connection = watcher.builder.serve_connection(
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    configure_http1!(builder, watcher.http1);
+    let mut connection = builder.serve_connection(
         TokioIo::new(WatchedIo {
             inner: tls,
             pending,
@@ -1172,6 +1197,7 @@ mod state_sizes {
         };
         let tls = std::mem::size_of::<TlsConnection>();
         let size = future_size(&stage);
+        eprintln!("the HTTP/1 stage is {size} bytes, the TLS session {tls}");
         assert!(
             size < tls + 1024,
             "the HTTP/1 stage is {size} bytes, the TLS session {tls}"
