@@ -1156,26 +1156,32 @@ mod state_sizes {
         std::mem::size_of::<F>()
     }
 
+    /// The size of the future that `$stage`, a function of eight arguments, returns.
+    macro_rules! stage_size {
+        ($stage:ident) => {
+            future_size(&|| {
+                $stage(
+                    todo!(),
+                    todo!(),
+                    todo!(),
+                    todo!(),
+                    todo!(),
+                    todo!(),
+                    todo!(),
+                    todo!(),
+                )
+            })
+        };
+    }
+
     /// Issue 12: a connection's task holds pointers to its stages, not the socket, limits
     /// and router it handed on (an `async fn` would keep its arguments: rust-lang/rust#62958).
     #[test]
     fn the_connection_task_holds_only_its_stages() {
-        let task = || {
-            serve_connection(
-                todo!(),
-                todo!(),
-                todo!(),
-                todo!(),
-                todo!(),
-                todo!(),
-                todo!(),
-                todo!(),
-            )
-        };
+        let size = stage_size!(serve_connection);
         assert!(
-            future_size(&task) <= 8 * std::mem::size_of::<usize>(),
-            "the task's future is {} bytes",
-            future_size(&task)
+            size <= 8 * std::mem::size_of::<usize>(),
+            "the task's future is {size} bytes"
         );
     }
 
@@ -1183,21 +1189,8 @@ mod state_sizes {
     /// not hyper's connection or the awake spell's timers.
     #[test]
     fn a_hibernating_connection_holds_its_tls_session_once() {
-        let stage = || {
-            serve_http1(
-                todo!(),
-                todo!(),
-                todo!(),
-                todo!(),
-                todo!(),
-                todo!(),
-                todo!(),
-                todo!(),
-            )
-        };
         let tls = std::mem::size_of::<TlsConnection>();
-        let size = future_size(&stage);
-        eprintln!("the HTTP/1 stage is {size} bytes, the TLS session {tls}");
+        let size = stage_size!(serve_http1);
         assert!(
             size < tls + 1024,
             "the HTTP/1 stage is {size} bytes, the TLS session {tls}"
