@@ -738,8 +738,11 @@ fn count_connection_error(error: &(dyn std::error::Error + 'static)) {
 
 /// HTTP on an established connection (HTTP/2 over TLS, or plain TCP where a client may
 /// speak either), with the connection's deadlines.
+///
+/// Not an `async fn`, for the reason [`serve_http1`] gives: the stream is handed to hyper's
+/// connection boxed, so the block holds it once, inside the connection.
 #[allow(clippy::too_many_arguments)]
-async fn serve_http<IO>(
+fn serve_http<IO>(
     io: IO,
     http2: bool,
     remote: SocketAddr,
@@ -749,7 +752,8 @@ async fn serve_http<IO>(
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
     accepted_at: Instant,
-) where
+) -> impl std::future::Future<Output = ()> + Send
+where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Activity::new(accepted_at);
@@ -768,47 +772,50 @@ async fn serve_http<IO>(
                 .unwrap_or(u32::MAX)
                 .max(1),
         );
-    let io = WatchedIo {
+    let io = Box::new(WatchedIo {
         inner: io,
         pending: bytes::Bytes::new(),
         activity: (!http2).then(|| activity.clone()),
-    };
-    let connection = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(connection);
-    let mut closing: Option<Instant> = None;
-    let mut shutting_down = *shutdown.borrow();
-    if shutting_down {
-        connection.as_mut().graceful_shutdown();
-        closing = Some(Instant::now() + CLOSE_GRACE);
-    }
+    });
     let deadlines = Deadlines::of(&limits);
-    loop {
-        let wake = next_wake(&activity, deadlines, closing, false);
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    count_connection_error(error.as_ref());
+    async move {
+        // The connection borrows the builder, so it is made here, in the block's own state.
+        let connection = builder.serve_connection(TokioIo::new(*io), service);
+        tokio::pin!(connection);
+        let mut closing: Option<Instant> = None;
+        let mut shutting_down = *shutdown.borrow();
+        if shutting_down {
+            connection.as_mut().graceful_shutdown();
+            closing = Some(Instant::now() + CLOSE_GRACE);
+        }
+        loop {
+            let wake = next_wake(&activity, deadlines, closing, false);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        count_connection_error(error.as_ref());
+                    }
+                    break;
                 }
-                break;
-            }
-            // A head began: loop to arm its deadline.
-            _ = activity.head_begun.notified(), if closing.is_none() => {}
-            _ = shutdown.changed(), if !shutting_down => {
-                shutting_down = true;
-                connection.as_mut().graceful_shutdown();
-                closing = Some(Instant::now() + CLOSE_GRACE);
-            }
-            _ = tokio::time::sleep_until(wake) => match watch(&activity, deadlines, closing, false) {
-                Watch::Close | Watch::HeadTimeout => break,
-                Watch::Idle => {
+                // A head began: loop to arm its deadline.
+                _ = activity.head_begun.notified(), if closing.is_none() => {}
+                _ = shutdown.changed(), if !shutting_down => {
+                    shutting_down = true;
                     connection.as_mut().graceful_shutdown();
                     closing = Some(Instant::now() + CLOSE_GRACE);
                 }
-                Watch::Nothing | Watch::Hibernate => {}
-            },
+                _ = tokio::time::sleep_until(wake) => match watch(&activity, deadlines, closing, false) {
+                    Watch::Close | Watch::HeadTimeout => break,
+                    Watch::Idle => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = Some(Instant::now() + CLOSE_GRACE);
+                    }
+                    Watch::Nothing | Watch::Hibernate => {}
+                },
+            }
         }
+        drop(slot);
     }
-    drop(slot);
 }
 
 /// A TLS connection to a listener.
@@ -1182,6 +1189,44 @@ mod state_sizes {
         assert!(
             size <= 8 * std::mem::size_of::<usize>(),
             "the task's future is {size} bytes"
+        );
+    }
+
+    /// Issue 12: an HTTP/2 connection's stage holds its TLS session once, inside hyper's
+    /// connection, and not the limits it was configured from.
+    #[test]
+    fn an_http2_connection_holds_its_tls_session_once() {
+        let tls = std::mem::size_of::<TlsConnection>();
+        let tcp = std::mem::size_of::<tokio::net::TcpStream>();
+        let over_tls = future_size(&|| {
+            serve_http::<TlsConnection>(
+                todo!(),
+                true,
+                todo!(),
+                None,
+                todo!(),
+                todo!(),
+                todo!(),
+                todo!(),
+                todo!(),
+            )
+        });
+        let over_tcp = future_size(&|| {
+            serve_http::<tokio::net::TcpStream>(
+                todo!(),
+                false,
+                todo!(),
+                None,
+                todo!(),
+                todo!(),
+                todo!(),
+                todo!(),
+                todo!(),
+            )
+        });
+        assert!(
+            over_tls - over_tcp < 2 * (tls - tcp),
+            "over TLS the stage is {over_tls} bytes, over TCP {over_tcp}: the TLS session is held more than once"
         );
     }
 
