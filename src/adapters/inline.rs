@@ -38,6 +38,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
 
 type Driver = Connection<TokioIo<TcpStream>, Full<Bytes>>;
 
+/// The idle connections, each with when it was given back.
+type IdleList = Vec<(Box<Conn>, Instant)>;
+
 /// One HTTP/1 connection to the backend: the sending half and the connection itself, which
 /// only makes progress while someone polls it (see [`Conn::drive`]).
 pub struct Conn {
@@ -174,7 +177,9 @@ struct Inner {
     /// Most recently used last. `None` until the first connection is given back: the
     /// sweeper starts with it (a pool built outside a runtime, by `datagate check`, spawns
     /// nothing).
-    idle: Mutex<Option<Vec<(Conn, Instant)>>>,
+    /// Boxed: a connection is moved out and back on every call, and hyper's connection
+    /// state is several hundred bytes; a box moves as a pointer (issue 12).
+    idle: Mutex<Option<IdleList>>,
 }
 
 impl Pool {
@@ -190,13 +195,13 @@ impl Pool {
         }
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Option<Vec<(Conn, Instant)>>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Option<IdleList>> {
         self.inner.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A connection ready for a request: the most recently used idle one that is still
     /// open, or a new one.
-    pub async fn checkout(&self) -> Result<Conn, AdapterError> {
+    pub async fn checkout(&self) -> Result<Box<Conn>, AdapterError> {
         loop {
             let taken = self.idle().as_mut().and_then(Vec::pop);
             let Some((mut conn, since)) = taken else {
@@ -210,7 +215,7 @@ impl Pool {
     }
 
     /// Opens a new connection.
-    pub async fn connect(&self) -> Result<Conn, AdapterError> {
+    pub async fn connect(&self) -> Result<Box<Conn>, AdapterError> {
         let stream = tokio::time::timeout(
             self.inner.connect_timeout,
             TcpStream::connect(self.inner.address.as_str()),
@@ -225,16 +230,16 @@ impl Pool {
             .await
             .map_err(|error| super::transport::describe(&error, TransportCause::Other))?;
         metrics::counter!("datagate_adapter_connections_opened_total").increment(1);
-        Ok(Conn {
+        Ok(Box::new(Conn {
             send,
             driver: Some(driver),
             reused: false,
-        })
+        }))
     }
 
     /// Gives a connection back after a call that read its whole answer: kept for the next
     /// call when it is still open and ready, closed otherwise (or when the pool is full).
-    pub async fn checkin(&self, mut conn: Conn) {
+    pub async fn checkin(&self, mut conn: Box<Conn>) {
         if !conn.settle().await {
             return;
         }
