@@ -1163,11 +1163,13 @@ mod state_sizes {
         std::mem::size_of::<F>()
     }
 
-    /// The size of the future that `$stage`, a function of eight arguments, returns.
+    /// The size of the future that `$stage`, a function of eight arguments (nine with
+    /// `$first`), returns.
     macro_rules! stage_size {
-        ($stage:ident) => {
+        ($stage:path $(, $first:expr)?) => {
             future_size(&|| {
                 $stage(
+                    $($first,)?
                     todo!(),
                     todo!(),
                     todo!(),
@@ -1192,38 +1194,22 @@ mod state_sizes {
         );
     }
 
+    /// The size of [`serve_http`]'s future over `IO`.
+    fn http_stage_size<IO>() -> usize
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        stage_size!(serve_http::<IO>, todo!())
+    }
+
     /// Issue 12: an HTTP/2 connection's stage holds its TLS session once, inside hyper's
     /// connection, and not the limits it was configured from.
     #[test]
     fn an_http2_connection_holds_its_tls_session_once() {
         let tls = std::mem::size_of::<TlsConnection>();
         let tcp = std::mem::size_of::<tokio::net::TcpStream>();
-        let over_tls = future_size(&|| {
-            serve_http::<TlsConnection>(
-                todo!(),
-                true,
-                todo!(),
-                None,
-                todo!(),
-                todo!(),
-                todo!(),
-                todo!(),
-                todo!(),
-            )
-        });
-        let over_tcp = future_size(&|| {
-            serve_http::<tokio::net::TcpStream>(
-                todo!(),
-                false,
-                todo!(),
-                None,
-                todo!(),
-                todo!(),
-                todo!(),
-                todo!(),
-                todo!(),
-            )
-        });
+        let over_tls = http_stage_size::<TlsConnection>();
+        let over_tcp = http_stage_size::<tokio::net::TcpStream>();
         assert!(
             over_tls - over_tcp < 2 * (tls - tcp),
             "over TLS the stage is {over_tls} bytes, over TCP {over_tcp}: the TLS session is held more than once"
