@@ -58,10 +58,10 @@ macro_rules! configure_http1 {
     ($builder:expr, $settings:expr) => {{
         let settings: Http1Settings = $settings;
         $builder
-            .timer(TokioTimer::new())
-            // hyper starts this timer whenever it waits for a head, idle keep-alive included,
-            // so it is the idle bound here; the receive deadline of a head that has begun is ours.
-            .header_read_timeout(settings.idle_timeout)
+            // No timer of hyper's: the connection's watchdog already holds both bounds (the
+            // idle deadline, and the receive deadline of a head that has begun), and hyper's
+            // header timer cost a boxed sleep armed and cancelled on every request (issue 12).
+            .header_read_timeout(None)
             .max_headers(settings.max_headers)
             .max_buf_size(settings.max_buf_size);
     }};
@@ -72,8 +72,6 @@ macro_rules! configure_http1 {
 /// builder (104 bytes) or the whole `Limits`.
 #[derive(Debug, Clone, Copy)]
 struct Http1Settings {
-    /// `limits.idle_timeout`.
-    idle_timeout: Duration,
     /// Twice `limits.max_headers`.
     max_headers: usize,
     /// Twice the largest head our limits allow, at least 128 KiB.
@@ -84,7 +82,6 @@ impl Http1Settings {
     fn of(limits: &Limits) -> Self {
         let head_bytes = limits.max_uri_bytes + limits.max_header_bytes;
         Http1Settings {
-            idle_timeout: limits.idle_timeout,
             max_headers: limits.max_headers * 2,
             max_buf_size: (head_bytes * 2).max(128 * 1024),
         }
@@ -690,6 +687,16 @@ fn next_wake(
     }
 }
 
+/// Arms the watchdog's timer for `wake`, lazily. A deadline that moved later is left armed:
+/// the watchdog wakes early once, finds nothing due and arms again. So a busy keep-alive
+/// connection, whose idle deadline moves with every request, does not cancel and re-arm a
+/// timer per request (issue 12). An earlier deadline, or a timer that has fired, is re-armed.
+fn arm(timer: std::pin::Pin<&mut tokio::time::Sleep>, wake: Instant) {
+    if wake < timer.deadline() || timer.is_elapsed() {
+        timer.reset(wake);
+    }
+}
+
 /// The watchdog's verdict when it wakes (see [`next_wake`]).
 fn watch(
     activity: &Activity,
@@ -788,8 +795,13 @@ where
             connection.as_mut().graceful_shutdown();
             closing = Some(Instant::now() + CLOSE_GRACE);
         }
+        let timer = tokio::time::sleep_until(next_wake(&activity, deadlines, closing, false));
+        tokio::pin!(timer);
         loop {
-            let wake = next_wake(&activity, deadlines, closing, false);
+            arm(
+                timer.as_mut(),
+                next_wake(&activity, deadlines, closing, false),
+            );
             tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(error) = result {
@@ -804,7 +816,7 @@ where
                     connection.as_mut().graceful_shutdown();
                     closing = Some(Instant::now() + CLOSE_GRACE);
                 }
-                _ = tokio::time::sleep_until(wake) => match watch(&activity, deadlines, closing, false) {
+                _ = &mut timer => match watch(&activity, deadlines, closing, false) {
                     Watch::Close | Watch::HeadTimeout => break,
                     Watch::Idle => {
                         connection.as_mut().graceful_shutdown();
@@ -986,8 +998,18 @@ where
         std::pin::Pin::new(&mut connection).graceful_shutdown();
         closing = Some(Instant::now() + CLOSE_GRACE);
     }
+    let timer = tokio::time::sleep_until(next_wake(
+        &watcher.activity,
+        watcher.deadlines,
+        closing,
+        !hibernating,
+    ));
+    tokio::pin!(timer);
     let ended = loop {
-        let wake = next_wake(&watcher.activity, watcher.deadlines, closing, !hibernating);
+        arm(
+            timer.as_mut(),
+            next_wake(&watcher.activity, watcher.deadlines, closing, !hibernating),
+        );
         tokio::select! {
             result = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => break result,
             // A head began: loop to arm its deadline.
@@ -997,7 +1019,7 @@ where
                 std::pin::Pin::new(&mut connection).graceful_shutdown();
                 closing = Some(Instant::now() + CLOSE_GRACE);
             }
-            _ = tokio::time::sleep_until(wake) => match watch(&watcher.activity, watcher.deadlines, closing, !hibernating) {
+            _ = &mut timer => match watch(&watcher.activity, watcher.deadlines, closing, !hibernating) {
                 // Dropping the connection closes the socket.
                 Watch::Close | Watch::HeadTimeout => return None,
                 Watch::Idle => {
@@ -1148,6 +1170,37 @@ mod tests {
             watch(&activity, DEADLINES, None, true),
             Watch::Hibernate
         ));
+    }
+
+    /// Issue 12: the watchdog's timer is armed lazily. A later deadline leaves the armed one
+    /// (the watchdog wakes early and arms again), an earlier one replaces it, and a timer
+    /// that fired is always armed again, so no deadline is ever passed unwatched.
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_timer_keeps_its_earlier_deadline_and_rearms_once_fired() {
+        let start = Instant::now();
+        let timer = tokio::time::sleep_until(start + Duration::from_millis(100));
+        tokio::pin!(timer);
+        // Later: kept.
+        arm(timer.as_mut(), start + Duration::from_millis(150));
+        assert_eq!(timer.deadline(), start + Duration::from_millis(100));
+        // Earlier: taken.
+        arm(timer.as_mut(), start + Duration::from_millis(40));
+        assert_eq!(timer.deadline(), start + Duration::from_millis(40));
+        tokio::time::advance(Duration::from_millis(40)).await;
+        (&mut timer).await;
+        assert!(timer.is_elapsed());
+        // Fired: armed again even for a later deadline, and it fires at that deadline.
+        arm(timer.as_mut(), start + Duration::from_millis(150));
+        assert_eq!(timer.deadline(), start + Duration::from_millis(150));
+        assert!(!timer.is_elapsed());
+        tokio::time::advance(Duration::from_millis(109)).await;
+        assert!(
+            futures_util::FutureExt::now_or_never(timer.as_mut()).is_none(),
+            "not due yet"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        (&mut timer).await;
+        assert_eq!(Instant::now(), start + Duration::from_millis(150));
     }
 }
 
