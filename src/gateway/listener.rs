@@ -796,7 +796,10 @@ where
             closing = Some(Instant::now() + CLOSE_GRACE);
         }
         let timer = tokio::time::sleep_until(next_wake(&activity, deadlines, closing, false));
-        tokio::pin!(timer);
+        // One wait for the node's shutdown for the connection's life, rather than one per
+        // turn of the loop (a waiter registered and removed per request, issue 12).
+        let shutdown_began = shutdown.changed();
+        tokio::pin!(timer, shutdown_began);
         loop {
             arm(
                 timer.as_mut(),
@@ -811,7 +814,7 @@ where
                 }
                 // A head began: loop to arm its deadline.
                 _ = activity.head_begun.notified(), if closing.is_none() => {}
-                _ = shutdown.changed(), if !shutting_down => {
+                _ = &mut shutdown_began, if !shutting_down => {
                     shutting_down = true;
                     connection.as_mut().graceful_shutdown();
                     closing = Some(Instant::now() + CLOSE_GRACE);
@@ -1004,7 +1007,9 @@ where
         closing,
         !hibernating,
     ));
-    tokio::pin!(timer);
+    // One wait for the node's shutdown for the spell (see `serve_http`).
+    let shutdown_began = watcher.shutdown.changed();
+    tokio::pin!(timer, shutdown_began);
     let ended = loop {
         arm(
             timer.as_mut(),
@@ -1014,7 +1019,7 @@ where
             result = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => break result,
             // A head began: loop to arm its deadline.
             _ = watcher.activity.head_begun.notified(), if closing.is_none() => {}
-            _ = watcher.shutdown.changed(), if !watcher.shutting_down => {
+            _ = &mut shutdown_began, if !watcher.shutting_down => {
                 watcher.shutting_down = true;
                 std::pin::Pin::new(&mut connection).graceful_shutdown();
                 closing = Some(Instant::now() + CLOSE_GRACE);
