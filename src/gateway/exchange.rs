@@ -72,6 +72,25 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
     spawn_exchange(gateway, request, Arrival::Consumer).await
 }
 
+/// Whether the consumer router would hand `request` to its fallback, [`handle`]: a path
+/// under `/r1/` whose fifth segment is not a metadata call's code (the metadata calls are
+/// the consumer router's only routes under `/r1/`, see
+/// [`super::server::consumer_router`]), with any method but HEAD (the router strips the
+/// body of a HEAD answer). The consumer listener serves these without routing; the answer
+/// is the same.
+pub(super) fn routes_to_exchange(request: &Request) -> bool {
+    if request.method() == axum::http::Method::HEAD {
+        return false;
+    }
+    let Some(rest) = request.uri().path().strip_prefix("/r1/") else {
+        return false;
+    };
+    !rest
+        .split('/')
+        .nth(4)
+        .is_some_and(|code| protocol::METADATA_SERVICE_CODES.contains(&code))
+}
+
 /// Runs [`exchange`] on its own task (see [`handle`]).
 pub(super) async fn spawn_exchange(
     gateway: Arc<Gateway>,
@@ -1071,6 +1090,115 @@ mod tests {
             serde_json::from_slice(&body).expect("problem json"),
             id,
         )
+    }
+
+    fn request(method: &str, path: &str) -> Request {
+        axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-road-client", "VN/GOV/000.00.00.H29/dvc-portal")
+            .header("x-road-id", "shortcut-check")
+            .body(Body::empty())
+            .expect("request")
+    }
+
+    /// Issue 12: the consumer listener serves service calls without routing. Only what the
+    /// router would hand to its fallback is taken: never a metadata call (at any depth), a
+    /// HEAD request, or a path outside `/r1/`.
+    #[test]
+    fn only_what_the_router_would_hand_to_the_pipeline_skips_routing() {
+        for (method, path, direct) in [
+            (
+                "GET",
+                "/r1/VN/GOV/000.00.00.G10/population-db/citizen/1",
+                true,
+            ),
+            (
+                "POST",
+                "/r1/VN/GOV/000.00.00.G10/population-db/citizen",
+                true,
+            ),
+            ("GET", "/r1/VN/GOV/000.00.00.G10/population-db", true),
+            ("GET", "/r1/", true),
+            // A service whose code only starts like a metadata call's.
+            (
+                "GET",
+                "/r1/VN/GOV/000.00.00.G10/population-db/listMethodsX",
+                true,
+            ),
+            (
+                "GET",
+                "/r1/VN/GOV/000.00.00.G10/population-db/list%4Dethods",
+                true,
+            ),
+            (
+                "GET",
+                "/r1/VN/GOV/000.00.00.G10/population-db/listMethods",
+                false,
+            ),
+            (
+                "GET",
+                "/r1/VN/GOV/000.00.00.G10/population-db/allowedMethods",
+                false,
+            ),
+            (
+                "GET",
+                "/r1/VN/GOV/000.00.00.G10/population-db/getOpenAPI",
+                false,
+            ),
+            (
+                "GET",
+                "/r1/VN/GOV/000.00.00.G10/population-db/getOpenAPI/x/y",
+                false,
+            ),
+            (
+                "GET",
+                "/r1/VN//000.00.00.G10/population-db/listMethods",
+                false,
+            ),
+            (
+                "HEAD",
+                "/r1/VN/GOV/000.00.00.G10/population-db/citizen/1",
+                false,
+            ),
+            ("GET", "/autofill/v1/birth-registration", false),
+            ("GET", "/opendata/v1/api/3/action/package_list", false),
+            ("GET", "/openapi.json", false),
+            ("GET", "/r1", false),
+        ] {
+            assert_eq!(
+                routes_to_exchange(&request(method, path)),
+                direct,
+                "{method} {path}"
+            );
+        }
+    }
+
+    /// Issue 12: a service call answered without routing gets the answer the router gives
+    /// it through its fallback (here the refusal of a caller without a certificate, with
+    /// the caller's message id), for each method the pipeline takes.
+    #[tokio::test]
+    async fn a_service_call_without_routing_is_answered_as_through_the_router() {
+        let (gateway, _dir) = gateway().await;
+        for method in ["GET", "POST", "PUT", "DELETE"] {
+            let path = "/r1/VN/GOV/000.00.00.G10/population-db/citizen/1";
+            assert!(routes_to_exchange(&request(method, path)));
+            let routed = consumer_router(gateway.clone())
+                .oneshot(request(method, path))
+                .await
+                .expect("infallible");
+            let direct =
+                spawn_exchange(gateway.clone(), request(method, path), Arrival::Consumer).await;
+            assert_eq!(routed.status(), direct.status(), "{method}");
+            assert_eq!(routed.status(), 401, "{method}");
+            for response in [routed, direct] {
+                assert_eq!(response.headers()[X_ROAD_ID], "shortcut-check");
+                let body = response.into_body().collect().await.expect("body");
+                let problem: serde_json::Value =
+                    serde_json::from_slice(&body.to_bytes()).expect("problem json");
+                assert_eq!(problem["code"], "trust.certificate_missing", "{method}");
+            }
+        }
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@
 //! API, when `[admin]` is configured), and the ops listener (plain; loopback or a
 //! management network).
 
-use super::listener::{Listener, TlsMode};
+use super::listener::{Listener, Routes, TlsMode};
 use super::{Gateway, Runtime};
 use crate::config::{self, NodeConfig};
 use crate::error::{ErrorCode, GatewayError};
@@ -34,6 +34,12 @@ fn catch_panic(router: Router) -> Router {
 }
 
 /// The consumer router: every path is an exchange; panics become problem+json.
+///
+/// Invariant: under `/r1/` the only routes are the metadata calls
+/// ([`crate::protocol::METADATA_SERVICE_CODES`]); the consumer listener hands every other
+/// `/r1/` request to the exchange pipeline without routing
+/// ([`super::exchange::routes_to_exchange`]). A route added under `/r1/` must be excluded
+/// there too.
 pub fn consumer_router(gateway: Arc<Gateway>) -> Router {
     catch_panic(
         Router::new()
@@ -198,7 +204,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
         name: "consumer",
         socket: bind("consumer", config.consumer_listener).await?,
         tls: TlsMode::Mutual(tls.clone()),
-        router: consumer_router(gateway.clone()),
+        routes: Routes::with_exchanges(consumer_router(gateway.clone()), gateway.clone()),
         connections: gateway.connections().clone(),
         proxy_protocol: false,
     }];
@@ -211,7 +217,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
             name: "exchange",
             socket: bind("exchange", address).await?,
             tls: TlsMode::Mutual(exchange_tls),
-            router: exchange_router(gateway.clone()),
+            routes: Routes::new(exchange_router(gateway.clone())),
             connections: super::connections::Connections::new(),
             proxy_protocol: false,
         });
@@ -223,7 +229,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
             name: "admin",
             socket: bind("admin", admin.listen).await?,
             tls: TlsMode::Mutual(tls.clone()),
-            router: catch_panic(super::admin::router(gateway.clone())),
+            routes: Routes::new(catch_panic(super::admin::router(gateway.clone()))),
             connections: super::connections::Connections::new(),
             proxy_protocol: false,
         });
@@ -242,7 +248,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
             name: "public",
             socket: bind("public", address).await?,
             tls: tls_mode,
-            router: catch_panic(super::opendata::public_router(gateway.clone())),
+            routes: Routes::new(catch_panic(super::opendata::public_router(gateway.clone()))),
             connections: super::connections::Connections::new(),
             // Read before TLS and HTTP, from `[public] trusted_proxies` only.
             proxy_protocol: config.opendata.public.proxy_protocol,
@@ -252,7 +258,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<Node> {
         name: "ops",
         socket: bind("ops", config.ops_listener).await?,
         tls: TlsMode::Plain,
-        router: super::ops::router(gateway.clone()),
+        routes: Routes::new(super::ops::router(gateway.clone())),
         connections: super::connections::Connections::new(),
         proxy_protocol: false,
     });
