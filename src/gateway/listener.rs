@@ -753,11 +753,16 @@ fn watch(
     closing: Option<Instant>,
     hibernates: bool,
 ) -> Watch {
-    if closing.is_some() {
-        // It did not finish in time: dropping the connection closes the socket.
-        return Watch::Close;
-    }
     let now = Instant::now();
+    if let Some(close) = closing {
+        // The timer may wake before the close grace is over (it is armed lazily, see
+        // [`arm`]): only a grace that ran out drops the connection, which closes the socket.
+        return if close <= now {
+            Watch::Close
+        } else {
+            Watch::Nothing
+        };
+    }
     if activity
         .head_deadline(deadlines.receive)
         .is_some_and(|deadline| deadline <= now)
@@ -1224,6 +1229,28 @@ mod tests {
             watch(&activity, DEADLINES, None, true),
             Watch::Hibernate
         ));
+    }
+
+    /// Issue 12: a watchdog that wakes early (its timer is armed lazily) during a close
+    /// grace leaves the connection to finish its answer; only a grace that ran out closes it.
+    #[tokio::test(start_paused = true)]
+    async fn a_close_grace_is_cut_only_once_it_has_run_out() {
+        let activity = Activity::new(Instant::now());
+        let guard = activity.begin();
+        let close = Instant::now() + CLOSE_GRACE;
+        // An earlier deadline (a hibernation check) fires first: nothing is due.
+        tokio::time::advance(HIBERNATE_AFTER).await;
+        assert!(matches!(
+            watch(&activity, DEADLINES, Some(close), true),
+            Watch::Nothing
+        ));
+        assert_eq!(next_wake(&activity, DEADLINES, Some(close), true), close);
+        tokio::time::advance(close - Instant::now()).await;
+        assert!(matches!(
+            watch(&activity, DEADLINES, Some(close), true),
+            Watch::Close
+        ));
+        drop(guard);
     }
 
     /// Issue 12: the watchdog's timer is armed lazily. A later deadline leaves the armed one
