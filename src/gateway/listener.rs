@@ -621,28 +621,24 @@ fn connection_service(
         }
         request.extensions_mut().insert(RemoteAddr(remote));
         let request = request.map(axum::body::Body::new);
-        match &routes.exchanges {
+        let call = match &routes.exchanges {
             Some(gateway) if super::exchange::routes_to_exchange(&request) => {
-                let call = super::exchange::spawn_exchange(
-                    gateway.clone(),
-                    request,
-                    super::exchange::Arrival::Consumer,
-                );
-                Box::pin(async move {
-                    let response = call.await;
-                    drop(guard);
-                    Ok(response)
-                }) as Answer
+                futures_util::future::Either::Left(
+                    super::exchange::spawn_exchange(
+                        gateway.clone(),
+                        request,
+                        super::exchange::Arrival::Consumer,
+                    )
+                    .map(Ok),
+                )
             }
-            _ => {
-                let call = routes.router.clone().oneshot(request);
-                Box::pin(async move {
-                    let response = call.await;
-                    drop(guard);
-                    response
-                }) as Answer
-            }
-        }
+            _ => futures_util::future::Either::Right(routes.router.clone().oneshot(request)),
+        };
+        Box::pin(async move {
+            let response = call.await;
+            drop(guard);
+            response
+        }) as Answer
     })
 }
 
